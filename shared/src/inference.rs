@@ -1,0 +1,199 @@
+//! Runs a contract-conforming ONNX model (see [`crate::contract`]) with
+//! `tract-onnx`: parsed from bytes, optimized and planned once, then run many
+//! times. Works the same natively and on `wasm32-unknown-unknown`.
+
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+
+use crate::contract::{self, ModelKind};
+
+/// Metadata keys the trainer writes into the ONNX `metadata_props`.
+pub mod metadata {
+    /// `full` or `edge`.
+    pub const KIND: &str = "edgerec.kind";
+    /// Number of items the model scores (valid indices `0..n_items`).
+    pub const N_ITEMS: &str = "edgerec.n_items";
+    /// Columns of the outputs.
+    pub const TOP_K: &str = "edgerec.top_k";
+}
+
+/// Why a model could not be loaded or run.
+#[derive(Debug, thiserror::Error)]
+pub enum InferenceError {
+    /// tract refused the file or the run (malformed protobuf, unsupported op, …).
+    #[error("tract: {0:#}")]
+    Tract(#[from] TractError),
+    /// The file loads but does not follow the contract.
+    #[error("model violates the edgerec ONNX contract: {0}")]
+    Contract(String),
+    /// A history index outside `0..n_items`.
+    #[error("item index {index} is out of range for a model over {n_items} items")]
+    IndexOutOfRange {
+        /// The offending index.
+        index: usize,
+        /// The model's item count.
+        n_items: usize,
+    },
+    /// A history row longer than [`contract::MAX_HISTORY`].
+    #[error("history has {len} items, at most {max} are allowed", max = contract::MAX_HISTORY)]
+    HistoryTooLong {
+        /// The row's length.
+        len: usize,
+    },
+}
+
+/// One ranked row: `indices[i]` has score `scores[i]`, scores descending.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ranked {
+    /// Item indices in `0..n_items`, length `top_k`.
+    pub indices: Vec<usize>,
+    /// Scores aligned with `indices`.
+    pub scores: Vec<f32>,
+}
+
+/// A loaded, optimized model ready to run.
+#[derive(Debug, Clone)]
+pub struct OnnxRecommender {
+    plan: Arc<TypedRunnableModel>,
+    kind: ModelKind,
+    n_items: usize,
+    top_k: usize,
+}
+
+fn metadata_value(model: &InferenceModel, key: &str) -> Result<String, InferenceError> {
+    let prop = model
+        .properties
+        .get(&format!("onnx.metadata_props.{key}"))
+        .ok_or_else(|| InferenceError::Contract(format!("missing metadata_props {key:?}")))?;
+    Ok(prop.try_as_plain_ram()?.to_scalar::<String>()?.clone())
+}
+
+fn metadata_usize(model: &InferenceModel, key: &str) -> Result<usize, InferenceError> {
+    let raw = metadata_value(model, key)?;
+    raw.parse().map_err(|_| InferenceError::Contract(format!("metadata_props {key:?} = {raw:?} is not a count")))
+}
+
+impl OnnxRecommender {
+    /// Parses, checks, optimizes and plans an ONNX model from its bytes.
+    ///
+    /// Checks: the `edgerec.*` metadata is present, inputs are
+    /// `history`/`weights` and outputs `scores`/`indices` in that order, and
+    /// `top_k` equals [`contract::output_top_k`]`(n_items)`.
+    ///
+    /// # Errors
+    /// [`InferenceError::Tract`] for files tract cannot parse or plan,
+    /// [`InferenceError::Contract`] for files that break the contract.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, InferenceError> {
+        let mut model = tract_onnx::onnx().model_for_read(&mut &bytes[..])?;
+        let kind = match metadata_value(&model, metadata::KIND)?.as_str() {
+            "full" => ModelKind::Full,
+            "edge" => ModelKind::Edge,
+            other => return Err(InferenceError::Contract(format!("unknown model kind {other:?}"))),
+        };
+        let n_items = metadata_usize(&model, metadata::N_ITEMS)?;
+        let top_k = metadata_usize(&model, metadata::TOP_K)?;
+        if n_items == 0 || top_k != contract::output_top_k(n_items) {
+            return Err(InferenceError::Contract(format!(
+                "top_k {top_k} does not match n_items {n_items} (expected {})",
+                contract::output_top_k(n_items)
+            )));
+        }
+        let names = |outlets: &[OutletId]| -> Vec<String> {
+            outlets.iter().map(|o| model.node(o.node).name.clone()).collect()
+        };
+        let inputs = names(model.input_outlets()?);
+        if inputs != [contract::INPUT_HISTORY, contract::INPUT_WEIGHTS] {
+            return Err(InferenceError::Contract(format!("inputs are {inputs:?}, expected [history, weights]")));
+        }
+        let output_labels: Vec<Option<String>> =
+            model.output_outlets()?.iter().map(|o| model.outlet_label(*o).map(str::to_string)).collect();
+        let expected = [Some(contract::OUTPUT_SCORES.to_string()), Some(contract::OUTPUT_INDICES.to_string())];
+        if output_labels != expected {
+            return Err(InferenceError::Contract(format!(
+                "outputs are {output_labels:?}, expected [scores, indices]"
+            )));
+        }
+        let batch = model.sym("batch");
+        let len = model.sym("L");
+        let shape = tvec!(TDim::from(batch), TDim::from(len));
+        model.set_input_fact(0, InferenceFact::dt_shape(i64::datum_type(), shape.clone()))?;
+        model.set_input_fact(1, InferenceFact::dt_shape(f32::datum_type(), shape))?;
+        let plan = model.into_optimized()?.into_runnable()?;
+        Ok(OnnxRecommender { plan, kind, n_items, top_k })
+    }
+
+    /// Which model this is.
+    pub fn kind(&self) -> ModelKind {
+        self.kind
+    }
+
+    /// Items the model scores (valid history indices are `0..n_items`).
+    pub fn n_items(&self) -> usize {
+        self.n_items
+    }
+
+    /// Ranked items per output row.
+    pub fn top_k(&self) -> usize {
+        self.top_k
+    }
+
+    /// Scores a batch of histories; row `b` of the answer ranks `rows[b]`.
+    ///
+    /// Each row is a list of `(item index, weight)`, at most
+    /// [`contract::MAX_HISTORY`] long; an empty row scores every item 0.
+    /// Rows are padded to the longest one with the padding index.
+    ///
+    /// # Errors
+    /// [`InferenceError::IndexOutOfRange`] / [`InferenceError::HistoryTooLong`]
+    /// before the model runs; [`InferenceError::Tract`] if the run fails.
+    pub fn run(&self, rows: &[Vec<(usize, f32)>]) -> Result<Vec<Ranked>, InferenceError> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let len = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        if len > contract::MAX_HISTORY {
+            return Err(InferenceError::HistoryTooLong { len });
+        }
+        let pad = contract::padding_index(self.n_items) as i64;
+        let mut history = vec![pad; rows.len() * len];
+        let mut weights = vec![0f32; rows.len() * len];
+        for (b, row) in rows.iter().enumerate() {
+            for (j, &(index, weight)) in row.iter().enumerate() {
+                if index >= self.n_items {
+                    return Err(InferenceError::IndexOutOfRange { index, n_items: self.n_items });
+                }
+                history[b * len + j] = index as i64;
+                weights[b * len + j] = weight;
+            }
+        }
+        let history = Tensor::from_shape(&[rows.len(), len], &history)?;
+        let weights = Tensor::from_shape(&[rows.len(), len], &weights)?;
+        let outputs = self.plan.run(tvec!(history.into(), weights.into()))?;
+        let scores = outputs[0].to_plain_array_view::<f32>()?;
+        let indices = outputs[1].to_plain_array_view::<i64>()?;
+        if scores.shape() != [rows.len(), self.top_k] || indices.shape() != scores.shape() {
+            return Err(InferenceError::Contract(format!(
+                "outputs have shapes {:?}/{:?}, expected [{}, {}]",
+                scores.shape(),
+                indices.shape(),
+                rows.len(),
+                self.top_k
+            )));
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for b in 0..rows.len() {
+            let mut ranked = Ranked { indices: Vec::with_capacity(self.top_k), scores: Vec::with_capacity(self.top_k) };
+            for j in 0..self.top_k {
+                let index = indices[[b, j]];
+                if index < 0 || index as usize >= self.n_items {
+                    return Err(InferenceError::Contract(format!("output index {index} out of range")));
+                }
+                ranked.indices.push(index as usize);
+                ranked.scores.push(scores[[b, j]]);
+            }
+            out.push(ranked);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,32 @@
+//! # edgerec `shared`
+//!
+//! The one crate every edgerec component links: the trainer writes what it
+//! defines, the origin and the edge worker read it.
+//!
+//! * [`contract`] — the ONNX model contract (input/output names, shapes, padding).
+//! * [`manifest`] — the model directory's `manifest.json` and its sha256 checks.
+//! * [`catalog`] — external item id ↔ model index, titles, popularity.
+//! * [`inference`] — loads a contract-conforming ONNX file with `tract-onnx`
+//!   and runs it (natively and on `wasm32-unknown-unknown`).
+//! * [`model_set`] — a verified model directory: manifest, catalog, models.
+//! * [`recommender`] — catalog + model + popular list: external ids in,
+//!   ranked items out, unknown ids reported rather than fatal.
+//! * [`wire`] — the JSON request/response types shared by origin and edge.
+//!
+//! Compiles natively and for `wasm32-unknown-unknown` (no threads, no file
+//! system: everything is loaded from byte slices).
+
+pub mod catalog;
+pub mod contract;
+pub mod inference;
+pub mod manifest;
+pub mod model_set;
+pub mod recommender;
+pub mod wire;
+
+pub use catalog::{Catalog, CatalogItem, ResolvedHistory};
+pub use contract::ModelKind;
+pub use inference::{InferenceError, OnnxRecommender, Ranked};
+pub use manifest::{FileEntry, Manifest, ManifestError};
+pub use model_set::{ModelSet, ModelSetError};
+pub use recommender::{Recommender, Recommendation, RecommenderError};

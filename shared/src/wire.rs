@@ -1,0 +1,181 @@
+//! JSON types of the recommendation API, shared by origin and edge so both
+//! speak exactly the same protocol.
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::contract::{MAX_HISTORY, MAX_K};
+
+/// Default number of items when a request gives no `k`.
+pub const DEFAULT_K: usize = 10;
+
+/// Body of `POST /v1/recommendations` (the `GET` form carries the same fields
+/// as query parameters).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecommendationRequest {
+    /// Opaque shopper id, for logs only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// The shopper's items, oldest first; ids as strings or integers.
+    #[serde(deserialize_with = "item_ids")]
+    pub history: Vec<String>,
+    /// Items wanted, `1..=100`; default [`DEFAULT_K`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub k: Option<usize>,
+    /// Leave the history's items out of the answer; default true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude_seen: Option<bool>,
+}
+
+fn item_ids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Id {
+        Text(String),
+        Number(u64),
+    }
+    let ids = Vec::<Id>::deserialize(d)?;
+    Ok(ids
+        .into_iter()
+        .map(|id| match id {
+            Id::Text(s) => s,
+            Id::Number(n) => n.to_string(),
+        })
+        .collect())
+}
+
+/// A request whose fields are in range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidRequest {
+    /// Item ids, oldest first, at most [`MAX_HISTORY`].
+    pub history: Vec<String>,
+    /// `1..=MAX_K`.
+    pub k: usize,
+    /// Whether history items are removed from the answer.
+    pub exclude_seen: bool,
+}
+
+/// A request field that is out of range (HTTP 422 in both servers).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {reason}")]
+pub struct FieldError {
+    /// JSON name of the field (`k`, `history`).
+    pub field: &'static str,
+    /// What is wrong, for humans.
+    pub reason: String,
+}
+
+impl RecommendationRequest {
+    /// Checks ranges: `k` in `1..=MAX_K`, history at most [`MAX_HISTORY`]
+    /// items, no empty id.
+    ///
+    /// # Errors
+    /// [`FieldError`] naming the first offending field.
+    pub fn validate(self) -> Result<ValidRequest, FieldError> {
+        let k = self.k.unwrap_or(DEFAULT_K);
+        if !(1..=MAX_K).contains(&k) {
+            return Err(FieldError { field: "k", reason: format!("must be between 1 and {MAX_K}, got {k}") });
+        }
+        if self.history.len() > MAX_HISTORY {
+            return Err(FieldError {
+                field: "history",
+                reason: format!("at most {MAX_HISTORY} items, got {}", self.history.len()),
+            });
+        }
+        if let Some(pos) = self.history.iter().position(|id| id.is_empty() || id.len() > 256) {
+            return Err(FieldError { field: "history", reason: format!("item id at position {pos} is empty or longer than 256 bytes") });
+        }
+        Ok(ValidRequest { history: self.history, k, exclude_seen: self.exclude_seen.unwrap_or(true) })
+    }
+}
+
+/// Where an answer came from (`source` in the body, `x-rec-source` header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// The origin's full model.
+    Origin,
+    /// The edge model inside the worker.
+    Edge,
+    /// A fresh cached answer.
+    Cache,
+    /// A cached answer past its freshness, served because everything else failed (RFC 5861 stale-if-error).
+    StaleCache,
+    /// The bundled most-popular list.
+    Popular,
+}
+
+/// One recommended item.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecommendedItem {
+    /// The shop's item id.
+    pub item_id: String,
+    /// Model score (higher is better; comparable within one answer only).
+    pub score: f32,
+    /// Title, when the catalog has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
+
+/// Which model produced an answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    /// `full` or `edge` (or `popular`).
+    pub name: String,
+    /// Manifest version of the model directory.
+    pub version: String,
+    /// Inference backend (`tract`, `ort-cpu`, `ort-cuda`, `tract-wasm`).
+    pub backend: String,
+}
+
+/// Body of a successful recommendation answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecommendationResponse {
+    /// Exactly `k` items when the catalog has them, best first.
+    pub items: Vec<RecommendedItem>,
+    /// Where the answer came from.
+    pub source: Source,
+    /// The model behind it.
+    pub model: ModelInfo,
+    /// Non-fatal problems, e.g. unknown item ids that were ignored.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// Body of every error answer (4xx/5xx).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// What went wrong, for humans.
+    pub error: String,
+    /// The offending request field, when one is to blame.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_may_be_strings_or_integers_and_defaults_apply() {
+        let r: RecommendationRequest = serde_json::from_str(r#"{"history":["50", 172]}"#).unwrap();
+        let v = r.validate().unwrap();
+        assert_eq!(v.history, vec!["50", "172"]);
+        assert_eq!((v.k, v.exclude_seen), (DEFAULT_K, true));
+    }
+
+    #[test]
+    fn out_of_range_fields_are_named() {
+        let r = RecommendationRequest { user_id: None, history: vec![], k: Some(0), exclude_seen: None };
+        assert_eq!(r.validate().unwrap_err().field, "k");
+        let r = RecommendationRequest { user_id: None, history: vec!["1".into(); MAX_HISTORY + 1], k: None, exclude_seen: None };
+        assert_eq!(r.validate().unwrap_err().field, "history");
+        assert!(serde_json::from_str::<RecommendationRequest>(r#"{"history":[-1]}"#).is_err());
+        assert!(serde_json::from_str::<RecommendationRequest>(r#"{"history":[],"bogus":1}"#).is_err());
+    }
+
+    #[test]
+    fn source_names_match_the_api() {
+        assert_eq!(serde_json::to_string(&Source::StaleCache).unwrap(), r#""stale-cache""#);
+    }
+}

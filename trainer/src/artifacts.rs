@@ -1,0 +1,273 @@
+//! Writes a model directory `models/<dataset>/`:
+//!
+//! | file | content |
+//! |------|---------|
+//! | `full.onnx` | EASE (+ buy-again diagonal) over the catalog, [`shared::contract`] |
+//! | `edge.onnx` | low-rank edge model over the catalog's most popular prefix |
+//! | `catalog.json` | model index ↔ item id, title, popularity ([`shared::Catalog`]) |
+//! | `popular.json` | the 100 most popular items (fallback list for edge and frontend) |
+//! | `parity.json` | 100 test users' histories with the trainer's own top-20 per model |
+//! | `manifest.json` | version, created-at, dataset, per-file sha256 and bytes, dims, metrics |
+//!
+//! Before the manifest is written, both ONNX files are loaded with tract and
+//! checked against `parity.json`, so a directory with a manifest is one that
+//! passed the parity check.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{Context, ensure};
+use serde::{Deserialize, Serialize};
+use shared::contract::{self, ModelKind};
+use shared::manifest::{FileEntry, MANIFEST_FORMAT, Manifest, ModelEntry};
+use shared::{Catalog, CatalogItem, OnnxRecommender};
+
+use crate::data::InteractionLog;
+use crate::metrics::top_k;
+use crate::model::{ItemSpace, Scorer};
+use crate::onnx_export::{self, DenseF32};
+use crate::split::Target;
+use crate::train::TrainConfig;
+
+/// Users in `parity.json`.
+pub const PARITY_USERS: usize = 100;
+/// Ranked items compared per parity case.
+pub const PARITY_K: usize = 20;
+/// Largest score difference tolerated between tract and the trainer.
+pub const PARITY_TOLERANCE: f32 = 1e-4;
+
+/// One parity case: a real user's history and the trainer's expected ranking.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ParityCase {
+    /// External user id.
+    pub user: String,
+    /// External item ids, oldest first (at most `MAX_HISTORY`).
+    pub history: Vec<String>,
+    /// Expected top-[`PARITY_K`] model indices per model kind (`full`, `edge`).
+    pub expected: BTreeMap<String, Vec<usize>>,
+    /// Expected scores aligned with `expected`.
+    pub scores: BTreeMap<String, Vec<f32>>,
+}
+
+/// `parity.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ParityFile {
+    /// Cases in user order.
+    pub cases: Vec<ParityCase>,
+}
+
+/// Sizes of what was written.
+pub struct Exported {
+    /// `full.onnx` bytes.
+    pub full_bytes: u64,
+    /// `edge.onnx` bytes.
+    pub edge_bytes: u64,
+}
+
+fn to_f32(m: faer::MatRef<'_, f64>) -> DenseF32 {
+    let mut data = Vec::with_capacity(m.nrows() * m.ncols());
+    for i in 0..m.nrows() {
+        for j in 0..m.ncols() {
+            data.push(m[(i, j)] as f32);
+        }
+    }
+    DenseF32 { rows: m.nrows(), cols: m.ncols(), data }
+}
+
+/// The f32 matrices that go into the ONNX files, and the trainer's own scoring with them.
+enum Exportable {
+    Full(DenseF32),
+    Edge { p: DenseF32, q: DenseF32, beta: f32 },
+}
+
+impl Exportable {
+    fn from_scorer(s: &Scorer) -> Self {
+        match s {
+            Scorer::Ease { b, beta } => {
+                let mut dense = to_f32(b.as_ref());
+                for i in 0..dense.rows {
+                    dense.data[i * dense.cols + i] = *beta as f32; // x·(B + βI)
+                }
+                Exportable::Full(dense)
+            }
+            Scorer::LowRank { p, q, beta } => Exportable::Edge { p: to_f32(p.as_ref()), q: to_f32(q.as_ref()), beta: *beta as f32 },
+        }
+    }
+
+    fn onnx(&self) -> Vec<u8> {
+        match self {
+            Exportable::Full(b) => onnx_export::full_model(b),
+            Exportable::Edge { p, q, beta } => onnx_export::edge_model(p, q, *beta),
+        }
+    }
+
+    fn n_items(&self) -> usize {
+        match self {
+            Exportable::Full(b) => b.cols,
+            Exportable::Edge { q, .. } => q.cols,
+        }
+    }
+
+    /// Scores of a history (model indices, weight 1 each) in f64 from the f32 weights.
+    fn scores(&self, history: &[usize]) -> Vec<f64> {
+        let n = self.n_items();
+        let mut s = vec![0.0f64; n];
+        match self {
+            Exportable::Full(b) => {
+                for &h in history {
+                    for (acc, &v) in s.iter_mut().zip(b.row(h)) {
+                        *acc += v as f64;
+                    }
+                }
+            }
+            Exportable::Edge { p, q, beta } => {
+                let mut z = vec![0.0f64; p.cols];
+                for &h in history {
+                    for (acc, &v) in z.iter_mut().zip(p.row(h)) {
+                        *acc += v as f64;
+                    }
+                    s[h] += *beta as f64;
+                }
+                for (k, &zk) in z.iter().enumerate() {
+                    for (acc, &v) in s.iter_mut().zip(q.row(k)) {
+                        *acc += zk * v as f64;
+                    }
+                }
+            }
+        }
+        s
+    }
+}
+
+/// The most recent `MAX_HISTORY` events of `user` as external ids, oldest first.
+fn recent_history(log: &InteractionLog, user: u32) -> Vec<String> {
+    let mut evs: Vec<_> = log.events.iter().filter(|e| e.user == user).collect();
+    evs.sort_by_key(|e| e.time);
+    let start = evs.len().saturating_sub(contract::MAX_HISTORY);
+    evs[start..].iter().map(|e| log.items[e.item as usize].clone()).collect()
+}
+
+/// Checks that tract's answers for every parity case match the trainer's.
+///
+/// # Errors
+/// On the first case whose ranking or scores differ beyond [`PARITY_TOLERANCE`]
+/// (positions may swap only between scores within the tolerance: exact ties).
+pub fn check_parity(kind: ModelKind, model: &OnnxRecommender, catalog: &Catalog, parity: &ParityFile) -> anyhow::Result<f32> {
+    let mut max_diff = 0f32;
+    for case in &parity.cases {
+        let expected = &case.expected[kind.as_str()];
+        let scores = &case.scores[kind.as_str()];
+        let row: Vec<(usize, f32)> = catalog
+            .resolve(&case.history)
+            .indices
+            .into_iter()
+            .filter(|&i| i < model.n_items())
+            .map(|i| (i, 1.0))
+            .collect();
+        let got = model.run(&[row])?.remove(0);
+        for (pos, (&want_i, &want_s)) in expected.iter().zip(scores).enumerate() {
+            let (got_i, got_s) = (got.indices[pos], got.scores[pos]);
+            let diff = (got_s - want_s).abs();
+            max_diff = max_diff.max(diff);
+            ensure!(diff <= PARITY_TOLERANCE, "{kind:?} user {}: rank {pos} score {got_s} vs trainer {want_s}", case.user);
+            if got_i != want_i {
+                // Allowed only for an exact tie: tract's item must carry the trainer's score too.
+                let pos_in_expected = expected.iter().position(|&i| i == got_i);
+                let tie = pos_in_expected.map(|p| (scores[p] - want_s).abs() <= PARITY_TOLERANCE).unwrap_or(pos + 1 == expected.len());
+                ensure!(tie, "{kind:?} user {}: rank {pos} is item {got_i}, trainer has {want_i}", case.user);
+            }
+        }
+    }
+    Ok(max_diff)
+}
+
+/// Writes the whole model directory (module docs).
+///
+/// # Errors
+/// On I/O failure, or if tract's output disagrees with the trainer's.
+pub fn write(
+    dir: &Path,
+    log: &InteractionLog,
+    space: &ItemSpace,
+    full: &Scorer,
+    edge: &Scorer,
+    test_targets: &[Target],
+    cfg: &TrainConfig,
+    metrics: serde_json::Value,
+) -> anyhow::Result<Exported> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let catalog = Catalog::new(
+        space
+            .log_item
+            .iter()
+            .zip(&space.popularity)
+            .map(|(&i, &popularity)| CatalogItem { id: log.items[i as usize].clone(), title: log.titles[i as usize].clone(), popularity })
+            .collect(),
+    )?;
+    files.insert("catalog.json".into(), catalog.to_json());
+    let popular: Vec<&CatalogItem> = catalog.items().iter().take(contract::MAX_K).collect();
+    files.insert("popular.json".into(), serde_json::to_vec(&serde_json::json!({ "items": popular }))?);
+
+    let models = [(ModelKind::Full, Exportable::from_scorer(full)), (ModelKind::Edge, Exportable::from_scorer(edge))];
+    let mut parity = ParityFile { cases: Vec::new() };
+    for target in test_targets.iter().take(PARITY_USERS) {
+        let history = recent_history(log, target.user);
+        let resolved = catalog.resolve(&history).indices;
+        let mut case = ParityCase { user: log.users[target.user as usize].clone(), history, expected: BTreeMap::new(), scores: BTreeMap::new() };
+        for (kind, m) in &models {
+            let covered: Vec<usize> = resolved.iter().copied().filter(|&i| i < m.n_items()).collect();
+            let s = m.scores(&covered);
+            let top = top_k(&s, PARITY_K, |_| false);
+            case.scores.insert(kind.as_str().into(), top.iter().map(|&i| s[i] as f32).collect());
+            case.expected.insert(kind.as_str().into(), top);
+        }
+        parity.cases.push(case);
+    }
+    files.insert("parity.json".into(), serde_json::to_vec(&parity)?);
+
+    let mut entries = BTreeMap::new();
+    for (kind, m) in &models {
+        let bytes = m.onnx();
+        let loaded = OnnxRecommender::from_bytes(&bytes).with_context(|| format!("tract refused the {kind:?} model just written"))?;
+        check_parity(*kind, &loaded, &catalog, &parity).with_context(|| format!("{kind:?} model: tract disagrees with the trainer"))?;
+        let mut params = BTreeMap::new();
+        if let Exportable::Edge { p, beta, .. } = m {
+            params.insert("rank".to_string(), p.cols.into());
+            params.insert("beta".to_string(), (*beta as f64).into());
+        }
+        if let Scorer::Ease { beta, .. } = full {
+            if *kind == ModelKind::Full {
+                params.insert("beta".to_string(), (*beta).into());
+            }
+        }
+        entries.insert(
+            kind.as_str().to_string(),
+            ModelEntry { file: kind.file_name().into(), n_items: m.n_items(), top_k: contract::output_top_k(m.n_items()), params },
+        );
+        files.insert(kind.file_name().into(), bytes);
+    }
+    for (name, bytes) in &files {
+        std::fs::write(dir.join(name), bytes).with_context(|| format!("writing {}", dir.join(name).display()))?;
+    }
+    let now = std::time::SystemTime::now();
+    let stamp = humantime::format_rfc3339_seconds(now).to_string();
+    let full_sha = FileEntry::of(&files["full.onnx"]).sha256;
+    let compact: String = stamp.chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        version: format!("{}-{}-{}", cfg.dataset, compact, &full_sha[..8]),
+        created_at: stamp,
+        dataset: cfg.dataset.clone(),
+        catalog_items: catalog.len(),
+        log_items: log.items.len(),
+        log_users: log.users.len(),
+        log_interactions: log.events.len(),
+        repeat_purchases: !cfg.protocol.exclude_seen(),
+        models: entries,
+        files: files.iter().map(|(name, bytes)| (name.clone(), FileEntry::of(bytes))).collect(),
+        metrics,
+    };
+    std::fs::write(dir.join("manifest.json"), serde_json::to_vec_pretty(&manifest)?)?;
+    Ok(Exported { full_bytes: files["full.onnx"].len() as u64, edge_bytes: files["edge.onnx"].len() as u64 })
+}

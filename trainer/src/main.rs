@@ -1,0 +1,214 @@
+//! `trainer`: trains, evaluates and exports edgerec's models.
+//!
+//! ```text
+//! trainer train --format movielens --input data/ml-100k --dataset movielens --out models/movielens
+//! trainer eval-peers --format movielens --input data/ml-100k --report models/movielens/report.json --peers bench/out/movielens/peers.json
+//! trainer report --models models [--write-docs docs/quality.md]
+//! trainer query --models models/movielens --users 3
+//! ```
+
+mod artifacts;
+mod data;
+mod evaluate;
+mod metrics;
+mod model;
+mod onnx_export;
+mod peers;
+mod query;
+mod report;
+mod split;
+mod train;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::model::Weighting;
+use crate::split::Protocol;
+use crate::train::{Report, TrainConfig};
+
+/// Input formats the trainer reads.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Format {
+    /// RecBole's MovieLens-100K atomic files (directory with ml-100k.inter/.item).
+    Movielens,
+    /// Instacart `df_sample.csv` (file).
+    Instacart,
+    /// The generic CSV format: user,item,time[,weight][,title] (file).
+    Csv,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ProtocolArg {
+    /// Last 20% of each user's events; seen items excluded.
+    LastFraction,
+    /// Last basket (same time) per user; repeat purchases count.
+    LastBasket,
+}
+
+#[derive(Parser)]
+#[command(about = "Train, evaluate and export edgerec's full and edge models")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args)]
+struct Input {
+    /// Log format.
+    #[arg(long, value_enum)]
+    format: Format,
+    /// Directory (movielens) or file (instacart, csv).
+    #[arg(long)]
+    input: PathBuf,
+    /// Protocol for `csv` logs (movielens: last-fraction, instacart: last-basket).
+    #[arg(long, value_enum, default_value = "last-fraction")]
+    protocol: ProtocolArg,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Tune, evaluate, refit and export one dataset.
+    Train {
+        #[command(flatten)]
+        input: Input,
+        /// Dataset name (used in versions and reports).
+        #[arg(long)]
+        dataset: String,
+        /// Output directory.
+        #[arg(long)]
+        out: PathBuf,
+        /// Write the validation/test splits here for the peer benchmark.
+        #[arg(long)]
+        splits: Option<PathBuf>,
+        /// Items need at least this many training interactions.
+        #[arg(long, default_value_t = 2)]
+        min_count: u64,
+        /// EASE L2 strengths to try.
+        #[arg(long, value_delimiter = ',', default_values_t = [25.0, 50.0, 100.0, 200.0, 400.0, 800.0])]
+        lambdas: Vec<f64>,
+        /// Buy-again weights to try (last-basket protocol only).
+        #[arg(long, value_delimiter = ',', default_values_t = [0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0])]
+        betas: Vec<f64>,
+        /// Edge ranks to try.
+        #[arg(long, value_delimiter = ',', default_values_t = [32, 64, 128, 256])]
+        edge_ranks: Vec<usize>,
+        /// Largest edge ONNX file in bytes.
+        #[arg(long, default_value_t = 2_000_000)]
+        edge_budget: usize,
+    },
+    /// Score the peers' rankings on the same splits and add them to a report.
+    EvalPeers {
+        #[command(flatten)]
+        input: Input,
+        /// The dataset's report.json (updated in place).
+        #[arg(long)]
+        report: PathBuf,
+        /// peers.json written by bench/peers.py.
+        #[arg(long)]
+        peers: PathBuf,
+    },
+    /// Print the quality table of every dataset under a models directory.
+    Report {
+        /// Directory holding <dataset>/report.json.
+        #[arg(long, default_value = "models")]
+        models: PathBuf,
+        /// Also write the table as markdown to this file.
+        #[arg(long)]
+        write_docs: Option<PathBuf>,
+    },
+    /// Answer real queries through `shared` (tract) with the exported models.
+    Query {
+        /// A model directory (models/<dataset>).
+        #[arg(long)]
+        models: PathBuf,
+        /// How many test users to show.
+        #[arg(long, default_value_t = 3)]
+        users: usize,
+    },
+}
+
+fn protocol_of(input: &Input) -> (Protocol, Weighting) {
+    match (input.format, input.protocol) {
+        (Format::Movielens, _) | (Format::Csv, ProtocolArg::LastFraction) => (Protocol::LastFraction { fraction: 0.2 }, Weighting::Binary),
+        (Format::Instacart, _) | (Format::Csv, ProtocolArg::LastBasket) => (Protocol::LastBasket, Weighting::Count),
+    }
+}
+
+fn load(input: &Input) -> anyhow::Result<data::InteractionLog> {
+    let started = std::time::Instant::now();
+    let log = match input.format {
+        Format::Movielens => data::load_movielens(&input.input)?,
+        Format::Instacart => data::load_instacart(&input.input)?,
+        Format::Csv => data::load_csv(&input.input)?,
+    };
+    eprintln!(
+        "loaded {}: {} users, {} items, {} interactions in {:.2} s",
+        input.input.display(),
+        log.users.len(),
+        log.items.len(),
+        log.events.len(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(log)
+}
+
+fn read_report(path: &Path) -> anyhow::Result<Report> {
+    serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+        .with_context(|| format!("parsing {}", path.display()))
+}
+
+fn main() -> anyhow::Result<()> {
+    faer::set_global_parallelism(faer::Par::rayon(0));
+    match Cli::parse().command {
+        Command::Train { input, dataset, out, splits, min_count, lambdas, betas, edge_ranks, edge_budget } => {
+            anyhow::ensure!(!lambdas.is_empty() && lambdas.iter().all(|l| *l > 0.0), "--lambdas must be positive");
+            anyhow::ensure!(!edge_ranks.is_empty() && !edge_ranks.contains(&0), "--edge-ranks must be positive");
+            let log = load(&input)?;
+            let (protocol, weighting) = protocol_of(&input);
+            let cfg = TrainConfig {
+                dataset,
+                protocol,
+                weighting,
+                min_count,
+                lambdas,
+                betas: if betas.is_empty() { vec![0.0] } else { betas },
+                edge_ranks,
+                edge_budget_bytes: edge_budget,
+                out_dir: out,
+                splits_dir: splits,
+            };
+            let report = train::run(&log, &cfg)?;
+            eprintln!("{}: trained, evaluated and exported to {} in {:.1} s", cfg.dataset, cfg.out_dir.display(), report.train_seconds);
+        }
+        Command::EvalPeers { input, report, peers } => {
+            let log = load(&input)?;
+            let (protocol, _) = protocol_of(&input);
+            let test = split::split(&log.events, protocol);
+            let val = split::split(&test.train, protocol);
+            let mut r = read_report(&report)?;
+            r.peers = peers::evaluate(&peers, &log, &val, &test)?;
+            std::fs::write(&report, serde_json::to_vec_pretty(&r)?)?;
+        }
+        Command::Report { models, write_docs } => {
+            let mut reports = Vec::new();
+            for entry in std::fs::read_dir(&models).with_context(|| format!("reading {}", models.display()))? {
+                let path = entry?.path().join("report.json");
+                if path.exists() {
+                    reports.push(read_report(&path)?);
+                }
+            }
+            anyhow::ensure!(!reports.is_empty(), "no report.json under {}: train first", models.display());
+            reports.sort_by(|a, b| a.dataset.cmp(&b.dataset));
+            report::print(&reports);
+            if let Some(path) = write_docs {
+                let date = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+                std::fs::write(&path, report::markdown(&reports, &date[..10]))?;
+                eprintln!("wrote {}", path.display());
+            }
+        }
+        Command::Query { models, users } => query::run(&models, users)?,
+    }
+    Ok(())
+}

@@ -1,0 +1,224 @@
+//! The training pipeline for one dataset: tune on validation, evaluate once on
+//! test, refit on the whole log and export.
+//!
+//! 1. `test` split of the log by the dataset's protocol; `validation` split of
+//!    its training part by the same protocol.
+//! 2. Tune EASE's λ (and the buy-again β where seen items are rankable) on
+//!    validation NDCG@20; tune the edge model's rank within the size budget.
+//! 3. Fit the chosen models on the test split's training part and score them,
+//!    with the baselines, on the test targets — the only use of the test set.
+//! 4. Refit on the whole log and export (see [`crate::artifacts`]).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::data::InteractionLog;
+use crate::evaluate::Phase;
+use crate::metrics::Metrics;
+use crate::model::{Scorer, Weighting, ease, low_rank};
+use crate::split::{Protocol, split};
+
+
+/// Settings of one training run.
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    /// Dataset name (directory name under `models/`).
+    pub dataset: String,
+    /// Hold-out protocol.
+    pub protocol: Protocol,
+    /// How events become input weights.
+    pub weighting: Weighting,
+    /// Items need at least this many training events to be modelled.
+    pub min_count: u64,
+    /// EASE L2 strengths tried on validation.
+    pub lambdas: Vec<f64>,
+    /// Buy-again weights tried on validation (only where seen items are rankable).
+    pub betas: Vec<f64>,
+    /// Edge model ranks tried on validation.
+    pub edge_ranks: Vec<usize>,
+    /// Largest edge ONNX file, bytes.
+    pub edge_budget_bytes: usize,
+    /// Where the artifacts go (`models/<dataset>`).
+    pub out_dir: PathBuf,
+    /// Where the splits for the peer benchmark go, if anywhere.
+    pub splits_dir: Option<PathBuf>,
+}
+
+/// One row of the quality table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReportRow {
+    /// Model name as printed.
+    pub model: String,
+    /// Test metrics.
+    pub metrics: Metrics,
+    /// Seconds to fit the final model on the training split (tuning excluded).
+    pub fit_seconds: f64,
+    /// Exported file size in bytes, for exported models.
+    #[serde(default)]
+    pub onnx_bytes: Option<u64>,
+    /// Chosen hyper-parameters.
+    #[serde(default)]
+    pub params: BTreeMap<String, serde_json::Value>,
+}
+
+/// Everything the quality table shows about one dataset (`models/<ds>/report.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Report {
+    /// Dataset name.
+    pub dataset: String,
+    /// Protocol in words.
+    pub protocol: String,
+    /// Users, items, interactions in the log.
+    pub log_users: usize,
+    /// Distinct items in the log.
+    pub log_items: usize,
+    /// Rows of the log.
+    pub log_interactions: usize,
+    /// Items the full model covers (training split).
+    pub model_items: usize,
+    /// Whole pipeline wall time (tuning, test, export), seconds.
+    pub train_seconds: f64,
+    /// Rows: ours and baselines.
+    pub rows: Vec<ReportRow>,
+    /// Peer rows (`implicit`), added by `trainer eval-peers`.
+    #[serde(default)]
+    pub peers: Vec<ReportRow>,
+    /// Validation NDCG@20 per tried setting, for the record.
+    pub tuning: BTreeMap<String, f64>,
+}
+
+fn bar(len: usize, what: &str) -> ProgressBar {
+    let pb = ProgressBar::new(len as u64).with_message(what.to_string());
+    pb.set_style(ProgressStyle::with_template("  {msg:<28} [{bar:30}] {pos}/{len} {elapsed}").expect("valid template").progress_chars("=> "));
+    pb
+}
+
+/// Edge items that fit the budget at rank `r`: `4·(m+1)·r + 4·r·m (+ 8·m for β)` plus ~2 KiB of graph.
+pub fn edge_items_for_budget(budget: usize, r: usize, buy_again: bool, n: usize) -> usize {
+    let per_item = 8 * r + if buy_again { 8 } else { 0 };
+    (budget.saturating_sub(2048 + 4 * r) / per_item).min(n)
+}
+
+/// Runs the pipeline and writes the artifacts; returns the report.
+///
+/// # Errors
+/// On numerical failure or I/O errors writing the artifacts.
+pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    let test_split = split(&log.events, cfg.protocol);
+    let val_split = split(&test_split.train, cfg.protocol);
+    if test_split.targets.is_empty() || val_split.targets.is_empty() {
+        anyhow::bail!("{}: the protocol leaves no users to evaluate (too few events per user)", cfg.dataset);
+    }
+    if let Some(dir) = &cfg.splits_dir {
+        crate::peers::write_splits(dir, log, &val_split, &test_split, cfg.protocol).context("writing splits for the peer benchmark")?;
+    }
+    let betas: Vec<f64> = if cfg.protocol.exclude_seen() { vec![0.0] } else { cfg.betas.clone() };
+    let mut tuning = BTreeMap::new();
+
+    // 2. Validation.
+    let val = Phase::new(log, val_split, cfg.protocol, cfg.weighting, cfg.min_count);
+    let n_val = val.space.len();
+    let (mut best_lambda, mut best_beta, mut best) = (cfg.lambdas[0], 0.0, f64::MIN);
+    let pb = bar(cfg.lambdas.len(), "tuning EASE λ, β");
+    for &lambda in &cfg.lambdas {
+        let b = ease(val.gram.as_ref(), n_val, lambda)?;
+        let base = Scorer::Ease { b, beta: 0.0 }.scores(val.x_eval.as_ref());
+        for &beta in &betas {
+            let mut s = base.clone();
+            if beta != 0.0 {
+                s += &val.x_eval * faer::Scale(beta);
+            }
+            let ndcg = val.evaluate_scores(s.as_ref()).ndcg_at_20;
+            tuning.insert(format!("ease lambda={lambda} beta={beta}"), ndcg);
+            if ndcg > best {
+                (best_lambda, best_beta, best) = (lambda, beta, ndcg);
+            }
+        }
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    let buy_again = best_beta > 0.0;
+    let (mut best_rank, mut best_edge) = (cfg.edge_ranks[0], f64::MIN);
+    let pb = bar(cfg.edge_ranks.len(), "tuning edge rank");
+    for &r in &cfg.edge_ranks {
+        let m = edge_items_for_budget(cfg.edge_budget_bytes, r, buy_again, n_val);
+        let edge = low_rank(val.gram.as_ref(), val.x_train.as_ref(), m, r, best_lambda, best_beta)?;
+        let ndcg = val.evaluate_scores(edge.scores(val.x_eval.as_ref()).as_ref()).ndcg_at_20;
+        tuning.insert(format!("edge rank={r} items={m}"), ndcg);
+        if ndcg > best_edge {
+            (best_rank, best_edge) = (r, ndcg);
+        }
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    drop(val);
+
+    // 3. Test, once.
+    let test = Phase::new(log, test_split, cfg.protocol, cfg.weighting, cfg.min_count);
+    let n = test.space.len();
+    let mut rows = Vec::new();
+    let t = Instant::now();
+    let full = Scorer::Ease { b: ease(test.gram.as_ref(), n, best_lambda)?, beta: best_beta };
+    let full_fit = t.elapsed().as_secs_f64();
+    let full_metrics = test.evaluate_scores(full.scores(test.x_eval.as_ref()).as_ref());
+    let t = Instant::now();
+    let m_test = edge_items_for_budget(cfg.edge_budget_bytes, best_rank, buy_again, n);
+    let edge = low_rank(test.gram.as_ref(), test.x_train.as_ref(), m_test, best_rank, best_lambda, best_beta)?;
+    let edge_fit = t.elapsed().as_secs_f64();
+    let edge_metrics = test.evaluate_scores(edge.scores(test.x_eval.as_ref()).as_ref());
+
+    // 4. Export: refit on the whole log with the chosen settings.
+    let whole = crate::split::Split { train: log.events.clone(), targets: Vec::new() };
+    let all = Phase::new(log, whole, cfg.protocol, cfg.weighting, cfg.min_count);
+    let n_all = all.space.len();
+    let full_all = Scorer::Ease { b: ease(all.gram.as_ref(), n_all, best_lambda)?, beta: best_beta };
+    let m_all = edge_items_for_budget(cfg.edge_budget_bytes, best_rank, buy_again, n_all);
+    let edge_all = low_rank(all.gram.as_ref(), all.x_train.as_ref(), m_all, best_rank, best_lambda, best_beta)?;
+    let metrics = serde_json::json!({
+        "protocol": cfg.protocol.describe(),
+        "full": full_metrics,
+        "edge": edge_metrics,
+        "edge_ndcg_ratio": edge_metrics.ndcg_at_20 / full_metrics.ndcg_at_20.max(f64::MIN_POSITIVE),
+    });
+    let exported = crate::artifacts::write(&cfg.out_dir, log, &all.space, &full_all, &edge_all, &test.split.targets, cfg, metrics)?;
+
+    let param = |pairs: &[(&str, serde_json::Value)]| pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    rows.push(ReportRow {
+        model: "EASE (full, ours)".into(),
+        metrics: full_metrics,
+        fit_seconds: full_fit,
+        onnx_bytes: Some(exported.full_bytes),
+        params: param(&[("lambda", best_lambda.into()), ("beta", best_beta.into()), ("items", n.into())]),
+    });
+    rows.push(ReportRow {
+        model: "low-rank EASE (edge, ours)".into(),
+        metrics: edge_metrics,
+        fit_seconds: edge_fit,
+        onnx_bytes: Some(exported.edge_bytes),
+        params: param(&[("rank", best_rank.into()), ("items", m_test.into()), ("beta", best_beta.into())]),
+    });
+    rows.push(ReportRow { model: "most popular".into(), metrics: test.popular(), fit_seconds: 0.0, onnx_bytes: None, params: BTreeMap::new() });
+    if !cfg.protocol.exclude_seen() {
+        rows.push(ReportRow { model: "buy again".into(), metrics: test.buy_again(), fit_seconds: 0.0, onnx_bytes: None, params: BTreeMap::new() });
+    }
+    let report = Report {
+        dataset: cfg.dataset.clone(),
+        protocol: cfg.protocol.describe(),
+        log_users: log.users.len(),
+        log_items: log.items.len(),
+        log_interactions: log.events.len(),
+        model_items: n,
+        train_seconds: started.elapsed().as_secs_f64(),
+        rows,
+        peers: Vec::new(),
+        tuning,
+    };
+    std::fs::write(cfg.out_dir.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
+    Ok(report)
+}

