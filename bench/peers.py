@@ -25,12 +25,12 @@ from implicit.bpr import BayesianPersonalizedRanking  # noqa: E402
 K = 20
 GRID = [
     ("ALS", AlternatingLeastSquares, {"factors": f, "regularization": r, "iterations": 15, "alpha": a})
-    for f in (64, 128)
+    for f in (32, 64, 128)
     for r in (0.01, 0.1)
     for a in (1.0, 10.0)
 ] + [
     ("BPR", BayesianPersonalizedRanking, {"factors": f, "learning_rate": lr, "regularization": 0.01, "iterations": 100})
-    for f in (64, 128)
+    for f in (32, 64, 128)
     for lr in (0.01, 0.05)
 ]
 

@@ -44,8 +44,13 @@ impl Phase {
     /// Ranks the first `K_NDCG` log items for evaluated user `t` from a scores row
     /// over model indices `0..n_out`; filled from the popular order when short.
     pub fn ranking_from_scores(&self, t: usize, scores: &[f64]) -> Vec<u32> {
-        let row = &self.rows[self.split.targets[t].user as usize];
-        let seen = |i: usize| self.protocol.exclude_seen() && row.iter().any(|&(j, _)| j == i);
+        let mut mask = vec![false; self.space.len()];
+        if self.protocol.exclude_seen() {
+            for &(j, _) in &self.rows[self.split.targets[t].user as usize] {
+                mask[j] = true;
+            }
+        }
+        let seen = |i: usize| mask[i];
         let mut ranked = top_k(scores, K_NDCG, seen);
         for i in 0..self.space.len() {
             if ranked.len() >= K_NDCG {

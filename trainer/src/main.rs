@@ -7,26 +7,15 @@
 //! trainer query --models models/movielens --users 3
 //! ```
 
-mod artifacts;
-mod data;
-mod evaluate;
-mod metrics;
-mod model;
-mod onnx_export;
-mod peers;
-mod query;
-mod report;
-mod split;
-mod train;
-
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
-use crate::model::Weighting;
-use crate::split::Protocol;
-use crate::train::{Report, TrainConfig};
+use trainer::model::Weighting;
+use trainer::split::{self, Protocol};
+use trainer::train::{self, Report, TrainConfig};
+use trainer::{data, peers, query, report};
 
 /// Input formats the trainer reads.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -86,10 +75,10 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         min_count: u64,
         /// EASE L2 strengths to try.
-        #[arg(long, value_delimiter = ',', default_values_t = [25.0, 50.0, 100.0, 200.0, 400.0, 800.0])]
+        #[arg(long, value_delimiter = ',', default_values_t = [50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0])]
         lambdas: Vec<f64>,
         /// Buy-again weights to try (last-basket protocol only).
-        #[arg(long, value_delimiter = ',', default_values_t = [0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0])]
+        #[arg(long, value_delimiter = ',', default_values_t = [0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0])]
         betas: Vec<f64>,
         /// Edge ranks to try.
         #[arg(long, value_delimiter = ',', default_values_t = [32, 64, 128, 256])]

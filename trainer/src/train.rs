@@ -144,10 +144,13 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
     }
     pb.finish_and_clear();
     let buy_again = best_beta > 0.0;
-    let (mut best_rank, mut best_edge) = (cfg.edge_ranks[0], f64::MIN);
+    let (mut best_rank, mut best_edge) = (0, f64::MIN);
     let pb = bar(cfg.edge_ranks.len(), "tuning edge rank");
     for &r in &cfg.edge_ranks {
         let m = edge_items_for_budget(cfg.edge_budget_bytes, r, buy_again, n_val);
+        if m == 0 {
+            continue; // this rank does not fit a single item into the budget
+        }
         let edge = low_rank(val.gram.as_ref(), val.x_train.as_ref(), m, r, best_lambda, best_beta)?;
         let ndcg = val.evaluate_scores(edge.scores(val.x_eval.as_ref()).as_ref()).ndcg_at_20;
         tuning.insert(format!("edge rank={r} items={m}"), ndcg);
@@ -157,6 +160,7 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
         pb.inc(1);
     }
     pb.finish_and_clear();
+    anyhow::ensure!(best_rank > 0, "edge budget of {} bytes fits no item at ranks {:?}", cfg.edge_budget_bytes, cfg.edge_ranks);
     drop(val);
 
     // 3. Test, once.

@@ -1,0 +1,27 @@
+//! edgerec's trainer: turns a shop's interaction log into the full (EASE) and
+//! edge (low-rank EASE) models, evaluates them with full-ranking metrics
+//! against baselines and peers, and exports ONNX files plus a manifest.
+//!
+//! * [`data`] — loaders (MovieLens, Instacart, generic CSV)
+//! * [`split`] — evaluation protocols
+//! * [`metrics`] — Recall/NDCG/HitRate/Coverage, top-k
+//! * [`model`] — EASE and its low-rank approximation (the math)
+//! * [`evaluate`] — one validation/test phase, baselines
+//! * [`train`] — the pipeline: tune, test once, refit, export
+//! * [`onnx_export`] — the ONNX graphs
+//! * [`artifacts`] — the model directory and the tract parity check
+//! * [`peers`] — splits for, and scoring of, the `implicit` peers
+//! * [`report`] — the quality table
+//! * [`query`] — real queries through `shared`
+
+pub mod artifacts;
+pub mod data;
+pub mod evaluate;
+pub mod metrics;
+pub mod model;
+pub mod onnx_export;
+pub mod peers;
+pub mod query;
+pub mod report;
+pub mod split;
+pub mod train;
