@@ -81,16 +81,23 @@ enum Exportable {
 }
 
 impl Exportable {
+    /// Exported weights are scaled by `1/(1+β)` — a convex blend of EASE and
+    /// buy-again with the same ranking — so scores stay small enough for f32
+    /// to carry them to 1e-4 (counts × β would otherwise reach the hundreds).
     fn from_scorer(s: &Scorer) -> Self {
         match s {
             Scorer::Ease { b, beta } => {
-                let mut dense = to_f32(b.as_ref());
+                let scale = 1.0 / (1.0 + beta);
+                let mut dense = to_f32((b * faer::Scale(scale)).as_ref());
                 for i in 0..dense.rows {
-                    dense.data[i * dense.cols + i] = *beta as f32; // x·(B + βI)
+                    dense.data[i * dense.cols + i] = (beta * scale) as f32; // x·(B + βI)/(1+β)
                 }
                 Exportable::Full(dense)
             }
-            Scorer::LowRank { p, q, beta } => Exportable::Edge { p: to_f32(p.as_ref()), q: to_f32(q.as_ref()), beta: *beta as f32 },
+            Scorer::LowRank { p, q, beta } => {
+                let scale = 1.0 / (1.0 + beta);
+                Exportable::Edge { p: to_f32((p * faer::Scale(scale)).as_ref()), q: to_f32(q.as_ref()), beta: (beta * scale) as f32 }
+            }
         }
     }
 
