@@ -75,7 +75,7 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         min_count: u64,
         /// EASE L2 strengths to try.
-        #[arg(long, value_delimiter = ',', default_values_t = [50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0])]
+        #[arg(long, value_delimiter = ',', default_values_t = [50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0])]
         lambdas: Vec<f64>,
         /// Buy-again weights to try (last-basket protocol only).
         #[arg(long, value_delimiter = ',', default_values_t = [0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0])]

@@ -121,7 +121,10 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
     let betas: Vec<f64> = if cfg.protocol.exclude_seen() { vec![0.0] } else { cfg.betas.clone() };
     let mut tuning = BTreeMap::new();
 
+    let stage = |what: &str, since: Instant| eprintln!("  {what:<36} {:>7.2} s", since.elapsed().as_secs_f64());
+    stage("split", started);
     // 2. Validation.
+    let t_stage = Instant::now();
     let val = Phase::new(log, val_split, cfg.protocol, cfg.weighting, cfg.min_count);
     let n_val = val.space.len();
     let (mut best_lambda, mut best_beta, mut best) = (cfg.lambdas[0], 0.0, f64::MIN);
@@ -143,6 +146,8 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
         pb.inc(1);
     }
     pb.finish_and_clear();
+    stage(&format!("validation: EASE λ={best_lambda} β={best_beta}"), t_stage);
+    let t_stage = Instant::now();
     let buy_again = best_beta > 0.0;
     let (mut best_rank, mut best_edge) = (0, f64::MIN);
     let pb = bar(cfg.edge_ranks.len(), "tuning edge rank");
@@ -162,8 +167,10 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
     pb.finish_and_clear();
     anyhow::ensure!(best_rank > 0, "edge budget of {} bytes fits no item at ranks {:?}", cfg.edge_budget_bytes, cfg.edge_ranks);
     drop(val);
+    stage(&format!("validation: edge rank={best_rank}"), t_stage);
 
     // 3. Test, once.
+    let t_stage = Instant::now();
     let test = Phase::new(log, test_split, cfg.protocol, cfg.weighting, cfg.min_count);
     let n = test.space.len();
     let mut rows = Vec::new();
@@ -177,7 +184,10 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
     let edge_fit = t.elapsed().as_secs_f64();
     let edge_metrics = test.evaluate_scores(edge.scores(test.x_eval.as_ref()).as_ref());
 
+    stage("test: fit and score once", t_stage);
+
     // 4. Export: refit on the whole log with the chosen settings.
+    let t_stage = Instant::now();
     let whole = crate::split::Split { train: log.events.clone(), targets: Vec::new() };
     let all = Phase::new(log, whole, cfg.protocol, cfg.weighting, cfg.min_count);
     let n_all = all.space.len();
@@ -192,6 +202,7 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
     });
     let exported = crate::artifacts::write(&cfg.out_dir, log, &all.space, &full_all, &edge_all, &test.split.targets, cfg, metrics)?;
 
+    stage("refit on the whole log, export, parity", t_stage);
     let param = |pairs: &[(&str, serde_json::Value)]| pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
     rows.push(ReportRow {
         model: "EASE (full, ours)".into(),
