@@ -119,12 +119,16 @@ fn demo(retrain: bool) -> anyhow::Result<()> {
 fn test() -> anyhow::Result<()> {
     setup::all()?;
     train(false)?;
-    run(cargo().args(["test", "--workspace"]))?;
-    eprintln!("xtask: checking that `shared` builds for wasm32-unknown-unknown …");
-    run(cargo().args(["build", "-p", "shared", "--target", "wasm32-unknown-unknown"]))?;
+    eprintln!("xtask: checking that `shared` compiles for wasm32-unknown-unknown …");
+    run(cargo().args(["check", "-p", "shared", "--target", "wasm32-unknown-unknown"]))?;
     let dirs: Vec<String> = DATASETS.iter().map(|d| format!("models/{}", d.name)).collect();
     run(Command::new(setup::python()).arg("bench/ort_parity.py").args(&dirs))?;
-    Ok(())
+    // The Rust suites last, so their runner's summary closes the output.
+    if setup::has_nextest() {
+        run(cargo().args(["nextest", "run", "--workspace", "--no-fail-fast"]))
+    } else {
+        run(cargo().args(["test", "--workspace", "--no-fail-fast"]))
+    }
 }
 
 fn main() -> anyhow::Result<()> {

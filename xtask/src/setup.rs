@@ -28,6 +28,12 @@ pub fn all() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether `cargo nextest` is installed (it is on this project's machines;
+/// plain `cargo test` is the fallback).
+pub fn has_nextest() -> bool {
+    Command::new("cargo").args(["nextest", "--version"]).output().is_ok_and(|o| o.status.success())
+}
+
 fn wasm_target() -> anyhow::Result<()> {
     let out = Command::new("rustup").args(["target", "list", "--installed"]).output().context("running rustup")?;
     if !String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == "wasm32-unknown-unknown") {
