@@ -151,28 +151,14 @@ impl OnnxRecommender {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
-        let len = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
-        if len > contract::MAX_HISTORY {
-            return Err(InferenceError::HistoryTooLong { len });
-        }
-        let pad = contract::padding_index(self.n_items) as i64;
-        let mut history = vec![pad; rows.len() * len];
-        let mut weights = vec![0f32; rows.len() * len];
-        for (b, row) in rows.iter().enumerate() {
-            for (j, &(index, weight)) in row.iter().enumerate() {
-                if index >= self.n_items {
-                    return Err(InferenceError::IndexOutOfRange { index, n_items: self.n_items });
-                }
-                history[b * len + j] = index as i64;
-                weights[b * len + j] = weight;
-            }
-        }
-        let history = Tensor::from_shape(&[rows.len(), len], &history)?;
-        let weights = Tensor::from_shape(&[rows.len(), len], &weights)?;
+        let batch = PaddedBatch::new(rows, self.n_items)?;
+        let history = Tensor::from_shape(&[rows.len(), batch.len], &batch.history)?;
+        let weights = Tensor::from_shape(&[rows.len(), batch.len], &batch.weights)?;
         let outputs = self.plan.run(tvec!(history.into(), weights.into()))?;
         let scores = outputs[0].to_plain_array_view::<f32>()?;
         let indices = outputs[1].to_plain_array_view::<i64>()?;
-        if scores.shape() != [rows.len(), self.top_k] || indices.shape() != scores.shape() {
+        let shape = |a: &[usize]| a.to_vec();
+        if shape(scores.shape()) != [rows.len(), self.top_k] || indices.shape() != scores.shape() {
             return Err(InferenceError::Contract(format!(
                 "outputs have shapes {:?}/{:?}, expected [{}, {}]",
                 scores.shape(),
@@ -181,19 +167,74 @@ impl OnnxRecommender {
                 self.top_k
             )));
         }
-        let mut out = Vec::with_capacity(rows.len());
-        for b in 0..rows.len() {
-            let mut ranked = Ranked { indices: Vec::with_capacity(self.top_k), scores: Vec::with_capacity(self.top_k) };
-            for j in 0..self.top_k {
-                let index = indices[[b, j]];
-                if index < 0 || index as usize >= self.n_items {
-                    return Err(InferenceError::Contract(format!("output index {index} out of range")));
-                }
-                ranked.indices.push(index as usize);
-                ranked.scores.push(scores[[b, j]]);
-            }
-            out.push(ranked);
-        }
-        Ok(out)
+        let (Some(scores), Some(indices)) = (scores.as_slice(), indices.as_slice()) else {
+            return Err(InferenceError::Contract("outputs are not contiguous".into()));
+        };
+        rows_from_outputs(scores, indices, rows.len(), self.n_items)
     }
+}
+
+/// A batch of history rows padded to one length, as the contract's inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PaddedBatch {
+    /// Columns `L` (the longest row, at least 1).
+    pub len: usize,
+    /// `history`, row-major `[batch, L]`, padded with [`contract::padding_index`].
+    pub history: Vec<i64>,
+    /// `weights`, row-major `[batch, L]`, 0.0 for padding.
+    pub weights: Vec<f32>,
+}
+
+impl PaddedBatch {
+    /// Validates and pads `rows` of `(index, weight)` for a model over `n_items` items.
+    ///
+    /// # Errors
+    /// [`InferenceError::IndexOutOfRange`] / [`InferenceError::HistoryTooLong`]:
+    /// checked here so no backend ever sees an index it could fault on.
+    pub fn new(rows: &[Vec<(usize, f32)>], n_items: usize) -> Result<Self, InferenceError> {
+        let len = rows.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        if len > contract::MAX_HISTORY {
+            return Err(InferenceError::HistoryTooLong { len });
+        }
+        let pad = contract::padding_index(n_items) as i64;
+        let mut history = vec![pad; rows.len() * len];
+        let mut weights = vec![0f32; rows.len() * len];
+        for (b, row) in rows.iter().enumerate() {
+            for (j, &(index, weight)) in row.iter().enumerate() {
+                if index >= n_items {
+                    return Err(InferenceError::IndexOutOfRange { index, n_items });
+                }
+                history[b * len + j] = index as i64;
+                weights[b * len + j] = weight;
+            }
+        }
+        Ok(PaddedBatch { len, history, weights })
+    }
+}
+
+/// Splits the contract's outputs (row-major `[batch, top_k]` scores and
+/// indices) into one [`Ranked`] per row, checking every index.
+///
+/// # Errors
+/// [`InferenceError::Contract`] when sizes disagree or an index is out of range.
+pub fn rows_from_outputs(scores: &[f32], indices: &[i64], batch: usize, n_items: usize) -> Result<Vec<Ranked>, InferenceError> {
+    if batch == 0 || scores.len() != indices.len() || scores.len() % batch != 0 {
+        return Err(InferenceError::Contract(format!("{} scores / {} indices for {batch} rows", scores.len(), indices.len())));
+    }
+    let top_k = scores.len() / batch;
+    (0..batch)
+        .map(|b| {
+            let row = b * top_k..(b + 1) * top_k;
+            let indices = indices[row.clone()]
+                .iter()
+                .map(|&i| {
+                    usize::try_from(i)
+                        .ok()
+                        .filter(|&i| i < n_items)
+                        .ok_or_else(|| InferenceError::Contract(format!("output index {i} out of range")))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Ranked { indices, scores: scores[row].to_vec() })
+        })
+        .collect()
 }

@@ -28,5 +28,5 @@ pub use catalog::{Catalog, CatalogItem, ResolvedHistory};
 pub use contract::ModelKind;
 pub use inference::{InferenceError, OnnxRecommender, Ranked};
 pub use manifest::{FileEntry, Manifest, ManifestError};
-pub use model_set::{ModelSet, ModelSetError};
-pub use recommender::{Recommender, Recommendation, RecommenderError};
+pub use model_set::{ModelFiles, ModelSet, ModelSetError};
+pub use recommender::{Prepared, RankingPolicy, Recommendation, Recommender, RecommenderError};

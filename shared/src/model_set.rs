@@ -52,20 +52,24 @@ pub enum ModelSetError {
     },
 }
 
-/// A loaded, verified model directory.
+/// A model directory's verified bytes: manifest, catalog and the requested
+/// ONNX files, each checked against the manifest, nothing parsed into a model
+/// yet (a server picks its own backend).
 #[derive(Debug, Clone)]
-pub struct ModelSet {
+pub struct ModelFiles {
     /// The manifest.
     pub manifest: Manifest,
-    /// One recommender per requested kind, in request order.
-    pub models: Vec<Recommender>,
+    /// The catalog.
+    pub catalog: Catalog,
+    /// `(kind, ONNX bytes)` in request order.
+    pub models: Vec<(ModelKind, Vec<u8>)>,
 }
 
-impl ModelSet {
-    /// Loads `kinds` from a directory whose files `read(name)` returns.
+impl ModelFiles {
+    /// Reads and verifies `kinds` from a directory whose files `read(name)` returns.
     ///
     /// # Errors
-    /// [`ModelSetError`] on the first unreadable, mismatching or invalid file.
+    /// [`ModelSetError`] on the first unreadable or mismatching file.
     pub fn load<E: std::fmt::Display>(
         mut read: impl FnMut(&str) -> Result<Vec<u8>, E>,
         kinds: &[ModelKind],
@@ -80,14 +84,48 @@ impl ModelSet {
             let entry = manifest.model(kind)?;
             let bytes = read_file(&entry.file)?;
             manifest.verify(&entry.file, &bytes)?;
-            let model = Recommender::from_bytes(catalog.clone(), &bytes)
+            models.push((kind, bytes));
+        }
+        Ok(ModelFiles { manifest, catalog, models })
+    }
+
+    /// Reads and verifies `kinds` from directory `dir` on the file system.
+    ///
+    /// # Errors
+    /// As [`ModelFiles::load`].
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load_dir(dir: &std::path::Path, kinds: &[ModelKind]) -> Result<Self, ModelSetError> {
+        ModelFiles::load(|name| std::fs::read(dir.join(name)), kinds)
+    }
+}
+
+/// A loaded, verified model directory.
+#[derive(Debug, Clone)]
+pub struct ModelSet {
+    /// The manifest.
+    pub manifest: Manifest,
+    /// One recommender per requested kind, in request order.
+    pub models: Vec<Recommender>,
+}
+
+impl ModelSet {
+    /// Loads `kinds` from a directory whose files `read(name)` returns.
+    ///
+    /// # Errors
+    /// [`ModelSetError`] on the first unreadable, mismatching or invalid file.
+    pub fn load<E: std::fmt::Display>(read: impl FnMut(&str) -> Result<Vec<u8>, E>, kinds: &[ModelKind]) -> Result<Self, ModelSetError> {
+        let files = ModelFiles::load(read, kinds)?;
+        let mut models = Vec::with_capacity(kinds.len());
+        for (kind, bytes) in &files.models {
+            let entry = files.manifest.model(*kind)?;
+            let model = Recommender::from_bytes(files.catalog.clone(), bytes)
                 .map_err(|source| ModelSetError::Model { file: entry.file.clone(), source })?;
             if model.model().n_items() != entry.n_items {
                 return Err(ModelSetError::Dims { file: entry.file.clone(), expected: entry.n_items, actual: model.model().n_items() });
             }
             models.push(model);
         }
-        Ok(ModelSet { manifest, models })
+        Ok(ModelSet { manifest: files.manifest, models })
     }
 
     /// Loads `kinds` from directory `dir` on the file system.

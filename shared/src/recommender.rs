@@ -1,16 +1,25 @@
 //! Catalog + model: the shop's item ids in, ranked items out.
 //!
-//! Split in two steps ([`Recommender::prepare`] and [`Recommender::finish`])
-//! around the model run so a server can batch the runs of many requests.
+//! [`RankingPolicy`] holds the two steps around a model run
+//! ([`RankingPolicy::prepare`] and [`RankingPolicy::finish`]), so a server can
+//! batch the runs of many requests on any backend; [`Recommender`] pairs it
+//! with a tract model for the one-call case.
 
 use crate::catalog::Catalog;
 use crate::contract::{self, ModelKind};
 use crate::inference::{InferenceError, OnnxRecommender, Ranked};
 
-/// A model and the catalog it indexes.
+/// What happens around a model run: ids → model rows, model output → `k` items.
+#[derive(Debug, Clone)]
+pub struct RankingPolicy {
+    catalog: Catalog,
+    n_items: usize,
+}
+
+/// A tract model and the catalog it indexes.
 #[derive(Debug, Clone)]
 pub struct Recommender {
-    catalog: Catalog,
+    policy: RankingPolicy,
     model: OnnxRecommender,
 }
 
@@ -57,28 +66,16 @@ pub struct Recommendation {
     pub popular_fallback: bool,
 }
 
-impl Recommender {
-    /// Pairs a loaded model with its catalog.
+impl RankingPolicy {
+    /// A policy for a model over the first `n_items` catalog items.
     ///
     /// # Errors
     /// [`RecommenderError::CatalogMismatch`] when the model scores items the catalog lacks.
-    pub fn new(catalog: Catalog, model: OnnxRecommender) -> Result<Self, RecommenderError> {
-        if model.n_items() > catalog.len() {
-            return Err(RecommenderError::CatalogMismatch {
-                kind: model.kind(),
-                model: model.n_items(),
-                catalog: catalog.len(),
-            });
+    pub fn new(catalog: Catalog, kind: ModelKind, n_items: usize) -> Result<Self, RecommenderError> {
+        if n_items > catalog.len() {
+            return Err(RecommenderError::CatalogMismatch { kind, model: n_items, catalog: catalog.len() });
         }
-        Ok(Recommender { catalog, model })
-    }
-
-    /// Loads the model from ONNX bytes and pairs it with `catalog`.
-    ///
-    /// # Errors
-    /// As [`OnnxRecommender::from_bytes`] and [`Recommender::new`].
-    pub fn from_bytes(catalog: Catalog, onnx: &[u8]) -> Result<Self, RecommenderError> {
-        Recommender::new(catalog, OnnxRecommender::from_bytes(onnx)?)
+        Ok(RankingPolicy { catalog, n_items })
     }
 
     /// The catalog.
@@ -86,15 +83,15 @@ impl Recommender {
         &self.catalog
     }
 
-    /// The model.
-    pub fn model(&self) -> &OnnxRecommender {
-        &self.model
+    /// Items the model covers (a catalog prefix).
+    pub fn n_items(&self) -> usize {
+        self.n_items
     }
 
     /// Maps external ids (oldest first, each with weight 1) onto the model.
     pub fn prepare<S: AsRef<str>>(&self, history: &[S]) -> Prepared {
         let resolved = self.catalog.resolve(history);
-        let covered: Vec<usize> = resolved.indices.iter().copied().filter(|&i| i < self.model.n_items()).collect();
+        let covered: Vec<usize> = resolved.indices.iter().copied().filter(|&i| i < self.n_items).collect();
         let start = covered.len().saturating_sub(contract::MAX_HISTORY);
         Prepared {
             row: covered[start..].iter().map(|&i| (i, 1.0)).collect(),
@@ -135,14 +132,52 @@ impl Recommender {
         }
         Recommendation { items, unknown: prepared.unknown, popular_fallback }
     }
+}
+
+impl Recommender {
+    /// Pairs a loaded model with its catalog.
+    ///
+    /// # Errors
+    /// [`RecommenderError::CatalogMismatch`] when the model scores items the catalog lacks.
+    pub fn new(catalog: Catalog, model: OnnxRecommender) -> Result<Self, RecommenderError> {
+        Ok(Recommender { policy: RankingPolicy::new(catalog, model.kind(), model.n_items())?, model })
+    }
+
+    /// Loads the model from ONNX bytes and pairs it with `catalog`.
+    ///
+    /// # Errors
+    /// As [`OnnxRecommender::from_bytes`] and [`Recommender::new`].
+    pub fn from_bytes(catalog: Catalog, onnx: &[u8]) -> Result<Self, RecommenderError> {
+        Recommender::new(catalog, OnnxRecommender::from_bytes(onnx)?)
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Catalog {
+        self.policy.catalog()
+    }
+
+    /// The model.
+    pub fn model(&self) -> &OnnxRecommender {
+        &self.model
+    }
+
+    /// The policy around the model.
+    pub fn policy(&self) -> &RankingPolicy {
+        &self.policy
+    }
+
+    /// Maps external ids onto the model (see [`RankingPolicy::prepare`]).
+    pub fn prepare<S: AsRef<str>>(&self, history: &[S]) -> Prepared {
+        self.policy.prepare(history)
+    }
 
     /// Recommends `k` items for a history of external ids (oldest first).
     ///
     /// # Errors
     /// [`RecommenderError::Inference`] if the model run fails.
     pub fn recommend<S: AsRef<str>>(&self, history: &[S], k: usize, exclude_seen: bool) -> Result<Recommendation, RecommenderError> {
-        let prepared = self.prepare(history);
+        let prepared = self.policy.prepare(history);
         let ranked = if prepared.row.is_empty() { None } else { self.model.run(std::slice::from_ref(&prepared.row))?.pop() };
-        Ok(self.finish(prepared, ranked.as_ref(), k, exclude_seen))
+        Ok(self.policy.finish(prepared, ranked.as_ref(), k, exclude_seen))
     }
 }

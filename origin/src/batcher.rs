@@ -1,0 +1,121 @@
+//! Dynamic micro-batching in front of a backend (the scheme of Triton's
+//! dynamic batcher: a maximum batch size and a maximum queue delay).
+//!
+//! Requests queue in a bounded channel. A collector takes the first waiting
+//! request, then whatever else is queued (waiting up to `max_queue_delay` for
+//! more, if configured) up to `max_batch`, and hands the batch to one of
+//! `workers` blocking threads (`spawn_blocking`: model runs never occupy the
+//! async workers). While all workers are busy, new requests accumulate, so
+//! batches grow with load and stay size 1 when idle: no added latency at low load.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shared::inference::Ranked;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::backend::Backend;
+
+/// Batching settings.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchConfig {
+    /// Largest batch.
+    pub max_batch: usize,
+    /// Longest wait for a batch to fill after its first request.
+    pub max_queue_delay: Duration,
+    /// Batches run in parallel.
+    pub workers: usize,
+    /// Requests that may wait; beyond, [`BatchError::QueueFull`].
+    pub queue_capacity: usize,
+}
+
+/// Why a request got no model answer.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BatchError {
+    /// The queue is full: the server is overloaded (503).
+    #[error("inference queue is full")]
+    QueueFull,
+    /// The model run failed.
+    #[error("inference failed: {0}")]
+    Failed(Arc<str>),
+    /// The batcher is gone (shutdown).
+    #[error("inference is shutting down")]
+    Closed,
+}
+
+struct Job {
+    row: Vec<(usize, f32)>,
+    reply: oneshot::Sender<Result<Ranked, BatchError>>,
+}
+
+/// Handle to a model's batcher; cheap to clone. The batcher stops when the
+/// last handle is dropped and its queue is drained.
+#[derive(Clone)]
+pub struct Batcher {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Batcher {
+    /// Starts the collector task for `backend`.
+    pub fn start(backend: Arc<dyn Backend>, cfg: BatchConfig) -> Self {
+        let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
+        tokio::spawn(collect(rx, backend, cfg));
+        Batcher { tx }
+    }
+
+    /// Scores one row (see `Backend::run`), batched with concurrent callers.
+    ///
+    /// # Errors
+    /// [`BatchError`].
+    pub async fn run(&self, row: Vec<(usize, f32)>) -> Result<Ranked, BatchError> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.try_send(Job { row, reply }).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => BatchError::QueueFull,
+            mpsc::error::TrySendError::Closed(_) => BatchError::Closed,
+        })?;
+        answer.await.map_err(|_| BatchError::Closed)?
+    }
+}
+
+async fn collect(mut rx: mpsc::Receiver<Job>, backend: Arc<dyn Backend>, cfg: BatchConfig) {
+    let slots = Arc::new(Semaphore::new(cfg.workers.max(1)));
+    loop {
+        // Wait for a free worker first: requests pile up meanwhile and form the next batch.
+        let Ok(permit) = slots.clone().acquire_owned().await else { return };
+        let Some(first) = rx.recv().await else { return };
+        let mut jobs = vec![first];
+        let deadline = tokio::time::Instant::now() + cfg.max_queue_delay;
+        while jobs.len() < cfg.max_batch {
+            match rx.try_recv() {
+                Ok(job) => jobs.push(job),
+                Err(_) if cfg.max_queue_delay.is_zero() => break,
+                Err(_) => match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(job)) => jobs.push(job),
+                    _ => break,
+                },
+            }
+        }
+        let backend = backend.clone();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let rows: Vec<_> = jobs.iter_mut().map(|j| std::mem::take(&mut j.row)).collect();
+            let started = Instant::now();
+            let result = backend.run(&rows);
+            metrics::histogram!("inference_duration_seconds", "backend" => backend.name()).record(started.elapsed().as_secs_f64());
+            metrics::histogram!("inference_batch_size").record(rows.len() as f64);
+            match result {
+                Ok(ranked) => {
+                    for (job, r) in jobs.into_iter().zip(ranked) {
+                        let _ = job.reply.send(Ok(r));
+                    }
+                }
+                Err(e) => {
+                    let msg: Arc<str> = e.to_string().into();
+                    for job in jobs {
+                        let _ = job.reply.send(Err(BatchError::Failed(msg.clone())));
+                    }
+                }
+            }
+        });
+    }
+}

@@ -1,0 +1,82 @@
+//! Every origin setting, as a flag and an environment variable.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Which inference backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BackendPref {
+    /// ONNX Runtime with CUDA, else ONNX Runtime on CPU, else tract.
+    Auto,
+    /// ONNX Runtime with the CUDA execution provider; fail if it cannot register.
+    OrtCuda,
+    /// ONNX Runtime on CPU; fail if the library is missing.
+    OrtCpu,
+    /// tract (pure Rust, always available).
+    Tract,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One JSON object per line (for log shippers).
+    Json,
+    /// Human-readable.
+    Pretty,
+}
+
+/// `origin serve` settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeConfig {
+    /// Model directory written by the trainer (manifest.json, full.onnx, catalog.json).
+    #[arg(long, env = "EDGEREC_MODELS")]
+    pub models: PathBuf,
+    /// Listen address.
+    #[arg(long, env = "EDGEREC_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// Inference backend.
+    #[arg(long, env = "EDGEREC_BACKEND", value_enum, default_value = "auto")]
+    pub backend: BackendPref,
+    /// Path of `libonnxruntime.so` (from the `onnxruntime` or `onnxruntime-gpu` wheel).
+    #[arg(long, env = "ORT_DYLIB_PATH")]
+    pub ort_lib: Option<PathBuf>,
+    /// Largest micro-batch (requests per model run).
+    #[arg(long, env = "EDGEREC_MAX_BATCH", default_value_t = 32)]
+    pub max_batch: usize,
+    /// Longest a request waits for others to join its batch (µs); 0 = run as soon as a worker is free.
+    #[arg(long, env = "EDGEREC_MAX_QUEUE_DELAY_US", default_value_t = 0)]
+    pub max_queue_delay_us: u64,
+    /// Model runs in parallel (each on its own blocking thread and session).
+    #[arg(long, env = "EDGEREC_INFERENCE_WORKERS", default_value_t = 2)]
+    pub inference_workers: usize,
+    /// Requests waiting for a batch slot before new ones are shed (503).
+    #[arg(long, env = "EDGEREC_QUEUE_CAPACITY", default_value_t = 1024)]
+    pub queue_capacity: usize,
+    /// Whole-request deadline (ms); past it the answer is 504.
+    #[arg(long, env = "EDGEREC_REQUEST_TIMEOUT_MS", default_value_t = 2000)]
+    pub request_timeout_ms: u64,
+    /// Recommendation requests in flight before new ones are shed with 503 + Retry-After.
+    #[arg(long, env = "EDGEREC_MAX_CONCURRENCY", default_value_t = 256)]
+    pub max_concurrency: usize,
+    /// Per-client requests per second (token bucket); unset = no rate limit.
+    #[arg(long, env = "EDGEREC_RATE_LIMIT_PER_S")]
+    pub rate_limit_per_s: Option<u32>,
+    /// Burst size of the per-client rate limit.
+    #[arg(long, env = "EDGEREC_RATE_LIMIT_BURST", default_value_t = 50)]
+    pub rate_limit_burst: u32,
+    /// Apply the rate limit to loopback clients too (off: the local edge and tests are exempt).
+    #[arg(long, env = "EDGEREC_RATE_LIMIT_LOOPBACK", default_value_t = false)]
+    pub rate_limit_loopback: bool,
+    /// Browser origins allowed by CORS (comma-separated), e.g. the shop's `https://shop.example`.
+    #[arg(long, env = "EDGEREC_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// Bearer token for /admin/*; unset = admin endpoints always answer 401.
+    #[arg(long, env = "EDGEREC_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// How long SIGTERM waits for in-flight requests before exiting (ms).
+    #[arg(long, env = "EDGEREC_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    pub shutdown_grace_ms: u64,
+    /// Log format.
+    #[arg(long, env = "EDGEREC_LOG_FORMAT", value_enum, default_value = "json")]
+    pub log_format: LogFormat,
+}

@@ -1,0 +1,24 @@
+//! # edgerec origin
+//!
+//! The full model behind axum: ONNX Runtime (CUDA when a GPU and its libraries
+//! are present, CPU otherwise) with tract as the always-available fallback;
+//! dynamic micro-batching; health, readiness and Prometheus metrics; hot model
+//! reload with sha256 verification and rollback; load shedding, deadlines,
+//! rate limits, CORS, request ids, JSON logs and graceful shutdown.
+//!
+//! Request flow: tower layers (request id, trace, CORS, metrics, rate limit,
+//! concurrency limit + load shed, deadline, 64 KiB body limit) → [`api`]
+//! (validate, map ids) → [`batcher`] (micro-batch, blocking pool) →
+//! [`backend`] (ORT or tract) → [`api`] (drop seen, fill to `k`, JSON).
+
+pub mod api;
+pub mod backend;
+pub mod batcher;
+pub mod config;
+pub mod error;
+pub mod model_store;
+pub mod ops;
+pub mod rate_limit;
+pub mod server;
+pub mod state;
+pub mod telemetry;

@@ -1,0 +1,90 @@
+//! Operator endpoints: liveness, readiness, metrics, reload and rollback.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
+
+use crate::error::HttpError;
+use crate::model_store::LoadedModel;
+use crate::state::AppState;
+
+/// `GET /healthz`: the process is alive and answering (liveness).
+pub async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+fn describe(m: &LoadedModel) -> serde_json::Value {
+    json!({
+        "version": m.version(),
+        "dataset": m.manifest.dataset,
+        "backend": m.backend,
+        "backend_reason": m.backend_reason,
+        "items": m.policy.n_items(),
+        "created_at": m.manifest.created_at,
+        "dir": m.dir.display().to_string(),
+        "load_seconds": m.load_seconds,
+    })
+}
+
+/// `GET /readyz`: 200 with the model once one is loaded and warmed, else 503 (readiness).
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    let last_error = state.store.last_error();
+    match state.store.current() {
+        Some(m) => Json(json!({ "status": "ready", "model": describe(&m), "last_reload_error": last_error, "onnxruntime": state.store.ort_description() })).into_response(),
+        None => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "loading", "last_reload_error": last_error }))).into_response(),
+    }
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}
+
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), HttpError> {
+    let unauthorized = || HttpError::new(StatusCode::UNAUTHORIZED, "admin endpoints need `Authorization: Bearer <EDGEREC_ADMIN_TOKEN>`");
+    let expected = state.admin_token.as_deref().ok_or_else(unauthorized)?;
+    let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(unauthorized)?;
+    // Constant-time: the comparison must not leak how much of the token matched.
+    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) { Ok(()) } else { Err(unauthorized()) }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ReloadRequest {
+    /// Model directory to load; default: the one the server was started with.
+    path: Option<PathBuf>,
+}
+
+/// `POST /admin/reload` (`{"path"?: "models/…"}`): load, verify, warm, swap.
+/// A refused model answers 422 with the reason; the current model keeps serving.
+pub async fn reload(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, HttpError> {
+    authorize(&state, &headers)?;
+    let req: ReloadRequest = if body.is_empty() {
+        ReloadRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| HttpError::field(StatusCode::UNPROCESSABLE_ENTITY, "path", format!("body must be {{\"path\": \"<model dir>\"}}: {e}")))?
+    };
+    let dir = req.path.unwrap_or_else(|| state.models_dir.clone());
+    match state.store.load(&dir).await {
+        Ok(m) => Ok(Json(json!({ "status": "reloaded", "model": describe(&m) })).into_response()),
+        Err(reason) => {
+            let serving = state.store.current().map(|m| m.version().to_string());
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "error": format!("reload refused: {reason}"), "field": "path", "serving": serving }))).into_response())
+        }
+    }
+}
+
+/// `POST /admin/rollback`: back to the previous model (409 when there is none).
+pub async fn rollback(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, HttpError> {
+    authorize(&state, &headers)?;
+    let m = state.store.rollback().map_err(|e| HttpError::new(StatusCode::CONFLICT, e))?;
+    Ok(Json(json!({ "status": "rolled back", "model": describe(&m) })).into_response())
+}

@@ -1,0 +1,20 @@
+//! State shared by every handler.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::model_store::ModelStore;
+
+/// What handlers reach through `State`.
+pub struct AppState {
+    /// The serving model and its reload machinery.
+    pub store: Arc<ModelStore>,
+    /// Directory reloaded by SIGHUP and by `/admin/reload` without a body.
+    pub models_dir: PathBuf,
+    /// Bearer token for `/admin/*`.
+    pub admin_token: Option<String>,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+}
