@@ -6,6 +6,7 @@
 //! * [`contract`] — the ONNX model contract (input/output names, shapes, padding).
 //! * [`manifest`] — the model directory's `manifest.json` and its sha256 checks.
 //! * [`catalog`] — external item id ↔ model index, titles, popularity.
+//! * [`failover`] — the edge's circuit breaker and cache freshness (RFC 5861), clock injected.
 //! * [`inference`] — loads a contract-conforming ONNX file with `tract-onnx`
 //!   and runs it (natively and on `wasm32-unknown-unknown`).
 //! * [`model_set`] — a verified model directory: manifest, catalog, models.
@@ -18,6 +19,7 @@
 
 pub mod catalog;
 pub mod contract;
+pub mod failover;
 pub mod inference;
 pub mod manifest;
 pub mod model_set;

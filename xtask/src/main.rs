@@ -47,6 +47,8 @@ enum Cmd {
     },
     /// Run the peer benchmark (implicit ALS/BPR) and add it to the reports.
     Peers,
+    /// Benchmark the origin (release build) against raw ONNX Runtime; writes docs/performance.md.
+    BenchOrigin,
 }
 
 /// The repository root (the workspace holding `xtask/`).
@@ -113,7 +115,47 @@ fn demo(retrain: bool) -> anyhow::Result<()> {
     for ds in DATASETS {
         trainer(&["query", "--models", &format!("models/{}", ds.name), "--users", "3"])?;
     }
+    serve_origin()
+}
+
+/// Address the demo's origin listens on.
+const ORIGIN_ADDR: &str = "127.0.0.1:8080";
+
+/// Starts the origin on the MovieLens model (ONNX Runtime when its library is
+/// there, else tract), shows one real answer, and serves until Ctrl-C.
+fn serve_origin() -> anyhow::Result<()> {
+    run(cargo().args(["build", "--quiet", "-p", "origin"]))?;
+    let mut cmd = cargo();
+    cmd.args(["run", "--quiet", "-p", "origin", "--", "serve", "--models", "models/movielens", "--addr", ORIGIN_ADDR, "--log-format", "pretty"]);
+    if let Some(lib) = setup::ort_lib() {
+        cmd.arg("--ort-lib").arg(lib);
+    }
+    let mut origin = cmd.current_dir(root()).spawn().context("starting the origin")?;
+    let base = format!("http://{ORIGIN_ADDR}");
+    let ready = (0..600).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        Command::new("curl").args(["-sf", &format!("{base}/readyz")]).output().is_ok_and(|o| o.status.success())
+    });
+    if !ready {
+        let _ = origin.kill();
+        bail!("the origin did not become ready at {base}/readyz");
+    }
+    let query = r#"{"history": ["50", "172", "181"], "k": 5}"#;
+    println!("\n== origin ready at {base} — a Star Wars fan's recommendations ==");
+    println!("$ curl -s {base}/v1/recommendations -H 'content-type: application/json' -d '{query}'");
+    run(Command::new("curl").args(["-s", &format!("{base}/v1/recommendations"), "-H", "content-type: application/json", "-d", query]))?;
+    println!("\n\nAlso: {base}/readyz  {base}/metrics  {base}/v1/recommendations?history=50,172&k=10 — Ctrl-C stops the origin.");
+    origin.wait()?;
     Ok(())
+}
+
+fn bench_origin() -> anyhow::Result<()> {
+    setup::all()?;
+    train(false)?;
+    run(cargo().args(["build", "--release", "-p", "origin", "--bins", "--examples"]))?;
+    let lib = setup::ort_lib().context("libonnxruntime.so not found in .venv (run `cargo xtask setup`)")?;
+    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root().join("target"));
+    run(Command::new(setup::python()).arg("bench/origin_bench.py").arg("models/movielens").arg(lib).arg(target).arg("docs/performance.md"))
 }
 
 fn test() -> anyhow::Result<()> {
@@ -140,6 +182,7 @@ fn main() -> anyhow::Result<()> {
             setup::all()?;
             train(retrain)
         }
+        Cmd::BenchOrigin => bench_origin(),
         Cmd::Peers => {
             setup::all()?;
             train(false)?;

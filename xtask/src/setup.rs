@@ -28,6 +28,23 @@ pub fn all() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `libonnxruntime.so` from the `onnxruntime` wheel in `.venv` (the CPU build;
+/// a GPU host points `ORT_DYLIB_PATH` at the `onnxruntime-gpu` one instead).
+pub fn ort_lib() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        return Some(PathBuf::from(p));
+    }
+    for py in std::fs::read_dir(root().join(".venv/lib")).ok()? {
+        let capi = py.ok()?.path().join("site-packages/onnxruntime/capi");
+        for f in std::fs::read_dir(&capi).ok()?.flatten() {
+            if f.file_name().to_string_lossy().starts_with("libonnxruntime.so") {
+                return Some(f.path());
+            }
+        }
+    }
+    None
+}
+
 /// Whether `cargo nextest` is installed (it is on this project's machines;
 /// plain `cargo test` is the fallback).
 pub fn has_nextest() -> bool {
