@@ -98,24 +98,69 @@ async fn collect(mut rx: mpsc::Receiver<Job>, backend: Arc<dyn Backend>, cfg: Ba
         let backend = backend.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let rows: Vec<_> = jobs.iter_mut().map(|j| std::mem::take(&mut j.row)).collect();
-            let started = Instant::now();
-            let result = backend.run(&rows);
-            metrics::histogram!("inference_duration_seconds", "backend" => backend.name()).record(started.elapsed().as_secs_f64());
-            metrics::histogram!("inference_batch_size").record(rows.len() as f64);
-            match result {
-                Ok(ranked) => {
-                    for (job, r) in jobs.into_iter().zip(ranked) {
-                        let _ = job.reply.send(Ok(r));
-                    }
-                }
-                Err(e) => {
-                    let msg: Arc<str> = e.to_string().into();
-                    for job in jobs {
-                        let _ = job.reply.send(Err(BatchError::Failed(msg.clone())));
-                    }
-                }
+            for group in group_by_length(jobs) {
+                run_group(&*backend, group);
             }
         });
+    }
+}
+
+/// History entries per model run before a batch is split: the model's
+/// gather materializes `[batch, L, n_items]`, so padding every row to the
+/// longest one wastes time and memory (a 32 × 500 batch over 1,682 items is
+/// 100 MB). Rows are sorted by length and cut into groups whose padded size
+/// stays under this and whose lengths are within 2× of each other.
+const MAX_PADDED_ENTRIES: usize = 2048;
+
+fn group_by_length(mut jobs: Vec<Job>) -> Vec<Vec<Job>> {
+    jobs.sort_by_key(|j| j.row.len());
+    let mut groups: Vec<Vec<Job>> = Vec::new();
+    for job in jobs {
+        let len = job.row.len().max(1);
+        match groups.last_mut() {
+            Some(g) if (g.len() + 1) * len <= MAX_PADDED_ENTRIES && len <= 2 * g[0].row.len().max(1) => g.push(job),
+            _ => groups.push(vec![job]),
+        }
+    }
+    groups
+}
+
+fn run_group(backend: &dyn Backend, mut jobs: Vec<Job>) {
+    let rows: Vec<_> = jobs.iter_mut().map(|j| std::mem::take(&mut j.row)).collect();
+    let started = Instant::now();
+    let result = backend.run(&rows);
+    metrics::histogram!("inference_duration_seconds", "backend" => backend.name()).record(started.elapsed().as_secs_f64());
+    metrics::histogram!("inference_batch_size").record(rows.len() as f64);
+    match result {
+        Ok(ranked) => {
+            for (job, r) in jobs.into_iter().zip(ranked) {
+                let _ = job.reply.send(Ok(r));
+            }
+        }
+        Err(e) => {
+            let msg: Arc<str> = e.to_string().into();
+            for job in jobs {
+                let _ = job.reply.send(Err(BatchError::Failed(msg.clone())));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(len: usize) -> Job {
+        let (reply, _) = oneshot::channel();
+        Job { row: vec![(0, 1.0); len], reply }
+    }
+
+    #[test]
+    fn groups_similar_lengths_within_the_padding_budget() {
+        let groups = group_by_length([3, 500, 4, 6, 300, 2, 1000].into_iter().map(job).collect());
+        let lens: Vec<Vec<usize>> = groups.iter().map(|g| g.iter().map(|j| j.row.len()).collect()).collect();
+        assert_eq!(lens, vec![vec![2, 3, 4], vec![6], vec![300, 500], vec![1000]]);
+        let many = group_by_length((0..100).map(|_| job(100)).collect());
+        assert!(many.iter().all(|g| g.len() * 100 <= MAX_PADDED_ENTRIES) && many.len() == 5);
     }
 }
