@@ -177,6 +177,15 @@ mod tests {
         CircuitBreaker::new(BreakerConfig { failure_threshold: 3, open_ms: 1_000, backoff: 2, max_open_ms: 3_000 })
     }
 
+    /// A breaker tripped by failures at 0, 1 and 2 ms (open until 1,002 ms).
+    fn tripped() -> CircuitBreaker {
+        let mut b = breaker();
+        for t in 0..3 {
+            b.on_failure(t);
+        }
+        b
+    }
+
     #[test]
     fn closed_counts_consecutive_failures_and_success_resets() {
         let mut b = breaker();
@@ -191,10 +200,7 @@ mod tests {
 
     #[test]
     fn threshold_opens_and_open_rejects_until_the_period_ends() {
-        let mut b = breaker();
-        for t in 0..3 {
-            b.on_failure(t);
-        }
+        let mut b = tripped();
         assert_eq!(b.state(2), BreakerState::Open { until_ms: 1_002 });
         assert_eq!(b.admit(500), Admission::Rejected);
         assert_eq!(b.admit(1_001), Admission::Rejected);
@@ -203,10 +209,7 @@ mod tests {
 
     #[test]
     fn half_open_lets_exactly_one_probe_through() {
-        let mut b = breaker();
-        for t in 0..3 {
-            b.on_failure(t);
-        }
+        let mut b = tripped();
         assert_eq!(b.admit(2_000), Admission::Probe);
         assert_eq!(b.admit(2_001), Admission::Rejected, "second caller while the probe is out");
         b.on_success();
@@ -216,10 +219,7 @@ mod tests {
 
     #[test]
     fn failed_probe_reopens_for_longer_up_to_the_cap() {
-        let mut b = breaker();
-        for t in 0..3 {
-            b.on_failure(t);
-        }
+        let mut b = tripped();
         // Trip 1: 1 s. Probe fails → trip 2: 2 s. Probe fails → trip 3: 4 s capped at 3 s.
         assert_eq!(b.admit(1_002), Admission::Probe);
         b.on_failure(1_010);
@@ -238,10 +238,7 @@ mod tests {
 
     #[test]
     fn late_failures_while_open_do_not_extend_the_period() {
-        let mut b = breaker();
-        for t in 0..3 {
-            b.on_failure(t);
-        }
+        let mut b = tripped();
         b.on_failure(500);
         assert_eq!(b.state(600), BreakerState::Open { until_ms: 1_002 });
     }
