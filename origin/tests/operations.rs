@@ -133,3 +133,35 @@ async fn sigterm_drains_in_flight_requests() {
     }
     assert!(o.client.get(o.url("/healthz")).send().await.is_err(), "no longer listening");
 }
+
+#[tokio::test]
+async fn rate_limit_deadline_and_empty_rollback_answer_in_json() {
+    // Rate limit applied to loopback too: 2 per second, burst 2 → the third request in a row is 429.
+    let o = Origin::start(&movielens(), &["--rate-limit-per-s", "2", "--rate-limit-burst", "2", "--rate-limit-loopback"]).await;
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let r = o.post(json!({"history": ["50"]})).await;
+        if r.status() == 429 {
+            assert!(r.headers().contains_key("retry-after"));
+            let body: Value = r.json().await.unwrap();
+            assert!(body["error"].as_str().unwrap().contains("rate limit"));
+            statuses.push(429);
+        } else {
+            statuses.push(r.status().as_u16());
+        }
+    }
+    assert_eq!(&statuses[..2], &[200, 200]);
+    assert!(statuses[2..].contains(&429), "{statuses:?}");
+    assert_eq!(o.client.get(o.url("/healthz")).send().await.unwrap().status(), 200, "probes are not rate limited");
+    // Nothing to roll back to yet.
+    let (status, body) = admin(&o, "/admin/rollback", Some(TOKEN), None).await;
+    assert_eq!(status, 409, "{body}");
+    drop(o);
+
+    // A 1 ms deadline with the batcher holding requests for 50 ms: 504, as JSON.
+    let o = Origin::start(&movielens(), &["--request-timeout-ms", "1", "--max-queue-delay-us", "50000"]).await;
+    let r = o.post(json!({"history": ["50"]})).await;
+    assert_eq!(r.status(), 504);
+    let body: Value = r.json().await.unwrap();
+    assert!(body["error"].as_str().unwrap().contains("deadline"));
+}

@@ -157,8 +157,7 @@ impl OnnxRecommender {
         let outputs = self.plan.run(tvec!(history.into(), weights.into()))?;
         let scores = outputs[0].to_plain_array_view::<f32>()?;
         let indices = outputs[1].to_plain_array_view::<i64>()?;
-        let shape = |a: &[usize]| a.to_vec();
-        if shape(scores.shape()) != [rows.len(), self.top_k] || indices.shape() != scores.shape() {
+        if scores.shape() != [rows.len(), self.top_k] || indices.shape() != scores.shape() {
             return Err(InferenceError::Contract(format!(
                 "outputs have shapes {:?}/{:?}, expected [{}, {}]",
                 scores.shape(),
