@@ -202,6 +202,11 @@ inference workers and micro-batches up to 32 requests. Client and server share t
 The HTTP latency includes JSON parsing, id mapping, the model run, seen-item filtering, JSON encoding and the loopback
 round trip through the load generator; raw ORT is the model run alone.
 """
+    # Keep the edge section that `cargo xtask bench-edge` appends.
+    marker = "<!-- edge measurements: cargo xtask bench-edge -->"
+    old = open(out_md).read() if os.path.exists(out_md) else ""
+    if marker in old:
+        doc = doc.rstrip() + "\n\n" + marker + old.split(marker, 1)[1]
     with open(out_md, "w") as f:
         f.write(doc)
     print(f"wrote {out_md}")

@@ -35,6 +35,13 @@ impl HttpError {
     }
 }
 
+impl From<shared::request::RequestError> for HttpError {
+    fn from(e: shared::request::RequestError) -> Self {
+        let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+        HttpError { status, message: e.message, field: e.field, retry_after: None }
+    }
+}
+
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let body = ApiError { error: self.message, field: self.field };

@@ -7,6 +7,11 @@
 //! * [`manifest`] — the model directory's `manifest.json` and its sha256 checks.
 //! * [`catalog`] — external item id ↔ model index, titles, popularity.
 //! * [`failover`] — the edge's circuit breaker and cache freshness (RFC 5861), clock injected.
+//! * [`failover_path`] — the edge's whole failover path (cache → origin under a
+//!   deadline ∥ edge model → stale cache → popular), generic over its environment.
+//! * [`edge_config`] — the edge's settings from `wrangler.toml` `[vars]`.
+//! * [`request`] — request parsing and validation shared by origin and edge
+//!   (HTTP status and field of every error), the canonical cache key.
 //! * [`inference`] — loads a contract-conforming ONNX file with `tract-onnx`
 //!   and runs it (natively and on `wasm32-unknown-unknown`).
 //! * [`model_set`] — a verified model directory: manifest, catalog, models.
@@ -19,11 +24,14 @@
 
 pub mod catalog;
 pub mod contract;
+pub mod edge_config;
 pub mod failover;
+pub mod failover_path;
 pub mod inference;
 pub mod manifest;
 pub mod model_set;
 pub mod recommender;
+pub mod request;
 pub mod wire;
 
 pub use catalog::{Catalog, CatalogItem, ResolvedHistory};

@@ -8,6 +8,7 @@
 use crate::catalog::Catalog;
 use crate::contract::{self, ModelKind};
 use crate::inference::{InferenceError, OnnxRecommender, Ranked};
+use crate::wire::{ModelInfo, RecommendationResponse, RecommendedItem, Source};
 
 /// What happens around a model run: ids → model rows, model output → `k` items.
 #[derive(Debug, Clone)]
@@ -131,6 +132,26 @@ impl RankingPolicy {
             }
         }
         Recommendation { items, unknown: prepared.unknown, popular_fallback }
+    }
+
+    /// The wire answer for `rec`: catalog ids and titles, `source` = `model_source`
+    /// (or [`Source::Popular`] when the popular list answered), unknown ids
+    /// named in `warnings`.
+    pub fn response(&self, rec: &Recommendation, model_source: Source, model: ModelInfo) -> RecommendationResponse {
+        let mut warnings = Vec::new();
+        if !rec.unknown.is_empty() {
+            warnings.push(format!("unknown item ids ignored: {}", rec.unknown.join(", ")));
+        }
+        RecommendationResponse {
+            items: rec
+                .items
+                .iter()
+                .filter_map(|&(i, score)| self.catalog.get(i).map(|item| RecommendedItem { item_id: item.id.clone(), score, title: item.title.clone() }))
+                .collect(),
+            source: if rec.popular_fallback { Source::Popular } else { model_source },
+            model,
+            warnings,
+        }
     }
 }
 

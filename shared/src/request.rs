@@ -1,0 +1,187 @@
+//! Parsing recommendation requests off the wire, identically in origin and
+//! edge: the `GET` query string and the `POST` JSON body become a
+//! [`RecommendationRequest`], or a [`RequestError`] carrying the HTTP status
+//! (400, 413, 415, 422) and the offending field.
+
+use serde::Deserialize;
+
+use crate::contract::MAX_K;
+use crate::wire::{ApiError, RecommendationRequest, ValidRequest};
+
+/// Largest accepted `POST` body, bytes (64 KiB).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// A request that cannot be served, with the HTTP status to answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{status}: {message}")]
+pub struct RequestError {
+    /// HTTP status code (4xx).
+    pub status: u16,
+    /// What is wrong, for humans.
+    pub message: String,
+    /// The offending field (`k`, `history[3]`, `body`), when one is to blame.
+    pub field: Option<String>,
+}
+
+impl RequestError {
+    /// An error blaming `field`.
+    pub fn field(status: u16, field: impl Into<String>, message: impl Into<String>) -> Self {
+        RequestError { status, message: message.into(), field: Some(field.into()) }
+    }
+
+    /// An error without a field.
+    pub fn new(status: u16, message: impl Into<String>) -> Self {
+        RequestError { status, message: message.into(), field: None }
+    }
+
+    /// The JSON body of the answer.
+    pub fn body(&self) -> ApiError {
+        ApiError { error: self.message.clone(), field: self.field.clone() }
+    }
+}
+
+/// Query parameters of the cacheable `GET` form: `history` is a comma-separated id list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecommendationQuery {
+    user_id: Option<String>,
+    history: Option<String>,
+    k: Option<String>,
+    exclude_seen: Option<String>,
+}
+
+/// Parses `history=1,2,3&k=10&exclude_seen=true&user_id=…` (without the `?`).
+///
+/// # Errors
+/// 400 for an unknown or repeated parameter, 422 naming `k` or `exclude_seen`
+/// when its value is not a number / boolean.
+pub fn parse_query(raw: &str) -> Result<RecommendationRequest, RequestError> {
+    let q: RecommendationQuery =
+        serde_urlencoded::from_str(raw).map_err(|e| RequestError::new(400, format!("bad query string: {e}")))?;
+    let k = match q.k.as_deref() {
+        None | Some("") => None,
+        Some(raw) => Some(
+            raw.parse::<usize>()
+                .map_err(|_| RequestError::field(422, "k", format!("k must be an integer between 1 and {MAX_K}, got {raw:?}")))?,
+        ),
+    };
+    let exclude_seen = match q.exclude_seen.as_deref() {
+        None | Some("") => None,
+        Some("true" | "1") => Some(true),
+        Some("false" | "0") => Some(false),
+        Some(raw) => return Err(RequestError::field(422, "exclude_seen", format!("exclude_seen must be true or false, got {raw:?}"))),
+    };
+    let history = match q.history.as_deref() {
+        None | Some("") => Vec::new(),
+        Some(raw) => raw.split(',').map(|s| s.trim().to_string()).collect(),
+    };
+    Ok(RecommendationRequest { user_id: q.user_id, history, k, exclude_seen })
+}
+
+/// Whether a `Content-Type` value is JSON (`application/json`, any parameters).
+pub fn is_json_content_type(value: Option<&str>) -> bool {
+    value.is_some_and(|ct| ct.split(';').next().is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json")))
+}
+
+/// Parses a `POST` body: syntax errors are 400, well-formed JSON of the
+/// wrong shape is 422 naming the field path (e.g. `history[3]`), a body over
+/// [`MAX_BODY_BYTES`] is 413.
+///
+/// # Errors
+/// As above.
+pub fn parse_json(body: &[u8]) -> Result<RecommendationRequest, RequestError> {
+    if body.len() > MAX_BODY_BYTES {
+        return Err(RequestError::field(413, "body", format!("body is {} bytes, at most {MAX_BODY_BYTES} are accepted", body.len())));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(body);
+    serde_path_to_error::deserialize::<_, RecommendationRequest>(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            serde_json::error::Category::Data => {
+                let field = if path == "." { message_field(&inner.to_string()).unwrap_or_else(|| "body".into()) } else { path };
+                RequestError::field(422, field, inner.to_string())
+            }
+            _ => RequestError::new(400, format!("malformed JSON: {inner}")),
+        }
+    })
+}
+
+/// serde names missing/unknown fields only in its message: "missing field `history`".
+fn message_field(msg: &str) -> Option<String> {
+    let start = msg.find('`')? + 1;
+    let end = start + msg[start..].find('`')?;
+    Some(msg[start..end].to_string())
+}
+
+/// Range checks of [`RecommendationRequest::validate`] as a 422.
+///
+/// # Errors
+/// 422 naming `k` or `history`.
+pub fn validate(req: RecommendationRequest) -> Result<ValidRequest, RequestError> {
+    req.validate().map_err(|e| RequestError::field(422, e.field, e.to_string()))
+}
+
+/// The canonical query string of a valid request: the same answer always has
+/// the same key, whichever form (`GET`/`POST`, parameter order, spacing,
+/// `user_id`) asked for it. Used as the edge's cache key and for its `GET`
+/// to the origin. Ids are percent-encoded; history order is kept (the model
+/// keeps the most recent [`crate::contract::MAX_HISTORY`] entries).
+pub fn canonical_query(req: &ValidRequest) -> String {
+    let history = req.history.join(",");
+    serde_urlencoded::to_string([("history", history.as_str()), ("k", &req.k.to_string()), ("exclude_seen", if req.exclude_seen { "true" } else { "false" })])
+        .expect("string pairs always encode")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_and_json_forms_agree_and_canonicalize_alike() {
+        let get = validate(parse_query("k=5&history=50,%20172&user_id=u1").unwrap()).unwrap();
+        let post = validate(parse_json(br#"{"history":["50",172],"k":5,"exclude_seen":true}"#).unwrap()).unwrap();
+        assert_eq!(get, post);
+        assert_eq!(canonical_query(&get), "history=50%2C172&k=5&exclude_seen=true");
+        // The canonical form parses back to the same request.
+        assert_eq!(validate(parse_query(&canonical_query(&get)).unwrap()).unwrap(), get);
+    }
+
+    #[test]
+    fn ids_with_reserved_characters_survive_the_canonical_form() {
+        let req = ValidRequest { history: vec!["a&b=c".into(), "ü ß".into()], k: 3, exclude_seen: false };
+        assert_eq!(validate(parse_query(&canonical_query(&req)).unwrap()).unwrap(), req);
+    }
+
+    #[test]
+    fn errors_carry_status_and_field() {
+        let e = parse_query("k=ten").unwrap_err();
+        assert_eq!((e.status, e.field.as_deref()), (422, Some("k")));
+        let e = parse_query("exclude_seen=maybe").unwrap_err();
+        assert_eq!((e.status, e.field.as_deref()), (422, Some("exclude_seen")));
+        assert_eq!(parse_query("bogus=1").unwrap_err().status, 400);
+        assert_eq!(parse_json(b"{\"history\": [").unwrap_err().status, 400);
+        let e = parse_json(br#"{"history":["1", -3]}"#).unwrap_err();
+        assert_eq!((e.status, e.field.as_deref()), (422, Some("history[1]")));
+        let e = parse_json(br#"{"k": 3}"#).unwrap_err();
+        assert_eq!((e.status, e.field.as_deref()), (422, Some("history")));
+        let e = parse_json(&vec![b' '; MAX_BODY_BYTES + 1]).unwrap_err();
+        assert_eq!((e.status, e.field.as_deref()), (413, Some("body")));
+        let e = validate(parse_json(br#"{"history":[],"k":101}"#).unwrap()).unwrap_err();
+        assert_eq!((e.status, e.field.as_deref()), (422, Some("k")));
+    }
+
+    #[test]
+    fn deeply_nested_json_is_a_clean_error() {
+        let deep = format!("{{\"history\": {}{}}}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(matches!(parse_json(deep.as_bytes()).unwrap_err().status, 400 | 422));
+    }
+
+    #[test]
+    fn content_type_check_accepts_parameters_only_on_json() {
+        assert!(is_json_content_type(Some("application/json; charset=utf-8")));
+        assert!(is_json_content_type(Some("Application/JSON")));
+        assert!(!is_json_content_type(Some("text/plain")));
+        assert!(!is_json_content_type(None));
+    }
+}

@@ -1,0 +1,216 @@
+//! The edge worker under `wrangler dev` in front of the real origin: the
+//! normal path, the cache, a killed origin (deadline, then the open breaker),
+//! a slow origin, failing and malformed origin answers, failback, and the
+//! same 4xx errors as the origin.
+
+use std::time::{Duration, Instant};
+
+use e2e::{Edge, Fault, FaultProxy, Origin};
+use serde_json::Value;
+
+/// What one request through the edge returned.
+struct Answer {
+    status: u16,
+    source: String,
+    header_source: String,
+    body: Value,
+    server_timing: String,
+    request_id: String,
+    elapsed: Duration,
+}
+
+impl Answer {
+    /// `total;dur=N` of `Server-Timing`, ms.
+    fn total_ms(&self) -> u64 {
+        self.timing("total").expect("Server-Timing has total")
+    }
+
+    fn timing(&self, name: &str) -> Option<u64> {
+        self.server_timing.split(", ").find_map(|p| p.strip_prefix(&format!("{name};dur="))?.parse().ok())
+    }
+
+    fn items(&self) -> Vec<String> {
+        self.body["items"].as_array().expect("items").iter().map(|i| i["item_id"].as_str().expect("item_id").to_string()).collect()
+    }
+}
+
+async fn get(client: &reqwest::Client, edge: &Edge, query: &str) -> Answer {
+    let started = Instant::now();
+    let r = client
+        .get(format!("{}/v1/recommendations?{query}", edge.url()))
+        .header("x-request-id", "e2e-request-1")
+        .send()
+        .await
+        .expect("the edge answers");
+    let elapsed = started.elapsed();
+    let status = r.status().as_u16();
+    let header = |n: &str| r.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let (header_source, server_timing, request_id) = (header("x-rec-source"), header("server-timing"), header("x-request-id"));
+    let body: Value = r.json().await.expect("JSON body");
+    Answer { status, source: body["source"].as_str().unwrap_or_default().to_string(), header_source, body, server_timing, request_id, elapsed }
+}
+
+async fn breaker_state(client: &reqwest::Client, edge: &Edge) -> String {
+    let h: Value = client.get(format!("{}/healthz", edge.url())).send().await.expect("healthz").json().await.expect("JSON");
+    h["breaker"].as_str().unwrap_or_default().to_string()
+}
+
+/// Star Wars, Return of the Jedi, The Empire Strikes Back + a distinct item
+/// per call, so each query is a cache miss.
+fn history(n: u32) -> String {
+    format!("history=50,172,181,{}&k=10", 100 + n)
+}
+
+const DEADLINE_MS: u64 = 150;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn origin_answers_then_cache_then_killed_origin_then_failback() {
+    let mut origin = Origin::start().await;
+    let port = origin.port;
+    let edge = Edge::start(&[("ORIGIN_URL", &origin.url()), ("BREAKER_FAILURES", "3"), ("BREAKER_OPEN_MS", "3000")]).await;
+    let client = reqwest::Client::new();
+
+    // Normal path: the origin's full model answers, with titles, in time.
+    let a = get(&client, &edge, &history(0)).await;
+    assert_eq!((a.status, a.source.as_str(), a.header_source.as_str()), (200, "origin", "origin"), "{}", a.body);
+    assert_eq!(a.items().len(), 10);
+    assert!(a.body["items"][0]["title"].is_string(), "MovieLens answers carry titles");
+    assert_eq!(a.body["model"]["name"], "full");
+    assert!(a.timing("origin").is_some() && a.timing("edge").is_some(), "Server-Timing: {}", a.server_timing);
+    assert_eq!(a.request_id, "e2e-request-1");
+    for seen in ["50", "172", "181", "100"] {
+        assert!(!a.items().contains(&seen.to_string()), "seen item {seen} excluded");
+    }
+
+    // Same query (other parameter order, POST form alike): a fresh cache hit, same items.
+    tokio::time::sleep(Duration::from_millis(300)).await; // the cache put runs after the answer (wait_until)
+    let b = get(&client, &edge, "k=10&history=50,172,181,100").await;
+    assert_eq!((b.source.as_str(), b.items()), ("cache", a.items()));
+    let post: Value = client
+        .post(format!("{}/v1/recommendations", edge.url()))
+        .json(&serde_json::json!({"history": ["50", "172", "181", 100], "k": 10}))
+        .send()
+        .await
+        .expect("POST")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(post["source"], "cache");
+
+    // Origin killed: the edge model answers; before the breaker opens no
+    // request waits past the deadline (+ 20 ms), after it no time is spent on the origin.
+    origin.kill();
+    for n in 1..=3 {
+        let a = get(&client, &edge, &history(n)).await;
+        assert_eq!((a.status, a.source.as_str()), (200, "edge"), "{}", a.body);
+        assert_eq!(a.items().len(), 10);
+        assert_eq!(a.body["model"]["name"], "edge");
+        assert!(a.total_ms() <= DEADLINE_MS + 20, "waited {} ms for a dead origin", a.total_ms());
+        assert!(a.elapsed < Duration::from_millis(DEADLINE_MS + 250), "client saw {:?}", a.elapsed);
+    }
+    assert_eq!(breaker_state(&client, &edge).await, "open");
+    let mut open_latency = Vec::new();
+    for n in 4..=8 {
+        let a = get(&client, &edge, &history(n)).await;
+        assert_eq!(a.source, "edge");
+        assert_eq!(a.timing("origin"), None, "an open breaker does not ask the origin");
+        assert!(a.body["warnings"].as_array().unwrap().iter().any(|w| w.as_str().unwrap().contains("circuit breaker open")));
+        open_latency.push(a.elapsed);
+    }
+    open_latency.sort();
+    let median = open_latency[open_latency.len() / 2];
+    assert!(median < Duration::from_millis(DEADLINE_MS / 2), "with the breaker open the edge answers in {median:?}, well under the deadline");
+
+    // The origin comes back: the cron probe of /readyz closes the breaker at once.
+    let _origin = Origin::start_on(port).await;
+    let probe = client.get(format!("{}/__scheduled?cron=*+*+*+*+*", edge.url())).send().await.expect("scheduled");
+    assert!(probe.status().is_success());
+    assert_eq!(breaker_state(&client, &edge).await, "closed");
+    let a = get(&client, &edge, &history(20)).await;
+    assert_eq!(a.source, "origin", "failback to the origin: {}", a.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_failing_and_malformed_origins_never_cost_the_shopper_an_answer() {
+    let origin = Origin::start().await;
+    let proxy = FaultProxy::start(&origin.url()).await;
+    // A high threshold keeps the breaker closed, so every request meets the fault.
+    let edge = Edge::start(&[("ORIGIN_URL", &proxy.url()), ("BREAKER_FAILURES", "1000")]).await;
+    let client = reqwest::Client::new();
+
+    let a = get(&client, &edge, &history(0)).await;
+    assert_eq!(a.source, "origin");
+    assert_eq!(proxy.last_request_id().as_deref(), Some("e2e-request-1"), "x-request-id is forwarded to the origin");
+
+    // Slow origin: the edge model answers at the deadline.
+    proxy.set(Fault::Delay(Duration::from_millis(600)));
+    let a = get(&client, &edge, &history(1)).await;
+    assert_eq!((a.status, a.source.as_str()), (200, "edge"), "{}", a.body);
+    assert!(a.total_ms() >= DEADLINE_MS - 5 && a.total_ms() <= DEADLINE_MS + 20, "total {} ms vs deadline {DEADLINE_MS}", a.total_ms());
+    assert!(a.elapsed < Duration::from_millis(DEADLINE_MS + 250), "client saw {:?}", a.elapsed);
+
+    // Blackhole (accepts, never answers): same.
+    proxy.set(Fault::Blackhole);
+    let a = get(&client, &edge, &history(2)).await;
+    assert_eq!(a.source, "edge");
+    assert!(a.total_ms() <= DEADLINE_MS + 20);
+
+    // 500s, 503s and truncated JSON: the edge model answers and says why.
+    for (fault, why) in [(Fault::Status(500), "HTTP 500"), (Fault::Status(503), "HTTP 503"), (Fault::Truncate, "malformed answer")] {
+        proxy.set(fault);
+        let a = get(&client, &edge, &history(3)).await;
+        assert_eq!((a.status, a.source.as_str()), (200, "edge"), "{}", a.body);
+        assert_eq!(a.items().len(), 10);
+        let warnings = a.body["warnings"].to_string();
+        assert!(warnings.contains(why), "warnings {warnings} name {why}");
+    }
+
+    // Healthy again: straight back to the origin.
+    proxy.set(Fault::Pass);
+    assert_eq!(get(&client, &edge, &history(4)).await.source, "origin");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_refuses_bad_input_exactly_like_the_origin() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(&[("ORIGIN_URL", &origin.url())]).await;
+    let client = reqwest::Client::new();
+    let long: Vec<String> = (0..501).map(|i| i.to_string()).collect();
+    let cases: Vec<(&str, reqwest::Method, &str, Option<String>)> = vec![
+        ("k out of range", reqwest::Method::GET, "/v1/recommendations?history=50&k=0", None),
+        ("k not a number", reqwest::Method::GET, "/v1/recommendations?history=50&k=ten", None),
+        ("unknown parameter", reqwest::Method::GET, "/v1/recommendations?history=50&bogus=1", None),
+        ("malformed JSON", reqwest::Method::POST, "/v1/recommendations", Some("{\"history\": [".into())),
+        ("negative id", reqwest::Method::POST, "/v1/recommendations", Some("{\"history\": [\"50\", -1]}".into())),
+        ("missing history", reqwest::Method::POST, "/v1/recommendations", Some("{\"k\": 3}".into())),
+        ("history too long", reqwest::Method::POST, "/v1/recommendations", Some(serde_json::json!({ "history": long }).to_string())),
+        ("body over 64 KiB", reqwest::Method::POST, "/v1/recommendations", Some(format!("{{\"history\": [\"{}\"]}}", "9".repeat(70_000)))),
+    ];
+    for (what, method, path, body) in cases {
+        let mut statuses = Vec::new();
+        for base in [origin.url(), edge.url()] {
+            let mut req = client.request(method.clone(), format!("{base}{path}"));
+            if let Some(b) = &body {
+                req = req.header("content-type", "application/json").body(b.clone());
+            }
+            let r = req.send().await.expect("answer");
+            let status = r.status().as_u16();
+            let json: Value = r.json().await.unwrap_or(Value::Null);
+            assert!(json["error"].is_string(), "{what} at {base}: JSON error body, got {json}");
+            statuses.push((status, json["field"].clone()));
+        }
+        assert_eq!(statuses[0], statuses[1], "{what}: origin vs edge (status, field)");
+        assert!((400..500).contains(&statuses[0].0), "{what}: a 4xx, got {}", statuses[0].0);
+    }
+    // Wrong content type and wrong method.
+    let r = client.post(format!("{}/v1/recommendations", edge.url())).header("content-type", "text/plain").body("x").send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 415);
+    let r = client.delete(format!("{}/v1/recommendations", edge.url())).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    // Unknown ids are ignored and named; no known id at all gets the popular list without the origin.
+    let a = get(&client, &edge, "history=50,not-an-item&k=5").await;
+    assert_eq!(a.status, 200);
+    assert!(a.body["warnings"].to_string().contains("not-an-item"));
+    let a = get(&client, &edge, "history=nope&k=5").await;
+    assert_eq!((a.source.as_str(), a.items().len()), ("popular", 5));
+}

@@ -1,0 +1,174 @@
+//! Edge measurements for `docs/performance.md` (run by `cargo xtask bench-edge`):
+//! the worker's upload size (`wrangler deploy --dry-run`), first-request and
+//! warm latency through `wrangler dev` (edge-only, so the edge model answers),
+//! and the edge model's compute per request in workerd against native tract on
+//! the same model and histories.
+//!
+//! Usage: `bench-edge <model-dir> <docs/performance.md>`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+use e2e::{Edge, repo};
+use shared::ModelSet;
+use shared::contract::ModelKind;
+
+const MARKER: &str = "<!-- edge measurements: cargo xtask bench-edge -->";
+/// Timed requests per kind through wrangler dev.
+const HTTP_REQUESTS: usize = 400;
+/// Passes over the histories for native tract.
+const NATIVE_PASSES: usize = 20;
+
+fn histories(dir: &Path) -> anyhow::Result<Vec<Vec<String>>> {
+    let parity: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("parity.json")).context("parity.json")?)?;
+    let cases = parity["cases"].as_array().context("parity.json has cases")?;
+    Ok(cases
+        .iter()
+        .map(|c| c["history"].as_array().map(|h| h.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default())
+        .collect())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+struct Stats {
+    p50: f64,
+    p99: f64,
+    mean: f64,
+}
+
+fn stats(mut ms: Vec<f64>) -> Stats {
+    ms.sort_by(f64::total_cmp);
+    Stats { p50: percentile(&ms, 0.5), p99: percentile(&ms, 0.99), mean: ms.iter().sum::<f64>() / ms.len() as f64 }
+}
+
+/// (raw KiB, gzip KiB) from `wrangler deploy --dry-run`.
+fn upload_size() -> anyhow::Result<(f64, f64, String)> {
+    let out = tempdir("dry-run");
+    let output = Command::new(repo().join("node_modules/.bin/wrangler"))
+        .args(["deploy", "--dry-run", "--outdir"])
+        .arg(&out)
+        .current_dir(repo())
+        .env("EDGEREC_SKIP_EDGE_BUILD", "1")
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("CI", "true")
+        .output()
+        .context("running wrangler deploy --dry-run")?;
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let line = text.lines().find(|l| l.contains("Total Upload")).with_context(|| format!("no 'Total Upload' in:\n{text}"))?.trim().to_string();
+    // "Total Upload: 4321.00 KiB / gzip: 1234.00 KiB"
+    let nums: Vec<f64> = line.split(|c: char| !(c.is_ascii_digit() || c == '.')).filter_map(|s| s.parse().ok()).collect();
+    if nums.len() < 2 {
+        bail!("cannot read sizes from {line:?}");
+    }
+    let _ = std::fs::remove_dir_all(out);
+    Ok((nums[0], nums[1], line))
+}
+
+fn tempdir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("edgerec-bench-{name}-{}", std::process::id()))
+}
+
+async fn timed_get(client: &reqwest::Client, url: &str) -> anyhow::Result<(f64, String)> {
+    let started = Instant::now();
+    let r = client.get(url).send().await?;
+    let source = r.headers().get("x-rec-source").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let _ = r.bytes().await?;
+    Ok((started.elapsed().as_secs_f64() * 1e3, source))
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let (dir, out_md) = match args.as_slice() {
+        [_, dir, out] => (PathBuf::from(dir), PathBuf::from(out)),
+        _ => bail!("usage: bench-edge <model-dir> <performance.md>"),
+    };
+    let hist = histories(&dir)?;
+    let set = ModelSet::load_dir(&dir, &[ModelKind::Edge])?;
+    let model = &set.models[0];
+
+    // Native tract, in this process: the same call the worker makes per request.
+    for h in &hist {
+        model.recommend(h, 10, true)?;
+    }
+    let started = Instant::now();
+    for _ in 0..NATIVE_PASSES {
+        for h in &hist {
+            model.recommend(h, 10, true)?;
+        }
+    }
+    let native_ms = started.elapsed().as_secs_f64() * 1e3 / (NATIVE_PASSES * hist.len()) as f64;
+
+    let (raw_kib, gz_kib, size_line) = upload_size()?;
+
+    // Through wrangler dev, edge-only: every answer is the edge model's (or the popular list's).
+    let spawn = Instant::now();
+    let edge = Edge::start(&[("ORIGIN_URL", "")]).await;
+    let startup_s = spawn.elapsed().as_secs_f64();
+    let client = reqwest::Client::new();
+    let url = |h: &[String]| format!("{}/v1/recommendations?history={}&k=10", edge.url(), h.join(","));
+    let (first_ms, first_source) = timed_get(&client, &url(&hist[0])).await?;
+    anyhow::ensure!(first_source == "edge", "first answer came from {first_source}");
+    let mut model_ms = Vec::with_capacity(HTTP_REQUESTS);
+    let mut popular_ms = Vec::with_capacity(HTTP_REQUESTS);
+    for i in 0..HTTP_REQUESTS {
+        let (ms, source) = timed_get(&client, &url(&hist[i % hist.len()])).await?;
+        anyhow::ensure!(source == "edge", "answer {i} came from {source}");
+        model_ms.push(ms);
+        // Same request shape, unknown ids: the worker skips the model (popular list).
+        let (ms, source) = timed_get(&client, &format!("{}/v1/recommendations?history=no-such-item-{i}&k=10", edge.url())).await?;
+        anyhow::ensure!(source == "popular", "unknown-id answer {i} came from {source}");
+        popular_ms.push(ms);
+    }
+    drop(edge);
+    let (m, p) = (stats(model_ms), stats(popular_ms));
+    let workerd_compute = m.mean - p.mean;
+
+    let mean_len = hist.iter().map(Vec::len).sum::<usize>() as f64 / hist.len() as f64;
+    let date = Command::new("date").arg("-u").arg("+%Y-%m-%d").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())?;
+    let entry = set.manifest.model(ModelKind::Edge)?;
+    let section = format!(
+        "{MARKER}\n## Edge worker\n\n\
+Measured {date} on this project's machine (2 cores, x86_64) by `cargo xtask bench-edge` (it runs \
+`cargo run -p e2e --bin bench-edge -- {dir} {out}`). Model: `{dir}` version `{version}`, edge model over \
+{n} items (`edge.onnx`, {edge_kb:.0} KB). Requests: the {users} real test users' histories of `parity.json` \
+(mean {mean_len:.0} items), `k = 10`, one at a time over loopback keep-alive.\n\n\
+| what | value |\n|---|---|\n\
+| worker upload, raw | {raw_kib:.0} KiB ({raw_mib:.2} MiB) |\n\
+| worker upload, gzip | {gz_kib:.0} KiB ({gz_mib:.2} MiB; goal ≤ 3 MiB) |\n\
+| `wrangler dev` start to first `/healthz` | {startup_s:.1} s |\n\
+| first recommendation after start | {first_ms:.1} ms |\n\
+| warm, edge model answers: p50 / p99 / mean | {mp50:.2} / {mp99:.2} / {mmean:.2} ms |\n\
+| warm, popular answers (no model run): p50 / p99 / mean | {pp50:.2} / {pp99:.2} / {pmean:.2} ms |\n\n\
+| edge model compute per request | ms | vs native |\n|---|---|---|\n\
+| native tract (this machine, same model, same histories) | {native_ms:.3} | 1.00× |\n\
+| in workerd (wasm32, mean model answer − mean popular answer) | {workerd_compute:.3} | {ratio:.2}× |\n\n\
+- `wrangler deploy --dry-run` said: `{size_line}`.\n\
+- The in-workerd figure is a difference of two client-side means (same worker, same path, with and without \
+the model run), because Workers' clocks do not advance during computation.\n",
+        out = out_md.display(),
+        dir = dir.display(),
+        version = set.manifest.version,
+        n = entry.n_items,
+        edge_kb = set.manifest.files.get("edge.onnx").map_or(0.0, |f| f.bytes as f64 / 1e3),
+        users = hist.len(),
+        raw_mib = raw_kib / 1024.0,
+        gz_mib = gz_kib / 1024.0,
+        mp50 = m.p50,
+        mp99 = m.p99,
+        mmean = m.mean,
+        pp50 = p.p50,
+        pp99 = p.p99,
+        pmean = p.mean,
+        ratio = workerd_compute / native_ms,
+    );
+    let existing = std::fs::read_to_string(&out_md).unwrap_or_default();
+    let head = existing.split(MARKER).next().unwrap_or_default().trim_end();
+    std::fs::write(&out_md, format!("{head}\n\n{section}"))?;
+    println!("{section}");
+    Ok(())
+}

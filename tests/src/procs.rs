@@ -1,0 +1,154 @@
+//! The real processes: the `origin` binary and the worker under `wrangler dev`.
+
+use std::path::PathBuf;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the repository").to_path_buf()
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("target"))
+}
+
+/// A free loopback port (bound, read, released: good enough on a test machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+}
+
+async fn wait_for(child: &mut Child, what: &str, url: &str, limit: Duration) {
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("poll child") {
+            panic!("{what} exited before it answered {url}: {status}");
+        }
+        if client.get(url).timeout(Duration::from_secs(2)).send().await.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        assert!(started.elapsed() < limit, "{what} did not answer {url} within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The origin binary (`EDGEREC_ORIGIN_BIN`, else `target/debug/origin`) on
+/// the MovieLens model with the tract backend; killed on drop.
+pub struct Origin {
+    child: Child,
+    /// Port it listens on.
+    pub port: u16,
+}
+
+impl Origin {
+    /// Starts it on `port` and waits for `/readyz`.
+    ///
+    /// # Panics
+    /// If the binary or the model is missing, or it is not ready within 60 s.
+    pub async fn start_on(port: u16) -> Origin {
+        let bin = std::env::var_os("EDGEREC_ORIGIN_BIN").map(PathBuf::from).unwrap_or_else(|| target_dir().join("debug/origin"));
+        assert!(bin.exists(), "{} missing: run `cargo build -p origin` (cargo xtask test does)", bin.display());
+        let models = repo().join("models/movielens");
+        assert!(models.join("manifest.json").exists(), "{} missing: run `cargo xtask train`", models.display());
+        let mut child = Command::new(bin)
+            .args(["serve", "--backend", "tract", "--addr", &format!("127.0.0.1:{port}"), "--models"])
+            .arg(models)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("origin starts");
+        wait_for(&mut child, "origin", &format!("http://127.0.0.1:{port}/readyz"), Duration::from_secs(60)).await;
+        Origin { child, port }
+    }
+
+    /// Starts it on a free port.
+    pub async fn start() -> Origin {
+        Origin::start_on(free_port()).await
+    }
+
+    /// Its base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it at once (SIGKILL): connections are refused from now on.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The worker under `wrangler dev` (local workerd), built beforehand by
+/// `cargo xtask build-edge`, with its own cache state; killed on drop.
+pub struct Edge {
+    child: Child,
+    /// Port it listens on.
+    pub port: u16,
+    _state: TempDir,
+}
+
+/// A directory removed on drop.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Edge {
+    /// Starts `wrangler dev` with `vars` overriding `wrangler.toml`'s `[vars]`.
+    ///
+    /// # Panics
+    /// If the worker is not built, wrangler is not installed, or it does not answer `/healthz` within 90 s.
+    pub async fn start(vars: &[(&str, &str)]) -> Edge {
+        let root = repo();
+        assert!(root.join("edge/build/index.js").exists(), "the worker is not built: run `cargo xtask build-edge`");
+        let wrangler = root.join("node_modules/.bin/wrangler");
+        assert!(wrangler.exists(), "wrangler is not installed: run `cargo xtask setup`");
+        let port = free_port();
+        let state = std::env::temp_dir().join(format!("edgerec-e2e-{}-{port}", std::process::id()));
+        let mut cmd = Command::new(wrangler);
+        cmd.args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string(), "--inspector-port", &free_port().to_string()])
+            .args(["--show-interactive-dev-session=false", "--test-scheduled", "--log-level", "warn", "--persist-to"])
+            .arg(&state)
+            .current_dir(&root)
+            .env("EDGEREC_SKIP_EDGE_BUILD", "1")
+            .env("WRANGLER_SEND_METRICS", "false")
+            .env("CLOUDFLARE_CF_FETCH_ENABLED", "false")
+            .env("CI", "true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            // Its own process group, so dropping it also stops the workerd it spawns.
+            .process_group(0);
+        for (k, v) in vars {
+            cmd.arg("--var").arg(format!("{k}:{v}"));
+        }
+        let mut child = cmd.spawn().expect("wrangler dev starts");
+        wait_for(&mut child, "wrangler dev", &format!("http://127.0.0.1:{port}/healthz"), Duration::from_secs(90)).await;
+        Edge { child, port, _state: TempDir(state) }
+    }
+
+    /// Its base URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.child.id())]).status();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,143 @@
+//! The edge worker's tools and build: worker-build, wasm-bindgen-cli (at the
+//! version in `Cargo.lock`), wrangler from npm (`package-lock.json`), and
+//! `worker-build --profile edge-release` with every tool pointed at its local
+//! copy, so nothing is downloaded at build or run time.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+use crate::{root, run};
+
+/// The worker-build release the project is built with.
+const WORKER_BUILD_VERSION: &str = "0.8.7";
+
+/// Cargo's profile for the worker's wasm (root `Cargo.toml`).
+pub const PROFILE: &str = "edge-release";
+
+/// Output of a command's `--version`, if it runs.
+fn version_of(cmd: &str) -> Option<String> {
+    let out = Command::new(cmd).arg("--version").output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// The `wasm-bindgen` version `Cargo.lock` pins (the CLI must equal it).
+fn locked_wasm_bindgen() -> anyhow::Result<String> {
+    let lock = std::fs::read_to_string(root().join("Cargo.lock")).context("reading Cargo.lock")?;
+    let mut lines = lock.lines();
+    while let Some(line) = lines.next() {
+        if line == "name = \"wasm-bindgen\"" {
+            if let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = \"")).and_then(|v| v.strip_suffix('"')) {
+                return Ok(v.to_string());
+            }
+        }
+    }
+    bail!("Cargo.lock pins no wasm-bindgen")
+}
+
+fn cargo_bin(name: &str) -> PathBuf {
+    let home = std::env::var_os("CARGO_HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cargo"));
+    home.join("bin").join(name)
+}
+
+/// Installs what the worker build and `wrangler dev` need, when missing or at the wrong version.
+pub fn tools() -> anyhow::Result<()> {
+    if !version_of(&cargo_bin("worker-build").to_string_lossy()).is_some_and(|v| v.contains(WORKER_BUILD_VERSION)) {
+        eprintln!("setup: installing worker-build {WORKER_BUILD_VERSION} (cargo install, a few minutes once)");
+        run(Command::new("cargo").args(["install", "--quiet", "--locked", &format!("worker-build@{WORKER_BUILD_VERSION}")]))?;
+    }
+    let want = locked_wasm_bindgen()?;
+    if !version_of(&cargo_bin("wasm-bindgen").to_string_lossy()).is_some_and(|v| v.split_whitespace().nth(1) == Some(want.as_str())) {
+        // Not --locked: the CLI's own lockfile pins crates this toolchain may not build.
+        eprintln!("setup: installing wasm-bindgen-cli {want} (matches Cargo.lock; a few minutes once)");
+        run(Command::new("cargo").args(["install", "--quiet", "--force", &format!("wasm-bindgen-cli@{want}")]))?;
+    }
+    npm_packages()
+}
+
+/// `npm ci` when `node_modules` does not match `package-lock.json`.
+fn npm_packages() -> anyhow::Result<()> {
+    let lock = std::fs::read(root().join("package-lock.json")).context("reading package-lock.json")?;
+    let stamp = root().join("node_modules/.edgerec-lock.sha256");
+    let want = crate::setup::sha256_hex(&lock);
+    if std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == want) {
+        return Ok(());
+    }
+    eprintln!("setup: npm ci (wrangler and the browser-test tools from package-lock.json)");
+    run(Command::new("npm").args(["ci", "--no-audit", "--no-fund", "--loglevel=error"])).context("npm ci (is the npm registry reachable?)")?;
+    std::fs::write(&stamp, want)?;
+    Ok(())
+}
+
+/// The esbuild binary that ships with wrangler (worker-build bundles with it).
+fn esbuild() -> anyhow::Result<PathBuf> {
+    let dir = root().join("node_modules/@esbuild");
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?.flatten() {
+        let bin = entry.path().join("bin/esbuild");
+        if bin.is_file() {
+            return Ok(bin);
+        }
+    }
+    bail!("no esbuild binary under {} (run `cargo xtask setup`)", dir.display())
+}
+
+/// `wrangler` from `node_modules`.
+pub fn wrangler() -> PathBuf {
+    root().join("node_modules/.bin/wrangler")
+}
+
+/// Environment every wrangler run gets: no telemetry, no network look-ups of
+/// the `cf` object, and the build command's tools.
+pub fn wrangler_env(cmd: &mut Command) -> &mut Command {
+    cmd.env("WRANGLER_SEND_METRICS", "false").env("CLOUDFLARE_CF_FETCH_ENABLED", "false").env("CI", "true")
+}
+
+/// Builds the worker (`edge/build/`) for the model directory in
+/// `EDGEREC_MODEL_DIR` (default `models/movielens`). wrangler's `[build]`
+/// calls this; `EDGEREC_SKIP_EDGE_BUILD=1` makes it a no-op for runs that
+/// built beforehand (the end-to-end tests start many `wrangler dev`s).
+pub fn build() -> anyhow::Result<()> {
+    if std::env::var_os("EDGEREC_SKIP_EDGE_BUILD").is_some() && root().join("edge/build/index.js").exists() {
+        return Ok(());
+    }
+    shop_catalog()?;
+    let mut cmd = Command::new(cargo_bin("worker-build"));
+    cmd.args(["--profile", PROFILE])
+        .current_dir(root().join("edge"))
+        .env("WASM_BINDGEN_BIN", cargo_bin("wasm-bindgen"))
+        .env("ESBUILD_BIN", esbuild()?);
+    let status = cmd.status().context("starting worker-build (run `cargo xtask setup`)")?;
+    if !status.success() {
+        bail!("worker-build failed with {status}");
+    }
+    Ok(())
+}
+
+/// The model directory the worker embeds (`EDGEREC_MODEL_DIR`, else `models/movielens`).
+fn model_dir() -> PathBuf {
+    let dir = std::env::var_os("EDGEREC_MODEL_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("models/movielens"));
+    if dir.is_absolute() { dir } else { root().join(dir) }
+}
+
+/// Writes `www/generated/catalog.json` (dataset, model version, every item's
+/// id, title and popularity) so the shop page lists the catalog the worker
+/// serves and can show popular items when the API is unreachable.
+fn shop_catalog() -> anyhow::Result<()> {
+    let dir = model_dir();
+    let read = |name: &str| -> anyhow::Result<serde_json::Value> {
+        let path = dir.join(name);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {} (run `cargo xtask train`)", path.display()))?;
+        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+    };
+    let (manifest, catalog) = (read("manifest.json")?, read("catalog.json")?);
+    let page = serde_json::json!({
+        "dataset": manifest["dataset"],
+        "version": manifest["version"],
+        "items": catalog["items"],
+    });
+    let out = root().join("www/generated");
+    std::fs::create_dir_all(&out)?;
+    std::fs::write(out.join("catalog.json"), serde_json::to_vec(&page)?)?;
+    Ok(())
+}
