@@ -50,7 +50,9 @@ function hue(id) {
   return h;
 }
 function initials(name) {
-  return name.replace(/\(.*?\)/g, "").split(/\s+/).filter(Boolean).slice(0, 2).map((w) => w[0]).join("").toUpperCase();
+  const small = new Set(["a", "an", "and", "of", "the", "in", "on", "to"]);
+  const words = name.replace(/\(.*?\)/g, "").split(/[\s,:]+/).filter((w) => w && !small.has(w.toLowerCase()));
+  return words.slice(0, 2).map((w) => w[0]).join("").toUpperCase() || "#";
 }
 
 function el(tag, attrs = {}, ...children) {

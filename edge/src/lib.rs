@@ -23,7 +23,7 @@ use shared::failover::{BreakerState, CircuitBreaker};
 use shared::failover_path::{self, CachedAnswer, EdgeEnv, FollowUp, OriginFailure};
 use shared::request::{self, MAX_BODY_BYTES, RequestError};
 use shared::wire::{ApiError, RecommendationResponse, ValidRequest};
-use worker::{Context, Env, Headers, Method, Request, Response, ScheduleContext, ScheduledEvent, event};
+use worker::{Context, Env, Method, Request, Response, ScheduleContext, ScheduledEvent, event};
 
 thread_local! {
     /// The isolate's circuit breaker around origin calls.
@@ -101,9 +101,9 @@ async fn route(mut req: Request, env: &Env, ctx: &Context, request_id: &str) -> 
             let parsed = request::parse_json(&body)?;
             recommend(&url, request::validate(parsed)?, env, ctx, request_id).await
         }
-        ("/v1/recommendations", _) => Err(method_not_allowed("GET, POST")),
+        ("/v1/recommendations", _) => method_not_allowed("GET, POST"),
         ("/healthz", Method::Get | Method::Head) => healthz(env),
-        ("/healthz", _) => Err(method_not_allowed("GET, HEAD")),
+        ("/healthz", _) => method_not_allowed("GET, HEAD"),
         _ => Err(RequestError::new(404, format!("no route for {path}"))),
     }
 }
@@ -238,8 +238,12 @@ fn request_id(req: &Request) -> String {
     (0..4).map(|_| format!("{:08x}", (worker::js_sys::Math::random() * f64::from(u32::MAX)) as u32)).collect()
 }
 
-fn method_not_allowed(allow: &'static str) -> RequestError {
-    RequestError::new(405, format!("method not allowed; use {allow}"))
+/// 405 with `Allow` (RFC 9110 §15.5.6) and the usual JSON body.
+fn method_not_allowed(allow: &'static str) -> Result<Response, RequestError> {
+    let e = RequestError::new(405, format!("method not allowed; use {allow}"));
+    let mut response = json_error(&e).map_err(internal)?;
+    response.headers_mut().set("allow", allow).map_err(internal)?;
+    Ok(response)
 }
 
 fn internal(e: impl std::fmt::Display) -> RequestError {
@@ -248,13 +252,5 @@ fn internal(e: impl std::fmt::Display) -> RequestError {
 
 fn json_error(e: &RequestError) -> worker::Result<Response> {
     let body: ApiError = e.body();
-    let response = Response::from_json(&body)?.with_status(e.status);
-    if e.status == 405 {
-        let headers = Headers::new();
-        headers.set("content-type", "application/json")?;
-        let allow = if e.message.contains("HEAD") { "GET, HEAD" } else { "GET, POST" };
-        headers.set("allow", allow)?;
-        return Ok(response.with_headers(headers));
-    }
-    Ok(response)
+    Ok(Response::from_json(&body)?.with_status(e.status))
 }

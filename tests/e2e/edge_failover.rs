@@ -207,6 +207,9 @@ async fn edge_refuses_bad_input_exactly_like_the_origin() {
     assert_eq!(r.status().as_u16(), 415);
     let r = client.delete(format!("{}/v1/recommendations", edge.url())).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 405);
+    assert_eq!(r.headers().get("allow").and_then(|v| v.to_str().ok()), Some("GET, POST"));
+    let r = client.get(format!("{}/v1/nope", edge.url())).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 404);
     // Unknown ids are ignored and named; no known id at all gets the popular list without the origin.
     let a = get(&client, &edge, "history=50,not-an-item&k=5").await;
     assert_eq!(a.status, 200);

@@ -22,6 +22,8 @@ use tokio::task::JoinHandle;
 pub enum Fault {
     /// Forward untouched.
     Pass,
+    /// Stop listening: connections are refused (the origin's host is up, its process is not).
+    Refuse,
     /// Close the connection without answering (the origin is gone).
     Down,
     /// Accept and never answer (held for `Blackhole`'s duration, then closed).
@@ -48,6 +50,7 @@ struct State {
     requests: AtomicU64,
     rng: Mutex<u64>,
     last_request_id: Mutex<Option<String>>,
+    refusing: tokio::sync::watch::Sender<bool>,
 }
 
 /// A running proxy; stops when dropped.
@@ -73,17 +76,31 @@ impl FaultProxy {
             requests: AtomicU64::new(0),
             rng: Mutex::new(0x9E37_79B9_7F4A_7C15),
             last_request_id: Mutex::new(None),
+            refusing: tokio::sync::watch::Sender::new(false),
         });
         let accept_state = Arc::clone(&state);
         let task = tokio::spawn(async move {
+            let mut refusing = accept_state.refusing.subscribe();
+            let mut listener = Some(listener);
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                let state = Arc::clone(&accept_state);
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| handle(Arc::clone(&state), req));
-                    // An Err from the service closes the connection unanswered: that is the `Down` fault.
-                    let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
-                });
+                let Some(l) = &listener else {
+                    // Refusing: no socket listens until the fault changes, then the same port again.
+                    let _ = refusing.wait_for(|r| !*r).await;
+                    listener = TcpListener::bind(addr).await.ok();
+                    continue;
+                };
+                tokio::select! {
+                    accepted = l.accept() => {
+                        let Ok((stream, _)) = accepted else { continue };
+                        let state = Arc::clone(&accept_state);
+                        tokio::spawn(async move {
+                            let service = service_fn(move |req| handle(Arc::clone(&state), req));
+                            // An Err from the service closes the connection unanswered: that is the `Down` fault.
+                            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                        });
+                    }
+                    _ = refusing.wait_for(|r| *r) => listener = None,
+                }
             }
         });
         FaultProxy { addr, state, task }
@@ -96,6 +113,7 @@ impl FaultProxy {
 
     /// Switches the fault for requests from now on.
     pub fn set(&self, fault: Fault) {
+        self.state.refusing.send_replace(fault == Fault::Refuse);
         *self.state.fault.lock().expect("fault lock") = fault;
     }
 
@@ -139,7 +157,8 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
     let fault = state.fault.lock().expect("fault lock").clone();
     let closed = || std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "fault: connection closed");
     match fault {
-        Fault::Down => return Err(closed()),
+        // Connections accepted just before the listener closed.
+        Fault::Down | Fault::Refuse => return Err(closed()),
         Fault::Blackhole => {
             tokio::time::sleep(BLACKHOLE_HOLD).await;
             return Err(closed());

@@ -4,6 +4,9 @@
 //! is killed when dropped.
 
 pub mod fault_proxy;
+pub mod load;
+pub mod nginx;
+pub mod chaos;
 pub mod procs;
 
 pub use fault_proxy::{Fault, FaultProxy};

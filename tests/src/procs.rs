@@ -34,6 +34,12 @@ async fn wait_for(child: &mut Child, what: &str, url: &str, limit: Duration) {
     }
 }
 
+/// Resident memory of process `pid`, KiB (Linux `/proc`).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+}
+
 /// The origin binary (`EDGEREC_ORIGIN_BIN`, else `target/debug/origin`) on
 /// the MovieLens model with the tract backend; killed on drop.
 pub struct Origin {
@@ -48,13 +54,21 @@ impl Origin {
     /// # Panics
     /// If the binary or the model is missing, or it is not ready within 60 s.
     pub async fn start_on(port: u16) -> Origin {
+        Origin::start_with(port, &repo().join("models/movielens"), &[]).await
+    }
+
+    /// Starts it on `port` serving `models`, with extra `origin serve` flags.
+    ///
+    /// # Panics
+    /// As [`Origin::start_on`].
+    pub async fn start_with(port: u16, models: &std::path::Path, extra: &[&str]) -> Origin {
         let bin = std::env::var_os("EDGEREC_ORIGIN_BIN").map(PathBuf::from).unwrap_or_else(|| target_dir().join("debug/origin"));
-        assert!(bin.exists(), "{} missing: run `cargo build -p origin` (cargo xtask test does)", bin.display());
-        let models = repo().join("models/movielens");
+        assert!(bin.exists(), "{} missing: run `cargo xtask test` (it builds the workspace)", bin.display());
         assert!(models.join("manifest.json").exists(), "{} missing: run `cargo xtask train`", models.display());
         let mut child = Command::new(bin)
             .args(["serve", "--backend", "tract", "--addr", &format!("127.0.0.1:{port}"), "--models"])
             .arg(models)
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -72,6 +86,16 @@ impl Origin {
     /// Its base URL.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Resident memory of the process, KiB.
+    pub fn rss_kib(&self) -> Option<u64> {
+        rss_kib(self.child.id())
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Kills it at once (SIGKILL): connections are refused from now on.

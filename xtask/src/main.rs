@@ -60,6 +60,12 @@ enum Cmd {
     BuildEdge,
     /// Measure the worker (upload size, latency through wrangler dev, compute vs native tract); writes docs/performance.md.
     BenchEdge,
+    /// The full failover suite (edge vs nginx under every fault, overload, soak); writes docs/reliability.md.
+    Chaos {
+        /// Seconds of origin soak at the end (0 skips it).
+        #[arg(long, default_value_t = 600)]
+        soak_secs: u64,
+    },
 }
 
 /// The repository root (the workspace holding `xtask/`).
@@ -81,11 +87,34 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
+/// Cargo's target directory.
+fn target_dir() -> PathBuf {
+    std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root().join("target"))
+}
+
+/// A workspace binary built by [`build_workspace`].
+fn bin(name: &str) -> PathBuf {
+    target_dir().join("debug").join(name)
+}
+
+/// Builds every native target of the workspace in one cargo invocation.
+///
+/// Cargo resolves dependency features per invocation from the packages it is
+/// asked for, so `cargo run -p trainer`, `cargo run -p origin` and the test
+/// run would each build tract with a different feature set — three builds of
+/// several minutes. One invocation with every target builds it once, and the
+/// test runner afterwards finds everything fresh.
+fn build_workspace() -> anyhow::Result<()> {
+    eprintln!("xtask: building the workspace (native, every target) …");
+    run(cargo().args(["build", "--workspace", "--exclude", "edge", "--all-targets"]))
+}
+
 fn trainer(args: &[&str]) -> anyhow::Result<()> {
-    run(cargo().args(["run", "--quiet", "-p", "trainer", "--"]).args(args))
+    run(Command::new(bin("trainer")).args(args))
 }
 
 fn train(retrain: bool) -> anyhow::Result<()> {
+    build_workspace()?;
     for ds in DATASETS {
         let out = format!("models/{}", ds.name);
         if !retrain && root().join(&out).join("manifest.json").exists() {
@@ -154,8 +183,8 @@ fn wait_ok(url: &str, secs: u64) -> bool {
 
 /// Starts the origin on the MovieLens model (ONNX Runtime when its library is there, else tract).
 fn start_origin() -> anyhow::Result<Child> {
-    let mut cmd = cargo();
-    cmd.args(["run", "--quiet", "-p", "origin", "--", "serve", "--models", "models/movielens", "--addr", ORIGIN_ADDR, "--log-format", "pretty"]);
+    let mut cmd = Command::new(bin("origin"));
+    cmd.args(["serve", "--models", "models/movielens", "--addr", ORIGIN_ADDR, "--log-format", "pretty"]);
     if let Some(lib) = setup::ort_lib() {
         cmd.arg("--ort-lib").arg(lib);
     }
@@ -178,7 +207,6 @@ fn show(title: &str, url: &str, body: &str) -> anyhow::Result<()> {
 /// dev`; shows a query answered by the origin through the edge, then by the
 /// edge model while the origin is stopped; serves until Ctrl-C.
 fn serve() -> anyhow::Result<()> {
-    run(cargo().args(["build", "--quiet", "-p", "origin"]))?;
     edge::build()?;
     let mut origin = start_origin()?;
     let edge_url = format!("http://127.0.0.1:{EDGE_PORT}");
@@ -223,7 +251,6 @@ fn test() -> anyhow::Result<()> {
     // tests run it under wrangler dev beside the origin binary.
     eprintln!("xtask: building the edge worker (wasm32, {}) and the origin …", edge::PROFILE);
     edge::build()?;
-    run(cargo().args(["build", "--quiet", "-p", "origin"]))?;
     // The Rust suites last, so their runner's summary closes the output.
     if setup::has_nextest() {
         run(cargo().args(["nextest", "run", "--workspace", "--exclude", "edge", "--no-fail-fast"]))
@@ -243,11 +270,17 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::BenchOrigin => bench_origin(),
         Cmd::BuildEdge => edge::build(),
+        Cmd::Chaos { soak_secs } => {
+            setup::all()?;
+            train(false)?;
+            edge::build()?;
+            run(Command::new(bin("chaos")).args(["docs/reliability.md", &soak_secs.to_string()]))
+        }
         Cmd::BenchEdge => {
             setup::all()?;
             train(false)?;
             edge::build()?;
-            run(cargo().args(["run", "--quiet", "-p", "e2e", "--bin", "bench-edge", "--", "models/movielens", "docs/performance.md"]))
+            run(Command::new(bin("bench-edge")).args(["models/movielens", "docs/performance.md"]))
         }
         Cmd::Peers => {
             setup::all()?;

@@ -27,20 +27,23 @@ pub fn all() -> anyhow::Result<()> {
         dataset(ds)?;
     }
     crate::edge::tools()?;
-    browser()
+    debian_packages()
 }
 
-/// Debian's Chromium for the browser tests (playwright-core drives it; test
-/// tools cannot download their own browsers here).
-fn browser() -> anyhow::Result<()> {
-    let bin = std::env::var_os("CHROMIUM_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
-    if bin.exists() {
+/// Debian packages the tests drive: Chromium for the browser tests
+/// (playwright-core drives it; test tools cannot download their own browsers
+/// here) and nginx, the failover suite's peer.
+fn debian_packages() -> anyhow::Result<()> {
+    let chromium = std::env::var_os("CHROMIUM_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
+    let nginx = std::env::var_os("NGINX_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/sbin/nginx"));
+    let missing: Vec<&str> = [(chromium.exists(), "chromium"), (nginx.exists(), "nginx-light")].into_iter().filter(|(ok, _)| !ok).map(|(_, p)| p).collect();
+    if missing.is_empty() {
         return Ok(());
     }
-    eprintln!("setup: installing Debian's chromium for the browser tests (apt-get, once)");
+    eprintln!("setup: installing Debian's {} for the tests (apt-get, once)", missing.join(" and "));
     run(Command::new("apt-get").args(["update", "-qq"])).context("apt-get update (root and Debian's package mirror are needed)")?;
-    run(Command::new("apt-get").args(["install", "-y", "-qq", "chromium"]).env("DEBIAN_FRONTEND", "noninteractive"))
-        .context("apt-get install chromium (or set CHROMIUM_BIN to an installed Chromium)")
+    run(Command::new("apt-get").args(["install", "-y", "-qq"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"))
+        .context("apt-get install (or set CHROMIUM_BIN / NGINX_BIN to installed binaries)")
 }
 
 /// `libonnxruntime.so` from the `onnxruntime` wheel in `.venv` (the CPU build;
