@@ -134,7 +134,7 @@ async fn main() -> anyhow::Result<()> {
     let section = format!(
         "{MARKER}\n## Edge worker\n\n\
 Measured {date} on this project's machine (2 cores, x86_64) by `cargo xtask bench-edge` (it runs \
-`cargo run -p e2e --bin bench-edge -- {dir} {out}`). Model: `{dir}` version `{version}`, edge model over \
+`target/debug/bench-edge {dir} {out}`). Model: `{dir}` version `{version}`, edge model over \
 {n} items (`edge.onnx`, {edge_kb:.0} KB). Requests: the {users} real test users' histories of `parity.json` \
 (mean {mean_len:.0} items), `k = 10`, one at a time over loopback keep-alive.\n\n\
 | what | value |\n|---|---|\n\
@@ -149,7 +149,8 @@ Measured {date} on this project's machine (2 cores, x86_64) by `cargo xtask benc
 | in workerd (wasm32, mean model answer − mean popular answer) | {workerd_compute:.3} | {ratio:.2}× |\n\n\
 - `wrangler deploy --dry-run` said: `{size_line}`.\n\
 - The in-workerd figure is a difference of two client-side means (same worker, same path, with and without \
-the model run), because Workers' clocks do not advance during computation.\n",
+the model run): deployed Workers' clocks do not advance during computation, so the time is taken from outside. \
+Native tract uses the CPU's SIMD kernels; the wasm32 build runs tract's portable ones.\n",
         out = out_md.display(),
         dir = dir.display(),
         version = set.manifest.version,

@@ -146,8 +146,8 @@ Edge-only baseline (worker with no origin, same load): {eo} requests, p50 {eo50:
         "## Origin overload — {:.0}× its capacity straight at the origin\n\n\
 Capacity measured first: {:.0} requests/s closed-loop at concurrency 8. Then {} clients in flight (4× the \
 `--max-concurrency 32` the origin admits) for 10 s.\n\n\
-| requests | statuses | p99 of 503s ms | p99 of 200s ms | RSS before / peak / after MiB | answers after the load |\n|---|---|---|---|---|---|\n\
-| {} | {:?} | {:.1} | {:.1} | {:.0} / {:.0} / {:.0} | {} |\n",
+| requests | statuses | p99 of 503s ms | p99 of 200s ms | RSS before / peak / after / after a second burst MiB | answers after the load |\n|---|---|---|---|---|---|\n\
+| {} | {:?} | {:.1} | {:.1} | {:.0} / {:.0} / {:.0} / {:.0} | {} |\n",
         4,
         o.capacity_rps,
         32 * 4,
@@ -158,6 +158,7 @@ Capacity measured first: {:.0} requests/s closed-loop at concurrency 8. Then {} 
         o.rss_kib.0 as f64 / 1024.0,
         o.rss_kib.1 as f64 / 1024.0,
         o.rss_kib.2 as f64 / 1024.0,
+        o.rss_kib.3 as f64 / 1024.0,
         if o.recovered { "yes" } else { "no" },
     )?;
 
