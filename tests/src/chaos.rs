@@ -30,16 +30,18 @@ pub struct Sizing {
     pub concurrency: usize,
     /// The edge's breaker open period, ms (also the flapping period's unit).
     pub open_ms: u64,
+    /// Requests per second sent to each front (open loop).
+    pub rate_per_s: f64,
 }
 
 impl Sizing {
     /// A few seconds per scenario: `cargo xtask test`.
     pub fn short() -> Self {
-        Sizing { duration: Duration::from_secs(3), concurrency: 8, open_ms: 1_000 }
+        Sizing { duration: Duration::from_secs(3), concurrency: 8, open_ms: 1_000, rate_per_s: 80.0 }
     }
     /// The report's run.
     pub fn full() -> Self {
-        Sizing { duration: Duration::from_secs(12), concurrency: 16, open_ms: 2_000 }
+        Sizing { duration: Duration::from_secs(12), concurrency: 16, open_ms: 2_000, rate_per_s: 80.0 }
     }
 }
 
@@ -89,7 +91,10 @@ pub fn scenarios(sizing: Sizing) -> Vec<Scenario> {
 
 /// The query of request `i`: 30 % from a hot set of 20 pages, the rest
 /// distinct prefixes of real test users' histories (mostly cache misses).
-pub fn query(histories: &[Vec<String>], i: usize) -> String {
+/// A non-empty `salt` adds an id no catalog has (ignored by every model, named
+/// in `warnings`), so each run's queries are its own and no cache is warm
+/// from an earlier run.
+pub fn query(histories: &[Vec<String>], i: usize, salt: &str) -> String {
     let (user, len) = if i % 10 < 3 {
         (i % 20, usize::MAX)
     } else {
@@ -97,8 +102,10 @@ pub fn query(histories: &[Vec<String>], i: usize) -> String {
         (u, 1 + (i / histories.len()) % histories[u].len().max(1))
     };
     let h = &histories[user % histories.len()];
-    let start = h.len().saturating_sub(len);
-    format!("history={}&k={K}", h[start..].join(","))
+    // Room for the salt within the 500-id limit.
+    let start = h.len().saturating_sub(len.min(shared::contract::MAX_HISTORY - 1));
+    let salt = if salt.is_empty() { String::new() } else { format!(",zz-{salt}") };
+    format!("history={}{salt}&k={K}", h[start..].join(","))
 }
 
 /// Real test users' histories from `parity.json`.
@@ -211,10 +218,9 @@ impl Rig {
             Front::Nginx => self.nginx.url(),
         };
         let hist = Arc::clone(&self.histories);
-        // Offset the queries per scenario so each starts mostly uncached.
-        let offset = 100_000 * (scenarios(self.sizing).iter().position(|s| s.name == scenario.name).unwrap_or(0) + 1);
-        let url = move |i: usize| format!("{base}/v1/recommendations?{}", query(&hist, i + offset));
-        let spec = LoadSpec { requests: 1_000_000, concurrency: self.sizing.concurrency, max_duration: self.sizing.duration, timeout: Duration::from_secs(5), think: Duration::ZERO };
+        let salt = format!("{}-{front:?}-{}", scenario.name, std::process::id());
+        let url = move |i: usize| format!("{base}/v1/recommendations?{}", query(&hist, i, &salt));
+        let spec = self.spec();
         let header = match front {
             Front::Edge => "x-rec-source",
             Front::Nginx => "x-cache-status",
@@ -224,7 +230,12 @@ impl Rig {
         let half = self.sizing.duration / 2;
         let mut healthy_at_ms = None;
         match &scenario.schedule {
-            Schedule::Constant(f) => self.proxy.set(f.clone()),
+            Schedule::Constant(Fault::Pass) => {}
+            Schedule::Constant(f) => {
+                // A quarter of healthy traffic first: the outage hits caches warmed as in production.
+                tokio::time::sleep(self.sizing.duration / 4).await;
+                self.proxy.set(f.clone());
+            }
             Schedule::Flapping(period) => {
                 let mut up = false;
                 while started.elapsed() + *period < self.sizing.duration {
@@ -265,13 +276,26 @@ impl Rig {
         Run { scenario: scenario.name, front, outcomes, summary, healthy_at_ms }
     }
 
+    /// The same requests at the same rate for every scenario and front.
+    fn spec(&self) -> LoadSpec {
+        let requests = (self.sizing.rate_per_s * self.sizing.duration.as_secs_f64()) as usize;
+        LoadSpec {
+            requests,
+            concurrency: self.sizing.concurrency,
+            max_duration: self.sizing.duration * 3,
+            timeout: Duration::from_secs(5),
+            think: Duration::ZERO,
+            rate_per_s: Some(self.sizing.rate_per_s),
+        }
+    }
+
     /// The edge-only baseline under the same load (no origin configured).
     pub async fn edge_only_baseline(&self) -> Summary {
         let hist = Arc::clone(&self.histories);
         let base = self.edge_only.url();
-        let url = move |i: usize| format!("{base}/v1/recommendations?{}", query(&hist, i + 9_000_000));
-        let spec = LoadSpec { requests: 1_000_000, concurrency: self.sizing.concurrency, max_duration: self.sizing.duration, timeout: Duration::from_secs(5), think: Duration::ZERO };
-        load::summarize(&load::run(url, spec, "x-rec-source").await, K)
+        let salt = format!("edge-only-{}", std::process::id());
+        let url = move |i: usize| format!("{base}/v1/recommendations?{}", query(&hist, i, &salt));
+        load::summarize(&load::run(url, self.spec(), "x-rec-source").await, K)
     }
 }
 
@@ -292,8 +316,8 @@ fn swapped_copy(models: &Path) -> PathBuf {
     dir
 }
 
-/// Requests that waited on a live-but-failing origin before the breaker
-/// opened: the worst server-side total among the first `n` answers, ms.
+/// The worst server-side total (`Server-Timing`) among the first `n` answers, ms:
+/// no request may wait on a failing origin past the deadline.
 pub fn worst_server_total(run: &Run, n: usize) -> f64 {
     run.outcomes.iter().take(n).filter_map(|o| o.server_total_ms).fold(0.0, f64::max)
 }
@@ -329,14 +353,14 @@ pub async fn overload(duration: Duration, factor: usize) -> Overload {
     let origin = Origin::start_with(port, &models, &["--max-concurrency", "32"]).await;
     let hist = Arc::new(histories(&models));
     let base = origin.url();
-    let mk = |hist: Arc<Vec<Vec<String>>>, base: String| move |i: usize| format!("{base}/v1/recommendations?{}", query(&hist, i));
-    let cap_spec = LoadSpec { requests: 1_000_000, concurrency: 8, max_duration: duration, timeout: Duration::from_secs(5), think: Duration::ZERO };
+    let mk = |hist: Arc<Vec<Vec<String>>>, base: String| move |i: usize| format!("{base}/v1/recommendations?{}", query(&hist, i, ""));
+    let cap_spec = LoadSpec { requests: 1_000_000, concurrency: 8, max_duration: duration, timeout: Duration::from_secs(5), think: Duration::ZERO, rate_per_s: None };
     let started = Instant::now();
     let cap = load::run(mk(Arc::clone(&hist), base.clone()), cap_spec, "x-rec-source").await;
     let capacity_rps = cap.len() as f64 / started.elapsed().as_secs_f64();
     let before = origin.rss_kib().unwrap_or(0);
     // Far more in flight than it admits: it must shed the excess quickly.
-    let spec = LoadSpec { requests: 1_000_000, concurrency: 32 * factor, max_duration: duration, timeout: Duration::from_secs(5), think: Duration::ZERO };
+    let spec = LoadSpec { requests: 1_000_000, concurrency: 32 * factor, max_duration: duration, timeout: Duration::from_secs(5), think: Duration::ZERO, rate_per_s: None };
     let peak = Arc::new(std::sync::atomic::AtomicU64::new(before));
     let sampler = {
         let (peak, pid) = (Arc::clone(&peak), origin.pid());

@@ -21,6 +21,10 @@ pub struct LoadSpec {
     pub timeout: Duration,
     /// Pause between one worker's requests (0 = closed loop at full speed).
     pub think: Duration,
+    /// Open loop: request `i` is sent `i / rate` seconds after the start
+    /// (never more than `concurrency` in flight), so every front under test
+    /// gets the same requests at the same times however fast it answers.
+    pub rate_per_s: Option<f64>,
 }
 
 /// One request's fate.
@@ -65,6 +69,10 @@ pub async fn run(url: impl Fn(usize) -> String + Send + Sync + 'static, spec: Lo
                 let i = next.fetch_add(1, Ordering::SeqCst);
                 if i >= spec.requests || started.elapsed() >= spec.max_duration {
                     return out;
+                }
+                if let Some(rate) = spec.rate_per_s {
+                    let due = started + Duration::from_secs_f64(i as f64 / rate);
+                    tokio::time::sleep_until(due.into()).await;
                 }
                 let sent = Instant::now();
                 let sent_at_ms = (sent - started).as_secs_f64() * 1e3;

@@ -6,12 +6,12 @@
 //!
 //! Usage: `bench-edge <model-dir> <docs/performance.md>`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use e2e::{Edge, repo};
+use e2e::{Edge, chaos, load, repo};
 use shared::ModelSet;
 use shared::contract::ModelKind;
 
@@ -21,19 +21,6 @@ const HTTP_REQUESTS: usize = 400;
 /// Passes over the histories for native tract.
 const NATIVE_PASSES: usize = 20;
 
-fn histories(dir: &Path) -> anyhow::Result<Vec<Vec<String>>> {
-    let parity: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("parity.json")).context("parity.json")?)?;
-    let cases = parity["cases"].as_array().context("parity.json has cases")?;
-    Ok(cases
-        .iter()
-        .map(|c| c["history"].as_array().map(|h| h.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect()).unwrap_or_default())
-        .collect())
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 struct Stats {
     p50: f64,
     p99: f64,
@@ -42,7 +29,7 @@ struct Stats {
 
 fn stats(mut ms: Vec<f64>) -> Stats {
     ms.sort_by(f64::total_cmp);
-    Stats { p50: percentile(&ms, 0.5), p99: percentile(&ms, 0.99), mean: ms.iter().sum::<f64>() / ms.len() as f64 }
+    Stats { p50: load::percentile(&ms, 0.5), p99: load::percentile(&ms, 0.99), mean: ms.iter().sum::<f64>() / ms.len() as f64 }
 }
 
 /// (raw KiB, gzip KiB) from `wrangler deploy --dry-run`.
@@ -87,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
         [_, dir, out] => (PathBuf::from(dir), PathBuf::from(out)),
         _ => bail!("usage: bench-edge <model-dir> <performance.md>"),
     };
-    let hist = histories(&dir)?;
+    let hist = chaos::histories(&dir);
     let set = ModelSet::load_dir(&dir, &[ModelKind::Edge])?;
     let model = &set.models[0];
 

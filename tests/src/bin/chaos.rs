@@ -53,9 +53,9 @@ async fn soak(secs: u64) -> (Summary, Vec<(f64, u64)>) {
     let origin = Origin::start_with(free_port(), &models, &[]).await;
     let hist = std::sync::Arc::new(chaos::histories(&models));
     let base = origin.url();
-    let url = move |i: usize| format!("{base}/v1/recommendations?{}", chaos::query(&hist, i));
+    let url = move |i: usize| format!("{base}/v1/recommendations?{}", chaos::query(&hist, i, ""));
     // Moderate: 4 clients, each pausing 5 ms between requests.
-    let spec = LoadSpec { requests: usize::MAX, concurrency: 4, max_duration: Duration::from_secs(secs), timeout: Duration::from_secs(5), think: Duration::from_millis(5) };
+    let spec = LoadSpec { requests: usize::MAX, concurrency: 4, max_duration: Duration::from_secs(secs), timeout: Duration::from_secs(5), think: Duration::from_millis(5), rate_per_s: None };
     let pid = origin.pid();
     let started = Instant::now();
     let sampler = tokio::spawn(async move {
@@ -102,15 +102,18 @@ proxy (`tests/src/fault_proxy.rs`); in front of the proxy either **edge** — th
 origin deadline {DEADLINE_MS} ms, breaker after 5 failures, open {open} ms — or **nginx** {nginx} — a caching reverse \
 proxy with `proxy_cache_use_stale error timeout http_500 http_502 http_503 http_504 updating`, \
 `proxy_next_upstream error timeout http_500 http_503`, the same {DEADLINE_MS} ms timeouts, 60 s cache validity \
-(`tests/src/nginx.rs`). Each scenario runs {secs} s of closed-loop load at concurrency {c} (bounded Rust client, \
-`tests/src/load.rs`) through one front, then the other, with the same fault schedule. Queries: 30 % from a hot set of \
-20 pages, 70 % distinct prefixes of 100 real test users' histories, `k = 10`; each scenario starts on fresh queries.\n\n\
+(`tests/src/nginx.rs`). Each scenario sends the same {n} requests through one front, then the other — open loop at {rate} requests/s for \
+{secs} s, at most {c} in flight (bounded Rust client, `tests/src/load.rs`) — under the same fault schedule; a constant fault starts after the first quarter of healthy traffic, so it meets caches warmed as in production. Queries: 30 % \
+from a hot set of 20 pages, 70 % distinct prefixes of 100 real test users' histories, `k = 10`, each run's queries \
+salted with an id no catalog has, so no cache is warm from an earlier run (hot pages repeat within a run).\n\n\
 *good* = HTTP 200 with exactly 10 items. Sources: the edge's `x-rec-source`; nginx's `X-Cache-Status` mapped to \
 origin (MISS/EXPIRED), cache (HIT/UPDATING), stale-cache (STALE), `-` (no answer).\n\n\
 Edge-only baseline (worker with no origin, same load): {eo} requests, p50 {eo50:.1} ms, p99 {eo99:.1} ms.\n",
         open = sizing.open_ms,
         nginx = String::from_utf8_lossy(&std::process::Command::new("/usr/sbin/nginx").arg("-v").output()?.stderr).trim().replace("nginx version: ", "("),
         secs = sizing.duration.as_secs(),
+        n = (sizing.rate_per_s * sizing.duration.as_secs_f64()) as usize,
+        rate = sizing.rate_per_s,
         c = sizing.concurrency,
         eo = edge_only.sent,
         eo50 = edge_only.p50_ms,
@@ -168,11 +171,15 @@ Capacity measured first: {:.0} requests/s closed-loop at concurrency 8. Then {} 
         let first = samples.first().map_or(0, |x| x.1);
         let last = samples.last().map_or(0, |x| x.1);
         let max = samples.iter().map(|x| x.1).max().unwrap_or(0);
+        let second_half = &samples[samples.len() / 2..];
+        // RSS once a minute (or ten times for a short soak), to tell warm-up from a leak.
+        let step = (samples.len() / 10).max(1);
+        let series: Vec<String> = samples.iter().step_by(step).map(|(t, r)| format!("{t:.0} s: {:.1}", *r as f64 / 1024.0)).collect();
         writeln!(
             doc,
             "## Soak — origin at moderate load for {soak_secs} s\n\n4 clients, 5 ms pause between requests, RSS sampled every second.\n\n\
-| requests | good | p50 ms | p99 ms | RSS first / max / last MiB | RSS trend (least squares) |\n|---|---|---|---|---|---|\n\
-| {} | {:.2} % | {:.1} | {:.1} | {:.1} / {:.1} / {:.1} | {:+.1} KiB/min |\n",
+| requests | good | p50 ms | p99 ms | RSS first / max / last MiB | RSS trend, whole run | RSS trend, second half |\n|---|---|---|---|---|---|---|\n\
+| {} | {:.2} % | {:.1} | {:.1} | {:.1} / {:.1} / {:.1} | {:+.1} KiB/min | {:+.1} KiB/min |\n\nRSS over time (MiB): {}.\n",
             s.sent,
             100.0 * s.good_share,
             s.p50_ms,
@@ -181,6 +188,8 @@ Capacity measured first: {:.0} requests/s closed-loop at concurrency 8. Then {} 
             max as f64 / 1024.0,
             last as f64 / 1024.0,
             slope_kib_per_min(&samples),
+            slope_kib_per_min(second_half),
+            series.join(", "),
         )?;
     }
     let doc = doc.replacen(
