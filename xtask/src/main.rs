@@ -210,9 +210,13 @@ fn serve() -> anyhow::Result<()> {
     edge::build()?;
     let mut origin = start_origin()?;
     let edge_url = format!("http://127.0.0.1:{EDGE_PORT}");
+    // A fresh local Cache API per demo, so its first answer really comes from the origin.
+    let state = target_dir().join("wrangler-demo-state");
+    let _ = std::fs::remove_dir_all(&state);
     let mut wrangler = Command::new(edge::wrangler());
     edge::wrangler_env(&mut wrangler)
-        .args(["dev", "--ip", "127.0.0.1", "--port", EDGE_PORT, "--show-interactive-dev-session=false", "--test-scheduled"])
+        .args(["dev", "--ip", "127.0.0.1", "--port", EDGE_PORT, "--show-interactive-dev-session=false", "--test-scheduled", "--persist-to"])
+        .arg(&state)
         .env("EDGEREC_SKIP_EDGE_BUILD", "1")
         .current_dir(root());
     let _wrangler = Child(wrangler.spawn().context("starting wrangler dev")?);
