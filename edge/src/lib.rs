@@ -216,10 +216,9 @@ async fn recommend(url: &worker::Url, req: ValidRequest, env: &Env, ctx: &Contex
             });
         }
     }
-    let source = serde_json::to_value(served.body.source).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
     let mut response = Response::from_json(&served.body).map_err(internal)?;
     let headers = response.headers_mut();
-    headers.set("x-rec-source", &source).map_err(internal)?;
+    headers.set("x-rec-source", served.body.source.as_str()).map_err(internal)?;
     headers.set("server-timing", &served.timing.header()).map_err(internal)?;
     // Our own cache decides freshness; browsers and shared caches must not
     // hide a failover (or a recovery) from the shopper.

@@ -62,7 +62,7 @@ async fn recommend(state: &AppState, req: RecommendationRequest) -> Result<Respo
     let rec = model.policy.finish(prepared, ranked.as_ref(), k, exclude_seen);
     let info = ModelInfo { name: "full".into(), version: model.version().to_string(), backend: model.backend.to_string() };
     let body = model.policy.response(&rec, Source::Origin, info);
-    let source = if rec.popular_fallback { "popular" } else { "origin" };
+    let source = body.source.as_str();
     let mut response = axum::Json(body).into_response();
     response.headers_mut().insert("x-rec-source", HeaderValue::from_static(source));
     Ok(response)

@@ -105,6 +105,19 @@ pub enum Source {
     Popular,
 }
 
+impl Source {
+    /// The name used in the body's `source` and in `x-rec-source` (kebab-case, as serde writes it).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Origin => "origin",
+            Source::Edge => "edge",
+            Source::Cache => "cache",
+            Source::StaleCache => "stale-cache",
+            Source::Popular => "popular",
+        }
+    }
+}
+
 /// One recommended item.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RecommendedItem {
@@ -177,5 +190,8 @@ mod tests {
     #[test]
     fn source_names_match_the_api() {
         assert_eq!(serde_json::to_string(&Source::StaleCache).unwrap(), r#""stale-cache""#);
+        for s in [Source::Origin, Source::Edge, Source::Cache, Source::StaleCache, Source::Popular] {
+            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()), "header and body agree");
+        }
     }
 }

@@ -242,7 +242,7 @@ fn bench_origin() -> anyhow::Result<()> {
     train(false)?;
     run(cargo().args(["build", "--release", "-p", "origin", "--bins", "--examples"]))?;
     let lib = setup::ort_lib().context("libonnxruntime.so not found in .venv (run `cargo xtask setup`)")?;
-    let target = std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| root().join("target"));
+    let target = target_dir();
     run(Command::new(setup::python()).arg("bench/origin_bench.py").arg("models/movielens").arg(lib).arg(target).arg("docs/performance.md"))
 }
 
