@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `ORIGIN_URL` | none (edge-only) | origin base URL, e.g. `http://127.0.0.1:8080` |
 //! | `STRATEGY` | `origin-first` | `origin-first` or `edge-first` |
-//! | `ORIGIN_DEADLINE_MS` | 150 | deadline for the origin's answer, ms |
+//! | `ORIGIN_DEADLINE_MS` | 150 | longest wait on the origin, ms, counted from the request's arrival (cache lookup included) |
 //! | `BREAKER_FAILURES` | 5 | consecutive failures that open the breaker |
 //! | `BREAKER_OPEN_MS` | 30000 | first open period, ms |
 //! | `BREAKER_BACKOFF` | 2 | open period growth per consecutive trip |
@@ -33,7 +33,7 @@ pub struct EdgeConfig {
     pub origin_url: Option<String>,
     /// Origin-first or edge-first.
     pub strategy: Strategy,
-    /// Deadline for the origin, ms.
+    /// Longest wait on the origin, ms, counted from the request's arrival.
     pub deadline_ms: u64,
     /// Circuit breaker around origin calls.
     pub breaker: BreakerConfig,

@@ -63,6 +63,10 @@ pub enum OriginFailure {
     /// No `ORIGIN_URL` is configured.
     #[error("no origin configured")]
     NotConfigured,
+    /// The request's deadline was spent before the origin could be asked
+    /// (a slow cache lookup): not the origin's fault.
+    #[error("deadline spent before the origin was asked")]
+    DeadlineSpent,
 }
 
 impl OriginFailure {
@@ -72,7 +76,7 @@ impl OriginFailure {
     pub fn counts_against_origin(&self) -> bool {
         match self {
             OriginFailure::Status(s) => !(400..500).contains(s) || *s == 408 || *s == 429,
-            OriginFailure::BreakerOpen | OriginFailure::NotConfigured => false,
+            OriginFailure::BreakerOpen | OriginFailure::NotConfigured | OriginFailure::DeadlineSpent => false,
             _ => true,
         }
     }
@@ -159,21 +163,26 @@ async fn poll_once<F: Future>(fut: std::pin::Pin<&mut F>) -> Option<F::Output> {
     .await
 }
 
-/// Asks the origin through the breaker: rejected calls fail at once with
-/// [`OriginFailure::BreakerOpen`]; outcomes are recorded.
+/// Asks the origin through the breaker, giving it `deadline_ms`: rejected
+/// calls fail at once with [`OriginFailure::BreakerOpen`], a spent budget
+/// (`deadline_ms == 0`) with [`OriginFailure::DeadlineSpent`]; outcomes are recorded.
 async fn ask_origin<E: EdgeEnv>(
     env: &E,
     cfg: &EdgeConfig,
     breaker: &RefCell<CircuitBreaker>,
     query: &str,
+    deadline_ms: u64,
 ) -> Result<RecommendationResponse, OriginFailure> {
     if cfg.origin_url.is_none() {
         return Err(OriginFailure::NotConfigured);
     }
+    if deadline_ms == 0 {
+        return Err(OriginFailure::DeadlineSpent);
+    }
     if breaker.borrow_mut().admit(env.now_ms()) == Admission::Rejected {
         return Err(OriginFailure::BreakerOpen);
     }
-    let result = env.origin(query, cfg.deadline_ms).await;
+    let result = env.origin(query, deadline_ms).await;
     record(env, breaker, &result);
     result
 }
@@ -189,6 +198,11 @@ fn record<E: EdgeEnv>(env: &E, breaker: &RefCell<CircuitBreaker>, result: &Resul
 
 /// Answers `req` along the path in the module docs. Never fails: the popular
 /// list is the last resort.
+///
+/// `cfg.deadline_ms` bounds the shopper's wait on the origin counted from the
+/// request's arrival, not from the fetch: time the cache lookup took comes
+/// out of the origin's budget, so a slow lookup under load cannot push the
+/// answer past the deadline (plus the fallback's own few ms).
 pub async fn serve<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, breaker: &RefCell<CircuitBreaker>, req: &ValidRequest) -> Served {
     let start = env.now_ms();
     let mut timing = Timing::default();
@@ -240,7 +254,8 @@ pub async fn serve<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, breaker: &RefCell<Circ
         }
         Strategy::OriginFirst => {
             let t = env.now_ms();
-            let mut origin = pin!(ask_origin(env, cfg, breaker, &key));
+            let budget = cfg.deadline_ms.saturating_sub(t.saturating_sub(start));
+            let mut origin = pin!(ask_origin(env, cfg, breaker, &key, budget));
             // Start the fetch (and its deadline timer) before the edge model
             // takes the thread, so both run at once.
             let early = poll_once(origin.as_mut()).await;
@@ -251,7 +266,7 @@ pub async fn serve<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, breaker: &RefCell<Circ
                 Some(r) => r,
                 None => origin.await,
             };
-            let asked = !matches!(result, Err(OriginFailure::BreakerOpen | OriginFailure::NotConfigured));
+            let asked = !matches!(result, Err(OriginFailure::BreakerOpen | OriginFailure::NotConfigured | OriginFailure::DeadlineSpent));
             if asked {
                 timing.origin_ms = Some(env.now_ms().saturating_sub(t));
             }
@@ -284,9 +299,10 @@ pub async fn serve<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, breaker: &RefCell<Circ
 }
 
 /// Background refresh (stale-while-revalidate, edge-first): asks the origin
-/// through the breaker and returns its answer to store, if it gave one.
+/// through the breaker, with the whole `cfg.deadline_ms` (no shopper waits on
+/// it), and returns its answer to store, if it gave one.
 pub async fn revalidate<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, breaker: &RefCell<CircuitBreaker>, req: &ValidRequest) -> Option<RecommendationResponse> {
-    ask_origin(env, cfg, breaker, &crate::request::canonical_query(req)).await.ok()
+    ask_origin(env, cfg, breaker, &crate::request::canonical_query(req), cfg.deadline_ms).await.ok()
 }
 
 /// A readiness probe's outcome (the worker's cron handler probes the
@@ -346,11 +362,12 @@ mod tests {
         origin_calls: Cell<u32>,
         edge_ok: Cell<bool>,
         edge_ms: u64,
+        cache_ms: Cell<u64>,
     }
 
     impl Fake {
         fn new(origin: Origin) -> Self {
-            Fake { clock: Cell::new(1_000_000), cache: RefCell::default(), origin: RefCell::new(origin), origin_calls: Cell::new(0), edge_ok: Cell::new(true), edge_ms: 3 }
+            Fake { clock: Cell::new(1_000_000), cache: RefCell::default(), origin: RefCell::new(origin), origin_calls: Cell::new(0), edge_ok: Cell::new(true), edge_ms: 3, cache_ms: Cell::new(0) }
         }
         fn advance(&self, ms: u64) {
             self.clock.set(self.clock.get() + ms);
@@ -362,6 +379,7 @@ mod tests {
             self.clock.get()
         }
         async fn cache_get(&self, key: &str) -> Option<CachedAnswer> {
+            self.advance(self.cache_ms.get());
             self.cache.borrow().get(key).cloned()
         }
         async fn origin(&self, _query: &str, deadline_ms: u64) -> Result<RecommendationResponse, OriginFailure> {
@@ -439,6 +457,22 @@ mod tests {
         assert!(s.timing.total_ms <= cfg().deadline_ms + env.edge_ms, "waited {} ms", s.timing.total_ms);
         assert!(s.body.warnings.iter().any(|w| w.contains("deadline")));
         assert_eq!(s.follow_up, FollowUp::None, "edge answers are not cached");
+    }
+
+    #[test]
+    fn a_slow_cache_lookup_comes_out_of_the_origin_budget() {
+        let env = Fake::new(Origin::Answers(500));
+        env.cache_ms.set(60);
+        let b = breaker();
+        let s = block_on(serve(&env, &cfg(), &b, &req()));
+        assert_eq!((s.body.source, s.origin_failure), (Source::Edge, Some(OriginFailure::Timeout(90))));
+        assert_eq!(s.timing.total_ms, cfg().deadline_ms + env.edge_ms, "cache 60 + origin 90 (+ the fake's serial edge compute): the wait stops at the deadline");
+        // A lookup that eats the whole budget: the origin is not asked and not blamed.
+        env.cache_ms.set(200);
+        let s = block_on(serve(&env, &cfg(), &b, &req()));
+        assert_eq!((s.body.source, s.origin_failure), (Source::Edge, Some(OriginFailure::DeadlineSpent)));
+        assert_eq!(env.origin_calls.get(), 1);
+        assert_eq!(b.borrow_mut().state(env.now_ms()), BreakerState::Closed { failures: 1 });
     }
 
     #[test]
