@@ -20,12 +20,14 @@ async fn every_fault_leaves_every_valid_request_answered() {
         );
         assert!(s.sent >= 50, "{}: too few requests ({})", scenario.name, s.sent);
         assert_eq!(s.good_share, 1.0, "{}: every valid request gets 200 with {} items: {:?}", scenario.name, chaos::K, s.statuses);
+        if ["down", "refused", "blackhole", "slow", "jitter", "http-500", "truncated"].contains(&scenario.name) {
+            // Before the breaker opens (and, under jitter, whenever the origin is late) nobody waits past the deadline (+20 ms).
+            let worst = chaos::worst_server_total(&ours, ours.outcomes.len());
+            assert!(worst <= (DEADLINE_MS + 20) as f64, "{}: a request waited {worst} ms at the edge", scenario.name);
+        }
         match scenario.name {
             "down" | "refused" | "blackhole" | "slow" | "http-500" | "truncated" => {
-                // Before the breaker opens nobody waits past the deadline (+20 ms) …
-                let worst = chaos::worst_server_total(&ours, ours.outcomes.len());
-                assert!(worst <= (DEADLINE_MS + 20) as f64, "{}: a request waited {worst} ms at the edge", scenario.name);
-                // … and once it is open the origin costs nothing (the strict +5 ms goal is in the report;
+                // Once the breaker is open the origin costs nothing (the strict +5 ms goal is in the report;
                 // here a margin for the shared 2-core machine).
                 let open = chaos::second_half(&ours);
                 assert!(open.p99_ms <= edge_only.p99_ms + 25.0, "{}: p99 {} ms with the breaker open vs edge-only {} ms", scenario.name, open.p99_ms, edge_only.p99_ms);

@@ -192,6 +192,9 @@ pub struct Rig {
     sizing: Sizing,
 }
 
+/// Unmeasured requests to each edge before the first run.
+const WARM_UP_REQUESTS: usize = 40;
+
 impl Rig {
     /// Starts origin, proxy, both edges and nginx.
     pub async fn start(sizing: Sizing) -> Rig {
@@ -204,7 +207,16 @@ impl Rig {
         let edge_only = Edge::start(&[("ORIGIN_URL", "")]).await;
         let nginx = Nginx::start(&proxy.addr.to_string(), DEADLINE_MS).await;
         let swapped_models = swapped_copy(&models);
-        Rig { origin, origin_port, proxy, edge, edge_only, nginx, histories: Arc::new(histories(&models)), swapped_models, sizing }
+        let histories = Arc::new(histories(&models));
+        // Warm-up, not measured: the isolates build their models and V8 tiers
+        // the wasm up on the first requests, which a measured run should not pay.
+        let client = reqwest::Client::new();
+        for front in [&edge, &edge_only] {
+            for i in 0..WARM_UP_REQUESTS {
+                let _ = client.get(format!("{}/v1/recommendations?{}", front.url(), query(&histories, i, "warm-up"))).send().await;
+            }
+        }
+        Rig { origin, origin_port, proxy, edge, edge_only, nginx, histories, swapped_models, sizing }
     }
 
     /// Runs `scenario` on `front`.

@@ -197,7 +197,16 @@ Capacity measured first: {:.0} requests/s closed-loop at concurrency 8. Then {} 
         &format!("\n## Summary\n\n| scenario | edge good | nginx good | edge p99 ms | nginx p99 ms |\n|---|---|---|---|---|\n{summary_rows}\n## "),
         1,
     );
+    // Hand-written findings below the marker survive a new run.
+    let kept = std::fs::read_to_string(&out).ok().and_then(|old| old.find(NOTES_MARKER).map(|at| old[at..].to_string()));
+    let doc = match kept {
+        Some(notes) => format!("{doc}\n{notes}"),
+        None => doc,
+    };
     std::fs::write(&out, &doc)?;
     println!("{doc}");
     Ok(())
 }
+
+/// Where the measured part of the report ends and the kept notes begin.
+const NOTES_MARKER: &str = "<!-- notes below are kept across runs of cargo xtask chaos -->";
