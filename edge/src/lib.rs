@@ -205,10 +205,15 @@ async fn recommend(url: &worker::Url, req: ValidRequest, env: &Env, ctx: &Contex
                 worker::console_warn!("edgerec: cache put failed: {e}");
             }
         }),
-        FollowUp::Revalidate => {
+        follow @ (FollowUp::Revalidate | FollowUp::Probe) => {
             let (wenv, cfg, breaker, req) = (wenv.clone(), cfg.clone(), Rc::clone(&breaker), req.clone());
             ctx.wait_until(async move {
-                if let Some(body) = failover_path::revalidate(&wenv, &cfg, &breaker, &req).await {
+                let answer = if follow == FollowUp::Probe {
+                    failover_path::probe(&wenv, &cfg, &breaker, &req).await
+                } else {
+                    failover_path::revalidate(&wenv, &cfg, &breaker, &req).await
+                };
+                if let Some(body) = answer {
                     if let Err(e) = answer_cache::put(&key, &body, now_ms(), ttl_s).await {
                         worker::console_warn!("edgerec: cache put failed: {e}");
                     }

@@ -12,7 +12,8 @@
 //!               │ miss / older
 //!               ▼
 //!  origin-first: breaker admits? ─no─┐        edge-first: edge model ──► serve (edge),
-//!     │yes                           │                    refresh cache in background
+//!     │yes   (half-open: probe in the │                    refresh cache in background
+//!     │       background, go right) ─┤
 //!     ▼                              │
 //!  start origin fetch (deadline) ─┐  │
 //!  edge model computes            │  │
@@ -30,7 +31,7 @@ use std::pin::pin;
 use std::task::Poll;
 
 use crate::edge_config::{EdgeConfig, Strategy};
-use crate::failover::{Admission, CircuitBreaker, Freshness, freshness};
+use crate::failover::{Admission, BreakerState, CircuitBreaker, Freshness, freshness};
 use crate::wire::{RecommendationResponse, Source, ValidRequest};
 
 /// An origin answer kept in the edge cache, with when it was stored (ms since the epoch).
@@ -60,6 +61,10 @@ pub enum OriginFailure {
     /// The breaker is open (or a half-open probe is already out): not asked.
     #[error("circuit breaker open")]
     BreakerOpen,
+    /// The breaker is half-open: the probe goes in the background
+    /// ([`FollowUp::Probe`]) and this shopper does not wait on it.
+    #[error("circuit breaker half-open, probing in the background")]
+    ProbingInBackground,
     /// No `ORIGIN_URL` is configured.
     #[error("no origin configured")]
     NotConfigured,
@@ -76,7 +81,7 @@ impl OriginFailure {
     pub fn counts_against_origin(&self) -> bool {
         match self {
             OriginFailure::Status(s) => !(400..500).contains(s) || *s == 408 || *s == 429,
-            OriginFailure::BreakerOpen | OriginFailure::NotConfigured | OriginFailure::DeadlineSpent => false,
+            OriginFailure::BreakerOpen | OriginFailure::ProbingInBackground | OriginFailure::NotConfigured | OriginFailure::DeadlineSpent => false,
             _ => true,
         }
     }
@@ -138,6 +143,9 @@ pub enum FollowUp {
     Store(RecommendationResponse),
     /// Ask the origin in the background ([`revalidate`]) and store its answer.
     Revalidate,
+    /// Run the breaker's half-open probe in the background ([`probe`]; this
+    /// request claimed it) and store its answer.
+    Probe,
 }
 
 /// The answer and what the path did to get it.
@@ -240,7 +248,7 @@ pub async fn serve<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, breaker: &RefCell<Circ
         }
     }
 
-    let (edge, origin_failure) = match cfg.strategy {
+    let (edge, origin_failure, follow_up) = match cfg.strategy {
         Strategy::EdgeFirst => {
             let t = env.now_ms();
             let edge = env.edge_model(req);
@@ -250,7 +258,18 @@ pub async fn serve<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, breaker: &RefCell<Circ
                 let source = body.source;
                 return done(body, source, timing, follow, None);
             }
-            (edge, None)
+            (edge, None, FollowUp::None)
+        }
+        // Half-open: the origin was failing a moment ago. Its probe runs after
+        // the answer (`wait_until`), so no shopper waits a deadline on it; a
+        // success closes the breaker for the next request.
+        Strategy::OriginFirst if cfg.origin_url.is_some() && breaker.borrow_mut().state(env.now_ms()) == (BreakerState::HalfOpen { probing: false }) => {
+            let claimed = breaker.borrow_mut().admit(env.now_ms());
+            debug_assert_eq!(claimed, Admission::Probe);
+            let t = env.now_ms();
+            let edge = env.edge_model(req);
+            timing.edge_ms = Some(env.now_ms().saturating_sub(t));
+            (edge, Some(OriginFailure::ProbingInBackground), FollowUp::Probe)
         }
         Strategy::OriginFirst => {
             let t = env.now_ms();
@@ -276,22 +295,22 @@ pub async fn serve<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, breaker: &RefCell<Circ
                     let store = FollowUp::Store(body.clone());
                     return done(body, source, timing, store, None);
                 }
-                Err(e) => (edge, Some(e)),
+                Err(e) => (edge, Some(e), FollowUp::None),
             }
         }
     };
     match (edge, stale) {
         (Ok(body), _) => {
             let source = body.source;
-            done(body, source, timing, FollowUp::None, origin_failure)
+            done(body, source, timing, follow_up, origin_failure)
         }
         (Err(edge_error), Some(body)) => {
-            let mut s = done(body, Source::StaleCache, timing, FollowUp::None, origin_failure);
+            let mut s = done(body, Source::StaleCache, timing, follow_up, origin_failure);
             s.body.warnings.push(format!("edge model failed: {edge_error}"));
             s
         }
         (Err(edge_error), None) => {
-            let mut s = done(env.popular(req), Source::Popular, timing, FollowUp::None, origin_failure);
+            let mut s = done(env.popular(req), Source::Popular, timing, follow_up, origin_failure);
             s.body.warnings.push(format!("edge model failed: {edge_error}"));
             s
         }
@@ -303,6 +322,16 @@ pub async fn serve<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, breaker: &RefCell<Circ
 /// it), and returns its answer to store, if it gave one.
 pub async fn revalidate<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, breaker: &RefCell<CircuitBreaker>, req: &ValidRequest) -> Option<RecommendationResponse> {
     ask_origin(env, cfg, breaker, &crate::request::canonical_query(req), cfg.deadline_ms).await.ok()
+}
+
+/// The half-open probe a [`serve`] call claimed ([`FollowUp::Probe`]): asks
+/// the origin with the whole `cfg.deadline_ms`, without asking the breaker
+/// again, and records the outcome (success closes the breaker, failure
+/// re-opens it). Returns the origin's answer to store, if it gave one.
+pub async fn probe<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, breaker: &RefCell<CircuitBreaker>, req: &ValidRequest) -> Option<RecommendationResponse> {
+    let result = env.origin(&crate::request::canonical_query(req), cfg.deadline_ms).await;
+    record(env, breaker, &result);
+    result.ok()
 }
 
 /// A readiness probe's outcome (the worker's cron handler probes the
@@ -491,18 +520,31 @@ mod tests {
     }
 
     #[test]
-    fn after_the_open_period_one_probe_fails_back_to_the_origin() {
+    fn after_the_open_period_a_background_probe_fails_back_to_the_origin() {
         let env = Fake::new(Origin::Fails(1, OriginFailure::Network("refused".into())));
         let b = breaker();
         for _ in 0..2 {
             block_on(serve(&env, &cfg(), &b, &req()));
         }
-        *env.origin.borrow_mut() = Origin::Answers(5);
         assert_eq!(block_on(serve(&env, &cfg(), &b, &req())).body.source, Source::Edge, "still open");
         env.advance(1_000);
+        // Half-open, origin still down: the shopper gets the edge at once, the probe runs afterwards.
         let s = block_on(serve(&env, &cfg(), &b, &req()));
-        assert_eq!(s.body.source, Source::Origin, "the half-open probe succeeds");
+        assert_eq!((s.body.source, s.follow_up.clone(), s.origin_failure), (Source::Edge, FollowUp::Probe, Some(OriginFailure::ProbingInBackground)));
+        assert_eq!(s.timing.total_ms, env.edge_ms, "no wait on the probe");
+        assert_eq!(env.origin_calls.get(), 2);
+        assert!(block_on(probe(&env, &cfg(), &b, &req())).is_none());
+        assert!(matches!(b.borrow_mut().state(env.now_ms()), BreakerState::Open { .. }), "the failed probe re-opens");
+        // Next period the origin is back: the probe closes the breaker and the next request goes to the origin.
+        *env.origin.borrow_mut() = Origin::Answers(5);
+        env.advance(2_000);
+        let s = block_on(serve(&env, &cfg(), &b, &req()));
+        assert_eq!((s.body.source, s.follow_up.clone()), (Source::Edge, FollowUp::Probe));
+        let other = block_on(serve(&env, &cfg(), &b, &req()));
+        assert_eq!((other.origin_failure, other.follow_up), (Some(OriginFailure::BreakerOpen), FollowUp::None), "one probe at a time");
+        assert!(block_on(probe(&env, &cfg(), &b, &req())).is_some());
         assert_eq!(b.borrow_mut().state(env.now_ms()), BreakerState::Closed { failures: 0 });
+        assert_eq!(block_on(serve(&env, &cfg(), &b, &req())).body.source, Source::Origin);
     }
 
     #[test]
