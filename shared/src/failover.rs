@@ -100,6 +100,13 @@ impl CircuitBreaker {
         }
     }
 
+    /// Claims the half-open probe at `now_ms` if it is free (the breaker is
+    /// half-open and no probe is out), as [`admit`](Self::admit) would;
+    /// otherwise changes nothing and returns false (closed callers are not admitted here).
+    pub fn try_claim_probe(&mut self, now_ms: u64) -> bool {
+        self.state(now_ms) == (BreakerState::HalfOpen { probing: false }) && self.admit(now_ms) == Admission::Probe
+    }
+
     /// The origin answered well: close, forget failures and trips.
     pub fn on_success(&mut self) {
         self.state = BreakerState::Closed { failures: 0 };
@@ -210,8 +217,11 @@ mod tests {
     #[test]
     fn half_open_lets_exactly_one_probe_through() {
         let mut b = tripped();
+        assert!(!CircuitBreaker::new(b.cfg).try_claim_probe(2_000), "a closed breaker has no probe to claim");
+        assert!(!b.try_claim_probe(500), "still open");
         assert_eq!(b.admit(2_000), Admission::Probe);
         assert_eq!(b.admit(2_001), Admission::Rejected, "second caller while the probe is out");
+        assert!(!b.try_claim_probe(2_001), "the probe is already out");
         b.on_success();
         assert_eq!(b.state(2_002), BreakerState::Closed { failures: 0 });
         assert_eq!(b.admit(2_003), Admission::Allowed);

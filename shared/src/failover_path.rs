@@ -31,7 +31,7 @@ use std::pin::pin;
 use std::task::Poll;
 
 use crate::edge_config::{EdgeConfig, Strategy};
-use crate::failover::{Admission, BreakerState, CircuitBreaker, Freshness, freshness};
+use crate::failover::{Admission, CircuitBreaker, Freshness, freshness};
 use crate::wire::{RecommendationResponse, Source, ValidRequest};
 
 /// An origin answer kept in the edge cache, with when it was stored (ms since the epoch).
@@ -263,9 +263,7 @@ pub async fn serve<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, breaker: &RefCell<Circ
         // Half-open: the origin was failing a moment ago. Its probe runs after
         // the answer (`wait_until`), so no shopper waits a deadline on it; a
         // success closes the breaker for the next request.
-        Strategy::OriginFirst if cfg.origin_url.is_some() && breaker.borrow_mut().state(env.now_ms()) == (BreakerState::HalfOpen { probing: false }) => {
-            let claimed = breaker.borrow_mut().admit(env.now_ms());
-            debug_assert_eq!(claimed, Admission::Probe);
+        Strategy::OriginFirst if cfg.origin_url.is_some() && breaker.borrow_mut().try_claim_probe(env.now_ms()) => {
             let t = env.now_ms();
             let edge = env.edge_model(req);
             timing.edge_ms = Some(env.now_ms().saturating_sub(t));

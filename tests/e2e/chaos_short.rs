@@ -27,7 +27,7 @@ async fn every_fault_leaves_every_valid_request_answered() {
             // then on 2 shared cores: a deadline that did not work would hold every request that
             // reaches the failing origin before the breaker opens (5, i.e. 2 % of the run).
             let late = share_over(&ours.outcomes, (DEADLINE_MS + 20) as f64);
-            let worst = chaos::worst_server_total(&ours, ours.outcomes.len());
+            let worst = chaos::worst_server_total(&ours.outcomes);
             assert!(late <= 0.01, "{}: {:.1} % of requests waited past the deadline at the edge (worst {worst} ms)", scenario.name, 100.0 * late);
         }
         match scenario.name {
@@ -38,7 +38,7 @@ async fn every_fault_leaves_every_valid_request_answered() {
                 // hundred requests on 2 shared cores that figure is too noisy to gate on here.
                 let open = &ours.outcomes[ours.outcomes.len() / 2..];
                 let waited = share_over(open, (DEADLINE_MS / 2) as f64);
-                let open_worst = chaos::worst_server_total_second_half(&ours);
+                let open_worst = chaos::worst_server_total(open);
                 assert!(waited <= 0.01, "{}: {:.1} % of requests waited with the breaker open (worst {open_worst} ms)", scenario.name, 100.0 * waited);
             }
             "recovery" => {

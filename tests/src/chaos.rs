@@ -328,16 +328,10 @@ fn swapped_copy(models: &Path) -> PathBuf {
     dir
 }
 
-/// The worst server-side total (`Server-Timing`) among the first `n` answers, ms:
+/// The worst server-side total (`Server-Timing`) among `outcomes`, ms:
 /// no request may wait on a failing origin past the deadline.
-pub fn worst_server_total(run: &Run, n: usize) -> f64 {
-    run.outcomes.iter().take(n).filter_map(|o| o.server_total_ms).fold(0.0, f64::max)
-}
-
-/// The worst server-side total (`Server-Timing`) in the second half of the
-/// run (the breaker long open), ms: what the origin still cost a shopper there.
-pub fn worst_server_total_second_half(run: &Run) -> f64 {
-    run.outcomes.iter().skip(run.outcomes.len() / 2).filter_map(|o| o.server_total_ms).fold(0.0, f64::max)
+pub fn worst_server_total(outcomes: &[Outcome]) -> f64 {
+    outcomes.iter().filter_map(|o| o.server_total_ms).fold(0.0, f64::max)
 }
 
 /// Figures after the breaker opened: the second half of the run.

@@ -25,7 +25,7 @@ fn row(front: &str, s: &Summary, extra: &str) -> String {
 
 fn goals(ours: &Run, edge_only: &Summary, sizing: Sizing) -> String {
     let mut notes = Vec::new();
-    let worst = chaos::worst_server_total(ours, ours.outcomes.len());
+    let worst = chaos::worst_server_total(&ours.outcomes);
     if ["down", "refused", "blackhole", "slow", "jitter", "http-500", "http-503", "truncated"].contains(&ours.scenario) {
         notes.push(format!("longest wait at the edge {worst:.0} ms (goal ≤ {} ms)", DEADLINE_MS + 20));
         if ours.scenario != "jitter" {
