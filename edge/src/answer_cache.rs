@@ -10,10 +10,11 @@ use worker::{Cache, Headers, Response};
 
 const STORED_AT: &str = "x-edgerec-stored-at";
 
-/// The cache key URL for a canonical query, on the serving host (the Cache
-/// API keys by URL; on Cloudflare it is scoped to the zone).
-pub fn key_url(host_origin: &str, canonical_query: &str) -> String {
-    format!("{host_origin}/__edgerec/cache/v1/recommendations?{canonical_query}")
+/// The cache key URL for a key of `shared::failover_path::cache_key`
+/// (generation, origin model version, canonical query), on the serving host
+/// (the Cache API keys by URL; on Cloudflare it is scoped to the zone).
+pub fn key_url(host_origin: &str, key: &str) -> String {
+    format!("{host_origin}/__edgerec/cache/v2/recommendations?{key}")
 }
 
 /// The entry under `url`, if present and readable.

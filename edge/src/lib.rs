@@ -4,12 +4,15 @@
 //! errors from `shared`) and `GET /healthz`, near the shopper, whatever the
 //! origin does. The failover path itself is `shared::failover_path`; this
 //! crate wires it to workerd: `fetch` with a deadline ([`origin_client`]),
-//! the Cache API ([`answer_cache`]), the embedded edge model ([`model`]),
-//! `ctx.wait_until` for background work, and a cron handler that probes the
-//! origin's `/readyz` to close an open breaker early.
+//! the Cache API ([`answer_cache`]), the embedded edge model ([`model`]) and
+//! `ctx.wait_until` for background work (cache puts, stale-while-revalidate
+//! refreshes, the breaker's half-open probe).
 //!
-//! State (the model, the circuit breaker) lives per isolate: every isolate
-//! learns about an origin outage on its own, after `BREAKER_FAILURES` misses.
+//! State (the model, the circuit breaker, the origin's model version) lives
+//! per isolate: every isolate learns about an origin outage on its own, after
+//! `BREAKER_FAILURES` misses, and probes it back in-band with a real
+//! recommendation. There is no cron probe: a cron event runs in an isolate
+//! of its own, whose breaker never saw a failure (edge README).
 
 mod answer_cache;
 mod model;
@@ -18,20 +21,21 @@ mod origin_client;
 use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 
+use futures_util::StreamExt;
 use shared::edge_config::EdgeConfig;
-use shared::failover::{BreakerState, CircuitBreaker};
-use shared::failover_path::{self, CachedAnswer, EdgeEnv, FollowUp, OriginFailure};
+use shared::failover::BreakerState;
+use shared::failover_path::{self, CachedAnswer, EdgeEnv, EdgeState, FollowUp, OriginFailure};
 use shared::request::{self, MAX_BODY_BYTES, RequestError};
 use shared::wire::{ApiError, RecommendationResponse, ValidRequest};
-use worker::{Context, Env, Method, Request, Response, ScheduleContext, ScheduledEvent, event};
+use worker::{Context, Env, Method, Request, Response, event};
 
 thread_local! {
-    /// The isolate's circuit breaker around origin calls.
-    static BREAKER: OnceCell<Rc<RefCell<CircuitBreaker>>> = const { OnceCell::new() };
+    /// The isolate's failover state: breaker, origin version, refreshes in flight.
+    static STATE: OnceCell<Rc<RefCell<EdgeState>>> = const { OnceCell::new() };
 }
 
-fn breaker(cfg: &EdgeConfig) -> Rc<RefCell<CircuitBreaker>> {
-    BREAKER.with(|b| Rc::clone(b.get_or_init(|| Rc::new(RefCell::new(CircuitBreaker::new(cfg.breaker))))))
+fn state(cfg: &EdgeConfig) -> Rc<RefCell<EdgeState>> {
+    STATE.with(|s| Rc::clone(s.get_or_init(|| Rc::new(RefCell::new(EdgeState::new(cfg))))))
 }
 
 fn now_ms() -> u64 {
@@ -61,22 +65,6 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
     Ok(response)
 }
 
-/// Probes the origin's readiness on the cron schedule (`[triggers]` in
-/// `wrangler.toml`) while the breaker is not closed, closing it as soon as
-/// the origin is back.
-#[event(scheduled)]
-async fn scheduled(_event: ScheduledEvent, env: Env, _ctx: ScheduleContext) {
-    let Ok(cfg) = config(&env) else { return };
-    let Some(base) = cfg.origin_url.clone() else { return };
-    let breaker = breaker(&cfg);
-    if matches!(breaker.borrow_mut().state(now_ms()), BreakerState::Closed { .. }) {
-        return;
-    }
-    let ok = origin_client::ready(&base, cfg.deadline_ms.max(1_000)).await;
-    failover_path::record_probe(&breaker, ok, now_ms());
-    worker::console_log!("edgerec: origin readiness probe {}", if ok { "succeeded: breaker closed" } else { "failed" });
-}
-
 /// Dispatches by path and method; errors become JSON answers.
 async fn route(mut req: Request, env: &Env, ctx: &Context, request_id: &str) -> Result<Response, RequestError> {
     let path = req.path();
@@ -85,21 +73,17 @@ async fn route(mut req: Request, env: &Env, ctx: &Context, request_id: &str) -> 
         ("/v1/recommendations", Method::Get) => {
             let url = req.url().map_err(internal)?;
             let parsed = request::parse_query(url.query().unwrap_or(""))?;
-            recommend(&url, request::validate(parsed)?, env, ctx, request_id).await
+            recommend(&url, request::validate(parsed)?, env, ctx, client_ip(&req), request_id).await
         }
         ("/v1/recommendations", Method::Post) => {
             let content_type = req.headers().get("content-type").ok().flatten();
             if !request::is_json_content_type(content_type.as_deref()) {
                 return Err(RequestError::new(415, "Content-Type must be application/json"));
             }
-            let declared = req.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
-            if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-                return Err(RequestError::field(413, "body", format!("body is over {MAX_BODY_BYTES} bytes")));
-            }
             let url = req.url().map_err(internal)?;
-            let body = req.bytes().await.map_err(|e| RequestError::field(400, "body", format!("reading the body: {e}")))?;
+            let body = read_body(&mut req).await?;
             let parsed = request::parse_json(&body)?;
-            recommend(&url, request::validate(parsed)?, env, ctx, request_id).await
+            recommend(&url, request::validate(parsed)?, env, ctx, client_ip(&req), request_id).await
         }
         ("/v1/recommendations", _) => method_not_allowed("GET, POST"),
         ("/healthz", Method::Get | Method::Head) => healthz(env),
@@ -108,11 +92,34 @@ async fn route(mut req: Request, env: &Env, ctx: &Context, request_id: &str) -> 
     }
 }
 
-/// Liveness plus what an operator wants at a glance: model, breaker, config errors.
+/// Reads a `POST` body as it streams in, answering 413 as soon as it passes
+/// [`MAX_BODY_BYTES`]: a chunked body has no `Content-Length` to check first,
+/// and reading it whole could take the isolate past its 128 MB.
+async fn read_body(req: &mut Request) -> Result<Vec<u8>, RequestError> {
+    let declared = req.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
+        return Err(RequestError::field(413, "body", format!("body is over {MAX_BODY_BYTES} bytes")));
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(0));
+    let Ok(mut stream) = req.stream() else { return Ok(body) }; // no body at all
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| RequestError::field(400, "body", format!("reading the body: {e}")))?;
+        request::append_body_chunk(&mut body, &chunk)?;
+    }
+    Ok(body)
+}
+
+/// Liveness for anyone: model, breaker and whether the configuration is
+/// usable. Operator details (the origin's URL, the configuration error
+/// itself) stay out of this public answer; the error goes to the log.
 fn healthz(env: &Env) -> Result<Response, RequestError> {
     let model = model::get();
     let cfg = config(env);
-    let breaker_state = cfg.as_ref().ok().map(|c| match breaker(c).borrow_mut().state(now_ms()) {
+    if let Err(e) = &cfg {
+        worker::console_error!("edgerec: configuration refused: {e}");
+    }
+    let s = cfg.as_ref().ok().map(state);
+    let breaker_state = s.as_ref().map(|s| match s.borrow_mut().breaker.state(now_ms()) {
         BreakerState::Closed { .. } => "closed",
         BreakerState::Open { .. } => "open",
         BreakerState::HalfOpen { .. } => "half-open",
@@ -122,11 +129,11 @@ fn healthz(env: &Env) -> Result<Response, RequestError> {
         "status": if ok { "ok" } else { "unhealthy" },
         "model": match model.as_ref() {
             Ok(m) => serde_json::json!({ "name": "edge", "version": m.version, "dataset": m.dataset, "backend": model::BACKEND, "n_items": m.n_items(), "catalog_items": m.catalog_items() }),
-            Err(e) => serde_json::json!({ "error": e }),
+            Err(_) => serde_json::json!({ "error": "the edge model failed to load (see the worker's log)" }),
         },
         "breaker": breaker_state,
-        "origin": cfg.as_ref().ok().and_then(|c| c.origin_url.clone()),
-        "config_error": cfg.as_ref().err().map(ToString::to_string),
+        "origin_model_version": s.as_ref().and_then(|s| s.borrow().origin_version.clone()),
+        "config": if cfg.is_ok() { "ok" } else { "invalid (see the worker's log)" },
     });
     let response = Response::from_json(&body).map_err(internal)?;
     Ok(if ok { response } else { response.with_status(503) })
@@ -135,8 +142,11 @@ fn healthz(env: &Env) -> Result<Response, RequestError> {
 /// What `shared::failover_path` sees of the worker.
 #[derive(Clone)]
 struct WorkerEnv {
-    model: Rc<Result<model::EdgeModel, String>>,
+    model: Rc<Result<model::EdgeModel, model::LoadError>>,
     origin_url: Option<String>,
+    origin_secret: Option<String>,
+    /// The shopper's address (`CF-Connecting-IP`), forwarded for the origin's rate limit.
+    client_ip: Option<String>,
     /// `scheme://host` of the request, for cache key URLs.
     host_origin: String,
     request_id: String,
@@ -153,13 +163,19 @@ impl EdgeEnv for WorkerEnv {
 
     async fn origin(&self, query: &str, deadline_ms: u64) -> Result<RecommendationResponse, OriginFailure> {
         let base = self.origin_url.as_deref().ok_or(OriginFailure::NotConfigured)?;
-        origin_client::get_json(&format!("{base}/v1/recommendations?{query}"), &self.request_id, deadline_ms).await
+        let call = origin_client::OriginRequest {
+            url: &format!("{base}/v1/recommendations?{query}"),
+            request_id: &self.request_id,
+            edge_key: self.origin_secret.as_deref(),
+            client_ip: self.client_ip.as_deref(),
+        };
+        origin_client::get_json(&call, deadline_ms).await
     }
 
     fn edge_model(&self, req: &ValidRequest) -> Result<RecommendationResponse, String> {
         match self.model.as_ref() {
             Ok(m) => m.recommend(req),
-            Err(e) => Err(e.clone()),
+            Err(e) => Err(e.to_string()),
         }
     }
 
@@ -170,53 +186,71 @@ impl EdgeEnv for WorkerEnv {
             Err(e) => RecommendationResponse {
                 items: vec![],
                 source: shared::wire::Source::Popular,
-                model: shared::wire::ModelInfo { name: "none".into(), version: String::new(), backend: model::BACKEND.into() },
+                model: shared::wire::ModelInfo { name: "none".into(), version: String::new(), backend: model::BACKEND.into(), dataset: String::new() },
                 warnings: vec![format!("edge model unavailable: {e}")],
             },
         }
     }
 
-    fn knows_any(&self, history: &[String]) -> bool {
-        self.model.as_ref().as_ref().is_ok_and(|m| m.knows_any(history))
+    fn catalog_index(&self, id: &str) -> Option<usize> {
+        self.model.as_ref().as_ref().ok().and_then(|m| m.catalog_index(id))
+    }
+
+    fn catalog_len(&self) -> usize {
+        self.model.as_ref().as_ref().map_or(0, model::EdgeModel::catalog_items)
+    }
+
+    fn model_identity(&self) -> (&str, &str) {
+        match self.model.as_ref() {
+            Ok(m) => (&m.dataset, &m.version),
+            Err(_) => ("", ""),
+        }
     }
 }
 
-async fn recommend(url: &worker::Url, req: ValidRequest, env: &Env, ctx: &Context, request_id: &str) -> Result<Response, RequestError> {
-    let cfg = config(env).map_err(|e| RequestError::new(500, e.to_string()))?;
-    let breaker = breaker(&cfg);
+async fn recommend(url: &worker::Url, req: ValidRequest, env: &Env, ctx: &Context, client_ip: Option<String>, request_id: &str) -> Result<Response, RequestError> {
+    let cfg = config(env).map_err(|e| {
+        worker::console_error!("edgerec: configuration refused: {e}");
+        RequestError::new(500, "the edge is misconfigured (see the worker's log)")
+    })?;
+    let state = state(&cfg);
     let wenv = WorkerEnv {
         model: model::get(),
         origin_url: cfg.origin_url.clone(),
+        origin_secret: cfg.origin_secret.clone(),
+        client_ip,
         host_origin: url.origin().ascii_serialization(),
         request_id: request_id.to_string(),
     };
-    let served = failover_path::serve(&wenv, &cfg, &breaker, &req).await;
+    let served = failover_path::serve(&wenv, &cfg, &state, &req).await;
     if let Some(f) = &served.origin_failure {
         if f.counts_against_origin() {
             worker::console_warn!("edgerec {request_id}: origin failed ({f}); answered from {:?}", served.body.source);
         }
     }
-    let key = answer_cache::key_url(&wenv.host_origin, &request::canonical_query(&req));
     let ttl_s = cfg.cache_ttl_s();
-    match served.follow_up.clone() {
-        FollowUp::None => {}
-        FollowUp::Store(body) => ctx.wait_until(async move {
+    let store = {
+        let (cfg, host) = (cfg.clone(), wenv.host_origin.clone());
+        move |query: String, body: RecommendationResponse| async move {
+            let key = answer_cache::key_url(&host, &failover_path::cache_key(&cfg, &body.model.version, &query));
             if let Err(e) = answer_cache::put(&key, &body, now_ms(), ttl_s).await {
                 worker::console_warn!("edgerec: cache put failed: {e}");
             }
-        }),
-        follow @ (FollowUp::Revalidate | FollowUp::Probe) => {
-            let (wenv, cfg, breaker, req) = (wenv.clone(), cfg.clone(), Rc::clone(&breaker), req.clone());
+        }
+    };
+    match (served.follow_up.clone(), served.call.clone()) {
+        (FollowUp::None, _) | (_, None) => {}
+        (FollowUp::Store(body), Some(call)) => ctx.wait_until(store(call.query, body)),
+        (follow @ (FollowUp::Revalidate | FollowUp::Probe), Some(call)) => {
+            let (wenv, cfg, state) = (wenv.clone(), cfg.clone(), Rc::clone(&state));
             ctx.wait_until(async move {
                 let answer = if follow == FollowUp::Probe {
-                    failover_path::probe(&wenv, &cfg, &breaker, &req).await
+                    failover_path::probe(&wenv, &cfg, &state, &call).await
                 } else {
-                    failover_path::revalidate(&wenv, &cfg, &breaker, &req).await
+                    failover_path::revalidate(&wenv, &cfg, &state, &call).await
                 };
                 if let Some(body) = answer {
-                    if let Err(e) = answer_cache::put(&key, &body, now_ms(), ttl_s).await {
-                        worker::console_warn!("edgerec: cache put failed: {e}");
-                    }
+                    store(call.query, body).await;
                 }
             });
         }
@@ -230,6 +264,11 @@ async fn recommend(url: &worker::Url, req: ValidRequest, env: &Env, ctx: &Contex
     headers.set("cache-control", "no-store").map_err(internal)?;
     headers.set("timing-allow-origin", "*").map_err(internal)?;
     Ok(response)
+}
+
+/// The shopper's address as Cloudflare saw it (`CF-Connecting-IP`).
+fn client_ip(req: &Request) -> Option<String> {
+    req.headers().get("cf-connecting-ip").ok().flatten().filter(|ip| ip.len() <= 45 && ip.parse::<std::net::IpAddr>().is_ok())
 }
 
 /// The incoming `x-request-id` when it is sane (≤ 128 visible ASCII chars), else a fresh one.

@@ -5,7 +5,7 @@ use std::rc::Rc;
 
 use shared::contract::ModelKind;
 use shared::wire::{ModelInfo, RecommendationResponse, Source, ValidRequest};
-use shared::{ModelSet, Recommender};
+use shared::{ModelSet, ModelSetError, Recommender};
 
 const MANIFEST: &[u8] = include_bytes!(concat!(env!("EDGEREC_MODEL_DIR"), "/manifest.json"));
 const CATALOG: &[u8] = include_bytes!(concat!(env!("EDGEREC_MODEL_DIR"), "/catalog.json"));
@@ -23,19 +23,30 @@ pub struct EdgeModel {
     pub dataset: String,
 }
 
+/// Why the embedded model directory cannot serve.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A file failed its sha256 check, or the manifest, catalog or model is unusable.
+    #[error("embedded model directory refused: {0}")]
+    ModelSet(#[from] ModelSetError),
+    /// The manifest lists no edge model.
+    #[error("the embedded manifest lists no edge model")]
+    NoEdgeModel,
+}
+
 thread_local! {
     /// Built on first use, which `#[event(start)]` makes the isolate's start-up.
-    static MODEL: Rc<Result<EdgeModel, String>> = Rc::new(EdgeModel::load());
+    static MODEL: Rc<Result<EdgeModel, LoadError>> = Rc::new(EdgeModel::load());
 }
 
 /// The isolate's model, or why it failed to load.
-pub fn get() -> Rc<Result<EdgeModel, String>> {
+pub fn get() -> Rc<Result<EdgeModel, LoadError>> {
     MODEL.with(Rc::clone)
 }
 
 impl EdgeModel {
     /// Verifies the embedded files against the manifest's sha256 and plans the model.
-    fn load() -> Result<Self, String> {
+    fn load() -> Result<Self, LoadError> {
         let set = ModelSet::load(
             |name| match name {
                 "manifest.json" => Ok(MANIFEST.to_vec()),
@@ -44,14 +55,13 @@ impl EdgeModel {
                 other => Err(format!("{other} is not embedded in the worker")),
             },
             &[ModelKind::Edge],
-        )
-        .map_err(|e| e.to_string())?;
-        let recommender = set.models.into_iter().next().ok_or("the manifest lists no edge model")?;
+        )?;
+        let recommender = set.models.into_iter().next().ok_or(LoadError::NoEdgeModel)?;
         Ok(EdgeModel { recommender, version: set.manifest.version, dataset: set.manifest.dataset })
     }
 
     fn info(&self, name: &str) -> ModelInfo {
-        ModelInfo { name: name.into(), version: self.version.clone(), backend: BACKEND.into() }
+        ModelInfo { name: name.into(), version: self.version.clone(), backend: BACKEND.into(), dataset: self.dataset.clone() }
     }
 
     /// Items the edge model scores (the most popular prefix of the catalog).
@@ -64,9 +74,9 @@ impl EdgeModel {
         self.recommender.catalog().len()
     }
 
-    /// Whether any id of `history` is in the catalog.
-    pub fn knows_any(&self, history: &[String]) -> bool {
-        history.iter().any(|id| self.recommender.catalog().index_of(id).is_some())
+    /// Catalog index of `id`, if the embedded catalog has it.
+    pub fn catalog_index(&self, id: &str) -> Option<usize> {
+        self.recommender.catalog().index_of(id)
     }
 
     /// The edge model's answer; `source` is popular when no history item is

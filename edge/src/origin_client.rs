@@ -1,5 +1,7 @@
 //! `GET {ORIGIN_URL}/v1/recommendations?…` under a deadline: the fetch and
 //! a timer race; at the deadline an `AbortController` cancels the fetch.
+//! The edge credential goes in [`EDGE_KEY_HEADER`], the shopper's address in
+//! [`CLIENT_IP_HEADER`] (the origin trusts it only beside a valid credential).
 
 use std::pin::pin;
 use std::time::Duration;
@@ -9,19 +11,43 @@ use shared::failover_path::OriginFailure;
 use shared::wire::RecommendationResponse;
 use worker::{AbortController, Delay, Fetch, Headers, Method, Request, RequestInit};
 
-/// Fetches `url` with `x-request-id`, giving up after `deadline_ms` (body
-/// included: a trickling answer is as late as a silent one).
+/// The edge → origin credential header (`ORIGIN_SECRET`).
+pub const EDGE_KEY_HEADER: &str = "x-edgerec-edge-key";
+/// The shopper's address, for the origin's per-client rate limit.
+pub const CLIENT_IP_HEADER: &str = "x-edgerec-client-ip";
+
+/// One `GET` to the origin.
+pub struct OriginRequest<'a> {
+    /// Full URL with the canonical query.
+    pub url: &'a str,
+    /// Forwarded as `x-request-id`.
+    pub request_id: &'a str,
+    /// The edge credential, when configured.
+    pub edge_key: Option<&'a str>,
+    /// The shopper's address, when known.
+    pub client_ip: Option<&'a str>,
+}
+
+/// Fetches `call.url`, giving up after `deadline_ms` (body included: a
+/// trickling answer is as late as a silent one).
 ///
 /// # Errors
 /// [`OriginFailure`]: timeout, network error, non-200 status, or a body that
 /// is not a recommendation answer.
-pub async fn get_json(url: &str, request_id: &str, deadline_ms: u64) -> Result<RecommendationResponse, OriginFailure> {
+pub async fn get_json(call: &OriginRequest<'_>, deadline_ms: u64) -> Result<RecommendationResponse, OriginFailure> {
     let controller = AbortController::default();
     let signal = controller.signal();
+    let url = call.url;
     let call = async {
         let headers = Headers::new();
         headers.set("accept", "application/json").map_err(net)?;
-        headers.set("x-request-id", request_id).map_err(net)?;
+        headers.set("x-request-id", call.request_id).map_err(net)?;
+        if let Some(key) = call.edge_key {
+            headers.set(EDGE_KEY_HEADER, key).map_err(net)?;
+        }
+        if let Some(ip) = call.client_ip {
+            headers.set(CLIENT_IP_HEADER, ip).map_err(net)?;
+        }
         let mut init = RequestInit::new();
         init.with_method(Method::Get).with_headers(headers);
         let request = Request::new_with_init(url, &init).map_err(net)?;
@@ -38,24 +64,6 @@ pub async fn get_json(url: &str, request_id: &str, deadline_ms: u64) -> Result<R
         Either::Right(((), _)) => {
             controller.abort();
             Err(OriginFailure::Timeout(deadline_ms))
-        }
-    }
-}
-
-/// `GET {base}/readyz` within `deadline_ms`: true on 200.
-pub async fn ready(base: &str, deadline_ms: u64) -> bool {
-    let controller = AbortController::default();
-    let signal = controller.signal();
-    let call = async {
-        let request = Request::new(&format!("{base}/readyz"), Method::Get).ok()?;
-        Fetch::Request(request).send_with_signal(&signal).await.ok().map(|r| r.status_code() == 200)
-    };
-    let deadline = Delay::from(Duration::from_millis(deadline_ms));
-    match select(pin!(call), pin!(deadline)).await {
-        Either::Left((ok, _)) => ok.unwrap_or(false),
-        Either::Right(((), _)) => {
-            controller.abort();
-            false
         }
     }
 }

@@ -6,6 +6,7 @@ use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use shared::failover::CachePolicy;
 use shared::request;
 use shared::wire::{ModelInfo, RecommendationRequest, Source, ValidRequest};
 
@@ -21,8 +22,9 @@ pub async fn get_recommendations(
     let req = request::parse_query(query.as_deref().unwrap_or(""))?;
     let mut response = recommend(&state, req).await?;
     // Answers depend only on the query: shared caches (the edge, a CDN) may keep them briefly
-    // and fall back to them when we fail (RFC 5861).
-    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=60, stale-while-revalidate=60, stale-if-error=86400"));
+    // and fall back to them when we fail (RFC 5861), by the edge's own default windows.
+    let cache_control = HeaderValue::from_str(&CachePolicy::DEFAULT.cache_control()).expect("ASCII header value");
+    response.headers_mut().insert(header::CACHE_CONTROL, cache_control);
     Ok(response)
 }
 
@@ -60,7 +62,7 @@ async fn recommend(state: &AppState, req: RecommendationRequest) -> Result<Respo
         }
     };
     let rec = model.policy.finish(prepared, ranked.as_ref(), k, exclude_seen);
-    let info = ModelInfo { name: "full".into(), version: model.version().to_string(), backend: model.backend.to_string() };
+    let info = ModelInfo { name: "full".into(), version: model.version().to_string(), backend: model.backend.to_string(), dataset: model.manifest.dataset.clone() };
     let body = model.policy.response(&rec, Source::Origin, info);
     let source = body.source.as_str();
     let mut response = axum::Json(body).into_response();

@@ -7,6 +7,11 @@
 //! `workers` blocking threads (`spawn_blocking`: model runs never occupy the
 //! async workers). While all workers are busy, new requests accumulate, so
 //! batches grow with load and stay size 1 when idle: no added latency at low load.
+//!
+//! A job whose caller is gone (its request hit the deadline, or the edge
+//! gave up and closed the connection) is dropped before its model run: after
+//! an overload burst the backlog of abandoned work drains at once instead of
+//! delaying the requests that still wait.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -125,7 +130,21 @@ fn group_by_length(mut jobs: Vec<Job>) -> Vec<Vec<Job>> {
     groups
 }
 
-fn run_group(backend: &dyn Backend, mut jobs: Vec<Job>) {
+/// Drops jobs nobody waits for any more (the receiving half was dropped).
+fn live(jobs: Vec<Job>) -> Vec<Job> {
+    let before = jobs.len();
+    let live: Vec<Job> = jobs.into_iter().filter(|j| !j.reply.is_closed()).collect();
+    if live.len() < before {
+        metrics::counter!("inference_skipped_total").increment((before - live.len()) as u64);
+    }
+    live
+}
+
+fn run_group(backend: &dyn Backend, jobs: Vec<Job>) {
+    let mut jobs = live(jobs);
+    if jobs.is_empty() {
+        return;
+    }
     let rows: Vec<_> = jobs.iter_mut().map(|j| std::mem::take(&mut j.row)).collect();
     let started = Instant::now();
     let result = backend.run(&rows);
@@ -153,6 +172,30 @@ mod tests {
     fn job(len: usize) -> Job {
         let (reply, _) = oneshot::channel();
         Job { row: vec![(0, 1.0); len], reply }
+    }
+
+    /// Hardening 12: work for nobody is skipped, work for a waiting caller is not.
+    #[test]
+    fn jobs_whose_caller_left_are_not_run() {
+        struct Counting(std::sync::atomic::AtomicUsize);
+        impl Backend for Counting {
+            fn name(&self) -> &'static str {
+                "counting"
+            }
+            fn run(&self, rows: &[Vec<(usize, f32)>]) -> Result<Vec<Ranked>, shared::InferenceError> {
+                self.0.fetch_add(rows.len(), std::sync::atomic::Ordering::SeqCst);
+                Ok(rows.iter().map(|_| Ranked { indices: vec![0], scores: vec![1.0] }).collect())
+            }
+        }
+        let backend = Counting(Default::default());
+        let (reply, mut waiting) = oneshot::channel();
+        let alive = Job { row: vec![(1, 1.0)], reply };
+        let gone = job(3); // its receiver is already dropped
+        run_group(&backend, vec![alive, gone]);
+        assert_eq!(backend.0.load(std::sync::atomic::Ordering::SeqCst), 1, "only the live job ran");
+        assert!(waiting.try_recv().unwrap().is_ok());
+        run_group(&backend, vec![job(2), job(2)]);
+        assert_eq!(backend.0.load(std::sync::atomic::Ordering::SeqCst), 1, "a batch of abandoned jobs runs nothing");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Every origin setting, as a flag and an environment variable.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Which inference backend to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -23,6 +23,13 @@ pub enum LogFormat {
     Json,
     /// Human-readable.
     Pretty,
+}
+
+impl ServeConfig {
+    /// The directory reload paths must lie under.
+    pub fn models_root(&self) -> PathBuf {
+        self.models_root.clone().unwrap_or_else(|| self.models.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf))
+    }
 }
 
 /// `origin serve` settings.
@@ -52,8 +59,10 @@ pub struct ServeConfig {
     /// Requests waiting for a batch slot before new ones are shed (503).
     #[arg(long, env = "EDGEREC_QUEUE_CAPACITY", default_value_t = 1024)]
     pub queue_capacity: usize,
-    /// Whole-request deadline (ms); past it the answer is 504.
-    #[arg(long, env = "EDGEREC_REQUEST_TIMEOUT_MS", default_value_t = 2000)]
+    /// Whole-request deadline (ms); past it the answer is 504 and the queued
+    /// model run is skipped. Near the edge's 150 ms deadline: later answers
+    /// reach nobody.
+    #[arg(long, env = "EDGEREC_REQUEST_TIMEOUT_MS", default_value_t = 250)]
     pub request_timeout_ms: u64,
     /// Recommendation requests in flight before new ones are shed with 503 + Retry-After.
     #[arg(long, env = "EDGEREC_MAX_CONCURRENCY", default_value_t = 256)]
@@ -70,9 +79,24 @@ pub struct ServeConfig {
     /// Browser origins allowed by CORS (comma-separated), e.g. the shop's `https://shop.example`.
     #[arg(long, env = "EDGEREC_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
-    /// Bearer token for /admin/*; unset = admin endpoints always answer 401.
+    /// Bearer token for /admin/*, /metrics and the detailed /readyz; unset =
+    /// those answer 401 (the public /readyz still says ready or not).
     #[arg(long, env = "EDGEREC_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Edge credential: when set, /v1/* answers only requests carrying it in
+    /// `x-edgerec-edge-key` (the worker's ORIGIN_SECRET).
+    #[arg(long, env = "EDGEREC_EDGE_KEY", hide_env_values = true)]
+    pub edge_key: Option<String>,
+    /// Directory `/admin/reload` paths must lie under; default: the parent of --models.
+    #[arg(long, env = "EDGEREC_MODELS_ROOT")]
+    pub models_root: Option<PathBuf>,
+    /// A client must send a request's headers within this long (ms), also
+    /// between requests on a kept-alive connection; then it is closed.
+    #[arg(long, env = "EDGEREC_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+    /// Open connections; past it new ones are closed at once (keep it under `ulimit -n`).
+    #[arg(long, env = "EDGEREC_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
     /// How long SIGTERM waits for in-flight requests before exiting (ms).
     #[arg(long, env = "EDGEREC_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,

@@ -6,7 +6,8 @@
 //! reload with sha256 verification and rollback; load shedding, deadlines,
 //! rate limits, CORS, request ids, JSON logs and graceful shutdown.
 //!
-//! Request flow: tower layers (request id, trace, CORS, metrics, rate limit,
+//! Request flow: connection limits (header-read timeout, connection cap) →
+//! tower layers (request id, trace, CORS, metrics, edge credential, rate limit,
 //! concurrency limit + load shed, deadline, 64 KiB body limit) → [`api`]
 //! (validate, map ids) → [`batcher`] (micro-batch, blocking pool) →
 //! [`backend`] (ORT or tract) → [`api`] (drop seen, fill to `k`, JSON).
@@ -15,6 +16,7 @@ pub mod api;
 pub mod backend;
 pub mod batcher;
 pub mod config;
+pub mod edge_auth;
 pub mod error;
 pub mod model_store;
 pub mod ops;

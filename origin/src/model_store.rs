@@ -4,23 +4,33 @@
 //! manifest's sha256, builds the backend, warms it with a real query and only
 //! then swaps it in atomically (`ArcSwap`). Any failure leaves the current
 //! model serving. Requests hold an `Arc` to the model they started with, so
-//! in-flight requests finish on it even while a swap happens. The previous
-//! model is kept for `/admin/rollback`.
+//! in-flight requests finish on it even while a swap happens.
+//!
+//! Model changes (reload, SIGHUP, rollback) are serialized: one at a time, in
+//! the order they were asked for, so a slow older reload can never override
+//! a newer one. Each swap pushes the model it replaced onto a bounded history
+//! of good versions; rollback walks back through it (the model rolled away
+//! from is dropped, so a second rollback never brings a bad model back). Only
+//! the newest history entry stays in memory (instant rollback); older ones
+//! are reloaded from their directory and must still hold the recorded version.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use arc_swap::ArcSwapOption;
-use shared::{Manifest, ModelFiles, ModelKind, RankingPolicy};
+use shared::{Manifest, ModelFiles, ModelKind, ModelSetError, RankingPolicy, RecommenderError};
 
 use crate::backend::{self, OrtRuntime};
 use crate::batcher::{BatchConfig, Batcher};
 use crate::config::BackendPref;
 
+/// Good versions kept for rollback.
+pub const HISTORY_LEN: usize = 8;
+
 /// A model ready to serve.
 pub struct LoadedModel {
-    /// The directory it came from.
+    /// The directory it came from (canonical).
     pub dir: PathBuf,
     /// Its manifest.
     pub manifest: Manifest,
@@ -43,6 +53,65 @@ impl LoadedModel {
     }
 }
 
+/// Why a model change was refused; the serving model is untouched.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// A `path` outside the configured models root (after resolving `..` and links).
+    #[error("{path} is not a directory under the models root {root}")]
+    OutsideRoot {
+        /// The path asked for.
+        path: PathBuf,
+        /// The models root.
+        root: PathBuf,
+    },
+    /// The directory cannot be resolved (missing, unreadable).
+    #[error("{path}: {source}")]
+    Path {
+        /// The path asked for.
+        path: PathBuf,
+        /// The file system's error.
+        source: std::io::Error,
+    },
+    /// A file is missing, fails its sha256, or the manifest or catalog is malformed.
+    #[error("{dir}: {source}")]
+    Files {
+        /// The model directory.
+        dir: PathBuf,
+        /// What was wrong.
+        source: ModelSetError,
+    },
+    /// Model and catalog disagree.
+    #[error("{0}")]
+    Catalog(#[from] RecommenderError),
+    /// No backend could load the model file.
+    #[error("{file}: {reason}")]
+    Backend {
+        /// The model file.
+        file: String,
+        /// The backend's error chain.
+        reason: String,
+    },
+    /// The warm-up query failed or returned nothing.
+    #[error("warm-up query failed: {0}")]
+    Warmup(String),
+    /// The blocking load task died.
+    #[error("load task failed: {0}")]
+    Task(String),
+    /// Nothing to roll back to.
+    #[error("no previous model to roll back to")]
+    NoPrevious,
+    /// A history entry's directory now holds another version.
+    #[error("rollback to {dir}: it now holds version {found}, version {expected} was recorded")]
+    HistoryChanged {
+        /// The directory.
+        dir: PathBuf,
+        /// The recorded version.
+        expected: String,
+        /// The version there now.
+        found: String,
+    },
+}
+
 /// How the store builds models.
 pub struct LoadSettings {
     /// Backend preference.
@@ -53,18 +122,44 @@ pub struct LoadSettings {
     pub batch: BatchConfig,
 }
 
-/// Current and previous model, plus the outcome of the last reload.
+/// A good version that served before the current one.
+struct HistoryEntry {
+    dir: PathBuf,
+    version: String,
+    /// Kept for the newest entry only (instant rollback).
+    loaded: Option<Arc<LoadedModel>>,
+}
+
+/// The serving model, its history, and the outcome of the last reload.
 pub struct ModelStore {
     current: ArcSwapOption<LoadedModel>,
-    previous: Mutex<Option<Arc<LoadedModel>>>,
+    /// Held for the whole of a model change (FIFO: tokio's mutex is fair).
+    changes: tokio::sync::Mutex<Vec<HistoryEntry>>,
     last_error: Mutex<Option<String>>,
     settings: LoadSettings,
+}
+
+/// Resolves `requested` (absolute, or relative to the working directory) and
+/// checks that it lies under `root`, both canonicalized, so neither `..` nor a
+/// symbolic link leads out.
+///
+/// # Errors
+/// [`ReloadError::Path`] when it cannot be resolved, [`ReloadError::OutsideRoot`].
+pub fn resolve_under_root(root: &Path, requested: &Path) -> Result<PathBuf, ReloadError> {
+    let canon = |p: &Path| std::fs::canonicalize(p).map_err(|source| ReloadError::Path { path: p.to_path_buf(), source });
+    let root_c = canon(root)?;
+    let dir = canon(requested)?;
+    if dir.starts_with(&root_c) && dir.is_dir() {
+        Ok(dir)
+    } else {
+        Err(ReloadError::OutsideRoot { path: requested.to_path_buf(), root: root.to_path_buf() })
+    }
 }
 
 impl ModelStore {
     /// An empty store (not ready until the first load succeeds).
     pub fn new(settings: LoadSettings) -> Self {
-        ModelStore { current: ArcSwapOption::empty(), previous: Mutex::new(None), last_error: Mutex::new(None), settings }
+        ModelStore { current: ArcSwapOption::empty(), changes: tokio::sync::Mutex::new(Vec::new()), last_error: Mutex::new(None), settings }
     }
 
     /// The serving model, if any.
@@ -82,25 +177,30 @@ impl ModelStore {
         self.settings.ort.as_ref().map(|o| o.describe.as_str())
     }
 
-    /// Loads, verifies and warms `dir`, then swaps it in.
+    /// Versions rollback would walk back through, newest first.
+    pub async fn history(&self) -> Vec<String> {
+        self.changes.lock().await.iter().rev().map(|e| e.version.clone()).collect()
+    }
+
+    /// Loads, verifies and warms `dir`, then swaps it in, after any model
+    /// change asked for earlier has finished.
     ///
     /// # Errors
-    /// Any failure, as text; the current model keeps serving.
-    pub async fn load(self: &Arc<Self>, dir: &Path) -> Result<Arc<LoadedModel>, String> {
-        let store = self.clone();
-        let dir = dir.to_path_buf();
-        // Reading, hashing and compiling a model is blocking work.
-        let built = tokio::task::spawn_blocking(move || store.build(&dir)).await.map_err(|e| format!("load task failed: {e}"))?;
-        let result = match built {
-            Ok(model) => warm(model).await,
-            Err(e) => Err(e),
-        };
+    /// [`ReloadError`]; the current model keeps serving.
+    pub async fn load(self: &Arc<Self>, dir: &Path) -> Result<Arc<LoadedModel>, ReloadError> {
+        let mut history = self.changes.lock().await;
+        let result = self.build_and_warm(dir).await;
         let outcome = match result {
             Ok(model) => {
                 let model = Arc::new(model);
-                let old = self.current.swap(Some(model.clone()));
-                if let Some(old) = old {
-                    *self.previous.lock().unwrap_or_else(|p| p.into_inner()) = Some(old);
+                if let Some(old) = self.current.swap(Some(model.clone())) {
+                    for e in history.iter_mut() {
+                        e.loaded = None;
+                    }
+                    history.push(HistoryEntry { dir: old.dir.clone(), version: old.version().to_string(), loaded: Some(old) });
+                    if history.len() > HISTORY_LEN {
+                        history.remove(0);
+                    }
                 }
                 *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 metrics::counter!("model_reloads_total", "result" => "ok").increment(1);
@@ -110,40 +210,63 @@ impl ModelStore {
             Err(e) => {
                 metrics::counter!("model_reloads_total", "result" => "error").increment(1);
                 tracing::error!(error = %e, "model load refused; the current model keeps serving");
-                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.clone());
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                 Err(e)
             }
         };
+        drop(history);
         self.publish_info();
         outcome
     }
 
-    /// Swaps the previous model back in.
+    /// Swaps the newest good version of the history back in; the model
+    /// rolled away from is dropped.
     ///
     /// # Errors
-    /// When there is no previous model.
-    pub fn rollback(&self) -> Result<Arc<LoadedModel>, String> {
-        let mut previous = self.previous.lock().unwrap_or_else(|p| p.into_inner());
-        let back = previous.take().ok_or("no previous model to roll back to")?;
-        let replaced = self.current.swap(Some(back.clone()));
-        *previous = replaced;
+    /// [`ReloadError::NoPrevious`], or why an older version could not be reloaded
+    /// (its entry is kept, the current model keeps serving).
+    pub async fn rollback(self: &Arc<Self>) -> Result<Arc<LoadedModel>, ReloadError> {
+        let mut history = self.changes.lock().await;
+        let entry = history.last().ok_or(ReloadError::NoPrevious)?;
+        let back = match &entry.loaded {
+            Some(m) => m.clone(),
+            None => {
+                let (dir, expected) = (entry.dir.clone(), entry.version.clone());
+                let model = self.build_and_warm(&dir).await?;
+                if model.version() != expected {
+                    return Err(ReloadError::HistoryChanged { dir, expected, found: model.version().to_string() });
+                }
+                Arc::new(model)
+            }
+        };
+        history.pop();
+        self.current.swap(Some(back.clone()));
         tracing::info!(version = back.version(), "rolled back");
-        drop(previous);
+        drop(history);
         self.publish_info();
         Ok(back)
     }
 
-    fn build(&self, dir: &Path) -> Result<LoadedModel, String> {
+    async fn build_and_warm(self: &Arc<Self>, dir: &Path) -> Result<LoadedModel, ReloadError> {
+        let store = self.clone();
+        let dir = dir.to_path_buf();
+        // Reading, hashing and compiling a model is blocking work.
+        let model = tokio::task::spawn_blocking(move || store.build(&dir)).await.map_err(|e| ReloadError::Task(e.to_string()))??;
+        warm(model).await
+    }
+
+    fn build(&self, dir: &Path) -> Result<LoadedModel, ReloadError> {
         let started = Instant::now();
-        let files = ModelFiles::load_dir(dir, &[ModelKind::Full]).map_err(|e| format!("{}: {e}", dir.display()))?;
-        let entry = files.manifest.model(ModelKind::Full).map_err(|e| e.to_string())?.clone();
-        let policy = RankingPolicy::new(files.catalog, ModelKind::Full, entry.n_items).map_err(|e| e.to_string())?;
+        let dir = std::fs::canonicalize(dir).map_err(|source| ReloadError::Path { path: dir.to_path_buf(), source })?;
+        let files = ModelFiles::load_dir(&dir, &[ModelKind::Full]).map_err(|source| ReloadError::Files { dir: dir.clone(), source })?;
+        let entry = files.manifest.model(ModelKind::Full).map_err(|e| ReloadError::Files { dir: dir.clone(), source: e.into() })?.clone();
+        let policy = RankingPolicy::new(files.catalog, ModelKind::Full, entry.n_items)?;
         let (_, onnx) = &files.models[0];
         let chosen = backend::choose(self.settings.backend, self.settings.ort.as_ref(), onnx, entry.n_items, self.settings.batch.workers)
-            .map_err(|e| format!("{}: {e:#}", entry.file))?;
+            .map_err(|e| ReloadError::Backend { file: entry.file.clone(), reason: format!("{e:#}") })?;
         let backend = chosen.backend.name();
         Ok(LoadedModel {
-            dir: dir.to_path_buf(),
+            dir,
             manifest: files.manifest,
             policy,
             batcher: Batcher::start(chosen.backend, self.settings.batch),
@@ -164,12 +287,37 @@ impl ModelStore {
 /// Runs one real query (the most popular item's neighbours) through the new
 /// model before it serves, so the first shopper pays no warm-up and a model
 /// that cannot answer is refused.
-async fn warm(mut model: LoadedModel) -> Result<LoadedModel, String> {
+async fn warm(mut model: LoadedModel) -> Result<LoadedModel, ReloadError> {
     let started = Instant::now();
-    let ranked = model.batcher.run(vec![(0, 1.0)]).await.map_err(|e| format!("warm-up query failed: {e}"))?;
+    let ranked = model.batcher.run(vec![(0, 1.0)]).await.map_err(|e| ReloadError::Warmup(e.to_string()))?;
     if ranked.indices.is_empty() {
-        return Err("warm-up query returned no items".into());
+        return Err(ReloadError::Warmup("no items returned".into()));
     }
     model.load_seconds += started.elapsed().as_secs_f64();
     Ok(model)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hardening 13: `path` may only name directories under the models root.
+    #[test]
+    fn reload_paths_must_stay_under_the_models_root() {
+        let base = std::env::temp_dir().join(format!("edgerec-root-test-{}", std::process::id()));
+        let root = base.join("models");
+        std::fs::create_dir_all(root.join("shop-v2")).unwrap();
+        std::fs::create_dir_all(base.join("elsewhere")).unwrap();
+        assert_eq!(resolve_under_root(&root, &root.join("shop-v2")).unwrap(), std::fs::canonicalize(root.join("shop-v2")).unwrap());
+        for escape in [root.join("../elsewhere"), base.join("elsewhere"), PathBuf::from("/etc"), root.join("shop-v2/../..")] {
+            assert!(matches!(resolve_under_root(&root, &escape), Err(ReloadError::OutsideRoot { .. })), "{}", escape.display());
+        }
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink(base.join("elsewhere"), root.join("link")).unwrap();
+            assert!(matches!(resolve_under_root(&root, &root.join("link")), Err(ReloadError::OutsideRoot { .. })), "a link out is out");
+        }
+        assert!(matches!(resolve_under_root(&root, &root.join("missing")), Err(ReloadError::Path { .. })));
+        let _ = std::fs::remove_dir_all(base);
+    }
 }

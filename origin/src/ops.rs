@@ -1,4 +1,8 @@
 //! Operator endpoints: liveness, readiness, metrics, reload and rollback.
+//!
+//! Public: `/healthz` and `/readyz` (ready or not, nothing more). Behind the
+//! admin token: `/metrics`, the detailed `/readyz` (model directory, ONNX
+//! Runtime library, last reload error) and `/admin/*`.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,7 +17,7 @@ use serde_json::json;
 use subtle::ConstantTimeEq;
 
 use crate::error::HttpError;
-use crate::model_store::LoadedModel;
+use crate::model_store::{LoadedModel, resolve_under_root};
 use crate::state::AppState;
 
 /// `GET /healthz`: the process is alive and answering (liveness).
@@ -34,22 +38,34 @@ fn describe(m: &LoadedModel) -> serde_json::Value {
     })
 }
 
-/// `GET /readyz`: 200 with the model once one is loaded and warmed, else 503 (readiness).
-pub async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let last_error = state.store.last_error();
-    match state.store.current() {
-        Some(m) => Json(json!({ "status": "ready", "model": describe(&m), "last_reload_error": last_error, "onnxruntime": state.store.ort_description() })).into_response(),
-        None => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "loading", "last_reload_error": last_error }))).into_response(),
+/// `GET /readyz`: 200 once a model is loaded and warmed, else 503 (readiness).
+/// With the admin token: the model, its directory and backend, the rollback
+/// history, the ONNX Runtime library and the last reload error.
+pub async fn readyz(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let current = state.store.current();
+    let status = if current.is_some() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let word = if current.is_some() { "ready" } else { "loading" };
+    if authorize(&state, &headers).is_err() {
+        return (status, Json(json!({ "status": word }))).into_response();
     }
+    let body = json!({
+        "status": word,
+        "model": current.as_deref().map(describe),
+        "history": state.store.history().await,
+        "last_reload_error": state.store.last_error(),
+        "onnxruntime": state.store.ort_description(),
+    });
+    (status, Json(body)).into_response()
 }
 
-/// `GET /metrics`: Prometheus text format.
-pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+/// `GET /metrics` (admin token): Prometheus text format.
+pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, HttpError> {
+    authorize(&state, &headers)?;
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response())
 }
 
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), HttpError> {
-    let unauthorized = || HttpError::new(StatusCode::UNAUTHORIZED, "admin endpoints need `Authorization: Bearer <EDGEREC_ADMIN_TOKEN>`");
+    let unauthorized = || HttpError::new(StatusCode::UNAUTHORIZED, "operator endpoints need `Authorization: Bearer <EDGEREC_ADMIN_TOKEN>`");
     let expected = state.admin_token.as_deref().ok_or_else(unauthorized)?;
     let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).ok_or_else(unauthorized)?;
     // Constant-time: the comparison must not leak how much of the token matched.
@@ -59,12 +75,13 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), HttpError> {
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct ReloadRequest {
-    /// Model directory to load; default: the one the server was started with.
+    /// Model directory to load (under the models root); default: the one the server was started with.
     path: Option<PathBuf>,
 }
 
 /// `POST /admin/reload` (`{"path"?: "models/…"}`): load, verify, warm, swap.
-/// A refused model answers 422 with the reason; the current model keeps serving.
+/// A `path` outside the models root, or a refused model, answers 422 with
+/// the reason; the current model keeps serving.
 pub async fn reload(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, HttpError> {
     authorize(&state, &headers)?;
     let req: ReloadRequest = if body.is_empty() {
@@ -72,7 +89,10 @@ pub async fn reload(State(state): State<Arc<AppState>>, headers: HeaderMap, body
     } else {
         serde_json::from_slice(&body).map_err(|e| HttpError::field(StatusCode::UNPROCESSABLE_ENTITY, "path", format!("body must be {{\"path\": \"<model dir>\"}}: {e}")))?
     };
-    let dir = req.path.unwrap_or_else(|| state.models_dir.clone());
+    let dir = match req.path {
+        None => state.models_dir.clone(),
+        Some(p) => resolve_under_root(&state.models_root, &p).map_err(|e| HttpError::field(StatusCode::UNPROCESSABLE_ENTITY, "path", e.to_string()))?,
+    };
     match state.store.load(&dir).await {
         Ok(m) => Ok(Json(json!({ "status": "reloaded", "model": describe(&m) })).into_response()),
         Err(reason) => {
@@ -82,9 +102,10 @@ pub async fn reload(State(state): State<Arc<AppState>>, headers: HeaderMap, body
     }
 }
 
-/// `POST /admin/rollback`: back to the previous model (409 when there is none).
+/// `POST /admin/rollback`: back to the newest good version before the current
+/// one; repeated, further back (409 when there is none, or it can no longer load).
 pub async fn rollback(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, HttpError> {
     authorize(&state, &headers)?;
-    let m = state.store.rollback().map_err(|e| HttpError::new(StatusCode::CONFLICT, e))?;
+    let m = state.store.rollback().await.map_err(|e| HttpError::new(StatusCode::CONFLICT, e.to_string()))?;
     Ok(Json(json!({ "status": "rolled back", "model": describe(&m) })).into_response())
 }

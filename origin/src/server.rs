@@ -1,6 +1,6 @@
-//! The HTTP server: routes, the tower layers around them, signals.
+//! The HTTP server: routes, the tower layers around them, the connection
+//! loop (header-read timeout, connection cap, graceful drain), signals.
 
-use std::net::SocketAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,10 +21,8 @@ use crate::error::HttpError;
 use crate::model_store::{LoadSettings, ModelStore};
 use crate::rate_limit::{self, ClientRateLimit};
 use crate::state::AppState;
-use crate::{api, ops, telemetry};
-
-/// Largest request body (bytes); larger ones get 413.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+use crate::{api, edge_auth, ops, telemetry};
+use shared::request::MAX_BODY_BYTES;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -55,7 +53,18 @@ pub fn app(state: Arc<AppState>, cfg: &ServeConfig) -> Router {
     if let Some(per_s) = cfg.rate_limit_per_s.and_then(NonZeroU32::new) {
         let burst = NonZeroU32::new(cfg.rate_limit_burst).unwrap_or(per_s);
         let rl = Arc::new(ClientRateLimit::new(per_s, burst, cfg.rate_limit_loopback));
+        let pruned = Arc::downgrade(&rl);
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(30));
+            while let Some(rl) = (every.tick().await, pruned.upgrade()).1 {
+                metrics::gauge!("rate_limit_clients").set(rl.prune() as f64);
+            }
+        });
         api = api.layer(middleware::from_fn_with_state(rl, rate_limit::limit));
+    }
+    // Outside the rate limit: it marks the requests whose forwarded address it may trust.
+    if let Some(key) = cfg.edge_key.as_deref().filter(|k| !k.is_empty()) {
+        api = api.layer(middleware::from_fn_with_state(Arc::<str>::from(key), edge_auth::require));
     }
     let ops = Router::new()
         .route("/healthz", get(ops::healthz))
@@ -129,6 +138,78 @@ fn load_ort(cfg: &ServeConfig) -> anyhow::Result<Option<OrtRuntime>> {
     }
 }
 
+/// What one client connection may cost.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Longest wait for a request's headers, also between requests on a
+    /// kept-alive connection (hyper's `header_read_timeout`): a slowloris
+    /// client, or an idle one, is closed after it.
+    pub header_read_timeout: Duration,
+    /// Open connections at most; past it a new one is closed at once.
+    pub max_connections: usize,
+}
+
+/// Accepts HTTP/1.1 connections on `listener` until `shutdown` resolves, then
+/// stops accepting and waits up to `grace` for in-flight requests.
+pub async fn serve_connections(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: impl std::future::Future<Output = ()>,
+    grace: Duration,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics::counter!("connections_refused_total").increment(1);
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = hyper::service::service_fn(move |mut request: axum::http::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            router.clone().oneshot(request.map(axum::body::Body::new))
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            .serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            let _slot = slot;
+            metrics::gauge!("connections_open").increment(1.0);
+            let _ = connection.await;
+            metrics::gauge!("connections_open").decrement(1.0);
+        });
+    }
+    drop(listener);
+    tracing::info!("shutdown signal: draining in-flight requests");
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(grace) => {
+            tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over, exiting with requests still in flight");
+        }
+    }
+}
+
 /// Runs the origin until SIGTERM/Ctrl-C, then drains in-flight requests.
 ///
 /// # Errors
@@ -146,7 +227,13 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         },
     };
     let store = Arc::new(ModelStore::new(settings));
-    let state = Arc::new(AppState { store: store.clone(), models_dir: cfg.models.clone(), admin_token: cfg.admin_token.clone(), metrics });
+    let state = Arc::new(AppState {
+        store: store.clone(),
+        models_dir: cfg.models.clone(),
+        models_root: cfg.models_root(),
+        admin_token: cfg.admin_token.clone(),
+        metrics,
+    });
     let listener = tokio::net::TcpListener::bind(cfg.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, models = %cfg.models.display(), backend = ?cfg.backend, "origin listening; not ready until the model is loaded");
 
@@ -170,20 +257,9 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         }
     }
 
-    let draining = Arc::new(tokio::sync::Notify::new());
-    let notify = draining.clone();
-    let server = axum::serve(listener, app(state, &cfg).into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(async move {
-        terminate_signal().await;
-        tracing::info!("shutdown signal: draining in-flight requests");
-        notify.notify_one();
-    });
+    let limits = ConnectionLimits { header_read_timeout: Duration::from_millis(cfg.header_read_timeout_ms.max(1)), max_connections: cfg.max_connections.max(1) };
     let grace = Duration::from_millis(cfg.shutdown_grace_ms);
-    tokio::select! {
-        r = server => r?,
-        _ = async { draining.notified().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(grace_ms = cfg.shutdown_grace_ms, "grace period over, exiting with requests still in flight");
-        }
-    }
+    serve_connections(listener, app(state, &cfg), limits, terminate_signal(), grace).await;
     tracing::info!("origin stopped");
     Ok(())
 }

@@ -13,7 +13,9 @@ pub struct AppState {
     pub store: Arc<ModelStore>,
     /// Directory reloaded by SIGHUP and by `/admin/reload` without a body.
     pub models_dir: PathBuf,
-    /// Bearer token for `/admin/*`.
+    /// `/admin/reload` paths must lie under it.
+    pub models_root: PathBuf,
+    /// Bearer token for `/admin/*`, `/metrics`, the detailed `/readyz`.
     pub admin_token: Option<String>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,

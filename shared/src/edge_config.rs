@@ -6,6 +6,7 @@
 //! | `ORIGIN_URL` | none (edge-only) | origin base URL, e.g. `http://127.0.0.1:8080` |
 //! | `STRATEGY` | `origin-first` | `origin-first` or `edge-first` |
 //! | `ORIGIN_DEADLINE_MS` | 150 | longest wait on the origin, ms, counted from the request's arrival (cache lookup included) |
+//! | `ORIGIN_MIN_BUDGET_MS` | 20 | when less of the deadline is left after the cache lookup, the origin is not asked (and not blamed), ms |
 //! | `BREAKER_FAILURES` | 5 | consecutive failures that open the breaker |
 //! | `BREAKER_OPEN_MS` | 30000 | first open period, ms |
 //! | `BREAKER_BACKOFF` | 2 | open period growth per consecutive trip |
@@ -13,6 +14,11 @@
 //! | `CACHE_MAX_AGE_S` | 60 | a cached origin answer is fresh this long, s |
 //! | `CACHE_SWR_S` | 60 | then served while revalidating this long (RFC 5861), s |
 //! | `STALE_S` | 86400 | served on error up to this age (RFC 5861 stale-if-error), s |
+//! | `CACHE_GENERATION` | `1` | part of every cache key: bump it to purge all cached answers |
+//! | `EDGEREC_ENV` | `development` | `production` refuses an origin that is not `https://` or has no `ORIGIN_SECRET` |
+//!
+//! `ORIGIN_SECRET` (a secret: `wrangler secret put ORIGIN_SECRET`) is the
+//! credential the edge sends the origin in `x-edgerec-edge-key`.
 
 use crate::failover::{BreakerConfig, CachePolicy};
 
@@ -39,6 +45,12 @@ pub struct EdgeConfig {
     pub breaker: BreakerConfig,
     /// Freshness windows of cached origin answers.
     pub cache: CachePolicy,
+    /// Below this much of the deadline left, the origin is not asked, ms.
+    pub min_origin_budget_ms: u64,
+    /// Operator-bumped part of every cache key (purges on change).
+    pub cache_generation: String,
+    /// The edge → origin credential, when set.
+    pub origin_secret: Option<String>,
 }
 
 impl Default for EdgeConfig {
@@ -48,7 +60,10 @@ impl Default for EdgeConfig {
             strategy: Strategy::OriginFirst,
             deadline_ms: 150,
             breaker: BreakerConfig::default(),
-            cache: CachePolicy { max_age_s: 60, stale_while_revalidate_s: 60, stale_if_error_s: 86_400 },
+            cache: CachePolicy::DEFAULT,
+            min_origin_budget_ms: 20,
+            cache_generation: "1".into(),
+            origin_secret: None,
         }
     }
 }
@@ -107,7 +122,26 @@ impl EdgeConfig {
             stale_while_revalidate_s: num("CACHE_SWR_S", d.cache.stale_while_revalidate_s, 0, 31_536_000)?,
             stale_if_error_s: num("STALE_S", d.cache.stale_if_error_s, 0, 31_536_000)?,
         };
-        Ok(EdgeConfig { origin_url, strategy, deadline_ms: num("ORIGIN_DEADLINE_MS", d.deadline_ms, 1, 60_000)?, breaker, cache })
+        let deadline_ms = num("ORIGIN_DEADLINE_MS", d.deadline_ms, 1, 60_000)?;
+        let min_origin_budget_ms = num("ORIGIN_MIN_BUDGET_MS", d.min_origin_budget_ms, 0, deadline_ms)?;
+        let cache_generation = get("CACHE_GENERATION").unwrap_or(d.cache_generation);
+        let origin_secret = get("ORIGIN_SECRET");
+        match get("EDGEREC_ENV").as_deref() {
+            None | Some("development") => {}
+            Some("production") => {
+                let Some(url) = &origin_url else {
+                    return Err(ConfigError { var: "ORIGIN_URL", value: String::new(), reason: "production needs an https:// origin" });
+                };
+                if !url.starts_with("https://") {
+                    return Err(ConfigError { var: "ORIGIN_URL", value: url.clone(), reason: "production needs an https:// origin" });
+                }
+                if origin_secret.is_none() {
+                    return Err(ConfigError { var: "ORIGIN_SECRET", value: String::new(), reason: "production needs the edge credential: wrangler secret put ORIGIN_SECRET --env production" });
+                }
+            }
+            Some(other) => return Err(ConfigError { var: "EDGEREC_ENV", value: other.into(), reason: "must be development or production" }),
+        }
+        Ok(EdgeConfig { origin_url, strategy, deadline_ms, breaker, cache, min_origin_budget_ms, cache_generation, origin_secret })
     }
 
     /// How long the Cache API should keep an entry, s: as long as any window uses it.
@@ -157,5 +191,22 @@ mod tests {
         assert_eq!(EdgeConfig::from_vars(vars(&[("BREAKER_FAILURES", "0")])).unwrap_err().var, "BREAKER_FAILURES");
         assert_eq!(EdgeConfig::from_vars(vars(&[("STRATEGY", "random")])).unwrap_err().var, "STRATEGY");
         assert_eq!(EdgeConfig::from_vars(vars(&[("ORIGIN_URL", "ftp://x")])).unwrap_err().var, "ORIGIN_URL");
+        assert_eq!(EdgeConfig::from_vars(vars(&[("ORIGIN_MIN_BUDGET_MS", "200")])).unwrap_err().var, "ORIGIN_MIN_BUDGET_MS", "above the deadline");
+    }
+
+    /// Hardening 17: production refuses the local defaults.
+    #[test]
+    fn production_needs_an_https_origin_and_the_credential() {
+        let prod = |extra: &[(&str, &str)]| {
+            let mut v = vec![("EDGEREC_ENV", "production")];
+            v.extend_from_slice(extra);
+            EdgeConfig::from_vars(vars(&v))
+        };
+        assert_eq!(prod(&[]).unwrap_err().var, "ORIGIN_URL");
+        assert_eq!(prod(&[("ORIGIN_URL", "http://127.0.0.1:8080"), ("ORIGIN_SECRET", "s")]).unwrap_err().var, "ORIGIN_URL");
+        assert_eq!(prod(&[("ORIGIN_URL", "https://origin.shop.example")]).unwrap_err().var, "ORIGIN_SECRET");
+        let ok = prod(&[("ORIGIN_URL", "https://origin.shop.example"), ("ORIGIN_SECRET", "s3cret")]).unwrap();
+        assert_eq!(ok.origin_secret.as_deref(), Some("s3cret"));
+        assert!(EdgeConfig::from_vars(vars(&[("ORIGIN_URL", "http://127.0.0.1:8080")])).is_ok(), "development keeps the local default");
     }
 }

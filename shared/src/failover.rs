@@ -6,7 +6,10 @@
 //!   failures or deadline misses; open for `open_ms`, multiplied by
 //!   `backoff` on each consecutive trip up to `max_open_ms`; then half-open,
 //!   letting exactly one probe through: success closes it, failure re-opens it
-//!   for longer. (Nygard, *Release It!*, 2nd ed., "Circuit Breaker".)
+//!   for longer. (Nygard, *Release It!*, 2nd ed., "Circuit Breaker".) Every
+//!   trip starts a new epoch; an outcome is recorded against the epoch its
+//!   call was admitted in ([`CircuitBreaker::record`]), so a call that left
+//!   before a trip and returns after it changes nothing.
 //! * [`freshness`] — a cached answer's age against `max_age` and the
 //!   stale windows of RFC 5861 (`stale-while-revalidate`, `stale-if-error`).
 //!
@@ -63,6 +66,18 @@ pub enum Admission {
     Rejected,
 }
 
+/// What one admitted call tells the breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The origin gave a usable answer.
+    Success,
+    /// The origin is unwell: timeout, network error, 5xx, a wrong answer.
+    Failure,
+    /// The origin is up but refused this request (e.g. 429, 422): neither
+    /// closes nor opens the breaker, and failures so far stay counted.
+    Neutral,
+}
+
 /// A circuit breaker around origin calls (module docs).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CircuitBreaker {
@@ -70,12 +85,35 @@ pub struct CircuitBreaker {
     state: BreakerState,
     /// Consecutive trips without a success in between (drives the backoff).
     trips: u32,
+    /// Trips ever: the epoch calls are admitted in.
+    epoch: u64,
 }
 
 impl CircuitBreaker {
     /// A closed breaker.
     pub fn new(cfg: BreakerConfig) -> Self {
-        CircuitBreaker { cfg, state: BreakerState::Closed { failures: 0 }, trips: 0 }
+        CircuitBreaker { cfg, state: BreakerState::Closed { failures: 0 }, trips: 0, epoch: 0 }
+    }
+
+    /// The current epoch (trips so far): read it when a call is admitted and
+    /// hand it back to [`record`](Self::record) with the call's outcome.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Records the outcome of a call admitted in `epoch`. Outcomes of calls
+    /// admitted before the latest trip are ignored: a slow success from
+    /// before an outage must not close the breaker (nor reset its backoff),
+    /// and a slow failure must not re-open a half-open breaker whose probe is out.
+    pub fn record(&mut self, epoch: u64, outcome: Outcome, now_ms: u64) {
+        if epoch != self.epoch {
+            return;
+        }
+        match outcome {
+            Outcome::Success => self.on_success(),
+            Outcome::Failure => self.on_failure(now_ms),
+            Outcome::Neutral => {}
+        }
     }
 
     /// Current state, after moving an expired open period to half-open.
@@ -133,6 +171,7 @@ impl CircuitBreaker {
     fn trip(&mut self, now_ms: u64) {
         self.state = BreakerState::Open { until_ms: now_ms + self.open_period_ms() };
         self.trips += 1;
+        self.epoch += 1;
     }
 }
 
@@ -158,6 +197,21 @@ pub struct CachePolicy {
     pub stale_while_revalidate_s: u64,
     /// Usable on error until this age.
     pub stale_if_error_s: u64,
+}
+
+impl CachePolicy {
+    /// The edge's defaults: fresh 60 s, then 60 s stale-while-revalidate,
+    /// stale-if-error up to a day.
+    pub const DEFAULT: CachePolicy = CachePolicy { max_age_s: 60, stale_while_revalidate_s: 60, stale_if_error_s: 86_400 };
+
+    /// This policy as a shared cache's `Cache-Control` value (RFC 9111, RFC 5861),
+    /// e.g. `public, max-age=60, stale-while-revalidate=60, stale-if-error=86400`.
+    pub fn cache_control(&self) -> String {
+        format!(
+            "public, max-age={}, stale-while-revalidate={}, stale-if-error={}",
+            self.max_age_s, self.stale_while_revalidate_s, self.stale_if_error_s
+        )
+    }
 }
 
 /// Freshness of an answer stored at `stored_at_ms`, seen at `now_ms`. A
@@ -244,6 +298,43 @@ mod tests {
             b.on_failure(7_000 + t);
         }
         assert_eq!(b.state(7_003), BreakerState::Open { until_ms: 8_002 });
+    }
+
+    #[test]
+    fn outcomes_of_calls_admitted_before_a_trip_are_ignored() {
+        let mut b = breaker();
+        let before = b.epoch();
+        assert_eq!(b.admit(0), Admission::Allowed);
+        for t in 0..3 {
+            b.on_failure(t);
+        }
+        // The slow call admitted before the trip succeeds now: still open, backoff kept.
+        b.record(before, Outcome::Success, 10);
+        assert_eq!(b.state(10), BreakerState::Open { until_ms: 1_002 });
+        // Half-open, probe out: a late failure from before the trip does not re-open it.
+        assert_eq!(b.admit(1_002), Admission::Probe);
+        let probe = b.epoch();
+        b.record(before, Outcome::Failure, 1_003);
+        assert_eq!(b.state(1_003), BreakerState::HalfOpen { probing: true });
+        b.record(probe, Outcome::Failure, 1_004);
+        assert_eq!(b.state(1_005), BreakerState::Open { until_ms: 3_004 }, "the probe's own failure re-opens, backoff doubled");
+    }
+
+    #[test]
+    fn neutral_outcomes_neither_close_nor_count() {
+        let mut b = breaker();
+        let e = b.epoch();
+        b.record(e, Outcome::Failure, 0);
+        b.record(e, Outcome::Neutral, 1);
+        assert_eq!(b.state(2), BreakerState::Closed { failures: 1 }, "a 429 does not wipe the failure count");
+        b.record(e, Outcome::Failure, 3);
+        b.record(e, Outcome::Failure, 4);
+        assert!(matches!(b.state(5), BreakerState::Open { .. }));
+    }
+
+    #[test]
+    fn cache_control_states_the_policy() {
+        assert_eq!(CachePolicy::DEFAULT.cache_control(), "public, max-age=60, stale-while-revalidate=60, stale-if-error=86400");
     }
 
     #[test]

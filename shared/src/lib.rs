@@ -9,6 +9,7 @@
 //! * [`failover`] — the edge's circuit breaker and cache freshness (RFC 5861), clock injected.
 //! * [`failover_path`] — the edge's whole failover path (cache → origin under a
 //!   deadline ∥ edge model → stale cache → popular), generic over its environment.
+//! * [`origin_answer`] — what the edge accepts from the origin (count, ids, order, dataset).
 //! * [`edge_config`] — the edge's settings from `wrangler.toml` `[vars]`.
 //! * [`request`] — request parsing and validation shared by origin and edge
 //!   (HTTP status and field of every error), the canonical cache key.
@@ -30,6 +31,7 @@ pub mod failover_path;
 pub mod inference;
 pub mod manifest;
 pub mod model_set;
+pub mod origin_answer;
 pub mod recommender;
 pub mod request;
 pub mod wire;

@@ -108,17 +108,31 @@ pub enum ManifestError {
         /// Size of the bytes offered.
         actual_bytes: u64,
     },
+    /// A listed file name is not a bare name inside the model directory.
+    #[error("manifest.json lists {0:?}: file names must be bare names (no '/', '\\', '..')")]
+    NotBareName(String),
+}
+
+/// Whether `name` names a file directly inside a directory: not empty, not
+/// `.`/`..`, no path separator (a manifest must not reach outside its directory).
+pub fn is_bare_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
 }
 
 impl Manifest {
     /// Parses `manifest.json` and checks its format number.
     ///
     /// # Errors
-    /// [`ManifestError::Malformed`] or [`ManifestError::Format`].
+    /// [`ManifestError::Malformed`], [`ManifestError::Format`], or
+    /// [`ManifestError::NotBareName`] for a listed file outside the directory.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ManifestError> {
         let m: Manifest = serde_json::from_slice(bytes)?;
         if m.format != MANIFEST_FORMAT {
             return Err(ManifestError::Format { found: m.format });
+        }
+        let names = m.files.keys().chain(m.models.values().map(|e| &e.file));
+        if let Some(bad) = names.into_iter().find(|n| !is_bare_name(n)) {
+            return Err(ManifestError::NotBareName(bad.clone()));
         }
         Ok(m)
     }
@@ -191,6 +205,17 @@ mod tests {
         assert!(matches!(err, ManifestError::Mismatch { .. }), "{err}");
         let err = m.verify("edge.onnx", b"model bytes").unwrap_err();
         assert!(matches!(err, ManifestError::Missing(_)), "{err}");
+    }
+
+    /// Hardening 13: a manifest cannot make a loader read outside its directory.
+    #[test]
+    fn file_names_must_be_bare() {
+        for bad in ["../full.onnx", "/etc/passwd", "sub/full.onnx", "..", "a\\b", ""] {
+            let json = serde_json::to_vec(&manifest_with(bad, b"")).unwrap();
+            assert!(matches!(Manifest::from_json(&json), Err(ManifestError::NotBareName(_))), "{bad:?}");
+        }
+        let json = serde_json::to_vec(&manifest_with("full.onnx", b"")).unwrap();
+        assert!(Manifest::from_json(&json).is_ok());
     }
 
     #[test]

@@ -122,11 +122,57 @@ pub fn validate(req: RecommendationRequest) -> Result<ValidRequest, RequestError
     req.validate().map_err(|e| RequestError::field(422, e.field, e.to_string()))
 }
 
-/// The canonical query string of a valid request: the same answer always has
-/// the same key, whichever form (`GET`/`POST`, parameter order, spacing,
-/// `user_id`) asked for it. Used as the edge's cache key and for its `GET`
-/// to the origin. Ids are percent-encoded; history order is kept (the model
-/// keeps the most recent [`crate::contract::MAX_HISTORY`] entries).
+/// Appends `chunk` to a body being read as a stream, refusing it before the
+/// copy once the body would pass [`MAX_BODY_BYTES`]: a body without
+/// `Content-Length` (chunked) is bounded as it arrives, not after.
+///
+/// # Errors
+/// 413 naming `body`, with the limit in bytes.
+pub fn append_body_chunk(body: &mut Vec<u8>, chunk: &[u8]) -> Result<(), RequestError> {
+    if body.len().saturating_add(chunk.len()) > MAX_BODY_BYTES {
+        return Err(RequestError::field(413, "body", format!("body is over {MAX_BODY_BYTES} bytes")));
+    }
+    body.extend_from_slice(chunk);
+    Ok(())
+}
+
+/// A request reduced to what changes its answer, for the edge's cache key
+/// and its query to the origin ([`canonicalize`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Canonical {
+    /// The request with only catalog ids, in catalog order, duplicates kept.
+    pub request: ValidRequest,
+    /// Ids the catalog does not know, in request order (reported in `warnings`).
+    pub unknown: Vec<String>,
+}
+
+/// Reduces `req` to the request that gets the same answer, so that every
+/// spelling of one question shares one cache entry and junk cannot mint new
+/// ones: ids `index_of` does not know are dropped (and returned, to be named
+/// in `warnings`), the rest are sorted by catalog index.
+///
+/// Sorting is sound because every model of the contract scores a history as
+/// a weighted sum over its entries (EASE, `s = x·B`): order does not change
+/// the answer. Duplicates are kept because they do (weight 2 counts twice).
+/// A model that reads order (a sequence model) must keep the shopper's order here.
+pub fn canonicalize(req: &ValidRequest, index_of: impl Fn(&str) -> Option<usize>) -> Canonical {
+    let mut known = Vec::with_capacity(req.history.len());
+    let mut unknown = Vec::new();
+    for id in &req.history {
+        match index_of(id) {
+            Some(i) => known.push((i, id)),
+            None => unknown.push(id.clone()),
+        }
+    }
+    known.sort();
+    let history = known.into_iter().map(|(_, id)| id.clone()).collect();
+    Canonical { request: ValidRequest { history, k: req.k, exclude_seen: req.exclude_seen }, unknown }
+}
+
+/// The query string of a valid request, in one spelling whichever form
+/// (`GET`/`POST`, parameter order, spacing, `user_id`) asked for it. The edge
+/// sends it to the origin and keys its cache by it, after [`canonicalize`].
+/// Ids are percent-encoded, history order is kept.
 pub fn canonical_query(req: &ValidRequest) -> String {
     let history = req.history.join(",");
     serde_urlencoded::to_string([("history", history.as_str()), ("k", &req.k.to_string()), ("exclude_seen", if req.exclude_seen { "true" } else { "false" })])
@@ -151,6 +197,32 @@ mod tests {
     fn ids_with_reserved_characters_survive_the_canonical_form() {
         let req = ValidRequest { history: vec!["a&b=c".into(), "ü ß".into()], k: 3, exclude_seen: false };
         assert_eq!(validate(parse_query(&canonical_query(&req)).unwrap()).unwrap(), req);
+    }
+
+    #[test]
+    fn canonical_requests_drop_unknown_ids_and_ignore_order_but_not_duplicates() {
+        let index = |id: &str| id.parse::<usize>().ok();
+        let r = |h: &[&str]| ValidRequest { history: h.iter().map(|s| s.to_string()).collect(), k: 5, exclude_seen: true };
+        let a = canonicalize(&r(&["172", "50", "junk-1"]), index);
+        let b = canonicalize(&r(&["junk-2", "50", "172"]), index);
+        assert_eq!(a.request, b.request, "unknown ids and order do not split the key");
+        assert_eq!(a.request.history, vec!["50", "172"]);
+        assert_eq!((a.unknown, b.unknown), (vec!["junk-1".to_string()], vec!["junk-2".to_string()]));
+        let dup = canonicalize(&r(&["50", "172", "50"]), index);
+        assert_eq!(dup.request.history, vec!["50", "50", "172"], "a repeated item weighs twice: a different question");
+        assert_ne!(canonical_query(&dup.request), canonical_query(&a.request));
+    }
+
+    #[test]
+    fn streamed_bodies_stop_at_the_limit_before_copying() {
+        let mut body = Vec::new();
+        let chunk = vec![b' '; 16 * 1024];
+        for _ in 0..4 {
+            append_body_chunk(&mut body, &chunk).unwrap();
+        }
+        let e = append_body_chunk(&mut body, b"x").unwrap_err();
+        assert_eq!((e.status, e.field.as_deref()), (413, Some("body")));
+        assert_eq!(body.len(), MAX_BODY_BYTES, "the refused chunk was not copied");
     }
 
     #[test]

@@ -8,6 +8,12 @@ use crate::contract::{MAX_HISTORY, MAX_K};
 /// Default number of items when a request gives no `k`.
 pub const DEFAULT_K: usize = 10;
 
+/// Longest accepted item id, bytes.
+pub const MAX_ID_BYTES: usize = 256;
+
+/// Separator of ids in the `GET` form's `history` parameter; ids may not contain it.
+pub const HISTORY_SEPARATOR: char = ',';
+
 /// Body of `POST /v1/recommendations` (the `GET` form carries the same fields
 /// as query parameters).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,7 +73,7 @@ pub struct FieldError {
 
 impl RecommendationRequest {
     /// Checks ranges: `k` in `1..=MAX_K`, history at most [`MAX_HISTORY`]
-    /// items, no empty id.
+    /// items, ids of 1..=[`MAX_ID_BYTES`] bytes without [`HISTORY_SEPARATOR`].
     ///
     /// # Errors
     /// [`FieldError`] naming the first offending field.
@@ -82,8 +88,13 @@ impl RecommendationRequest {
                 reason: format!("at most {MAX_HISTORY} items, got {}", self.history.len()),
             });
         }
-        if let Some(pos) = self.history.iter().position(|id| id.is_empty() || id.len() > 256) {
-            return Err(FieldError { field: "history", reason: format!("item id at position {pos} is empty or longer than 256 bytes") });
+        if let Some(pos) = self.history.iter().position(|id| id.is_empty() || id.len() > MAX_ID_BYTES) {
+            return Err(FieldError { field: "history", reason: format!("item id at position {pos} is empty or longer than {MAX_ID_BYTES} bytes") });
+        }
+        // The `GET` form separates ids with commas: an id holding one could
+        // only be split into other ids on its way to the origin.
+        if let Some(pos) = self.history.iter().position(|id| id.contains(HISTORY_SEPARATOR)) {
+            return Err(FieldError { field: "history", reason: format!("item id at position {pos} contains {HISTORY_SEPARATOR:?}, the history separator") });
         }
         Ok(ValidRequest { history: self.history, k, exclude_seen: self.exclude_seen.unwrap_or(true) })
     }
@@ -139,6 +150,10 @@ pub struct ModelInfo {
     pub version: String,
     /// Inference backend (`tract`, `ort-cpu`, `ort-cuda`, `tract-wasm`).
     pub backend: String,
+    /// Dataset the model was trained on (the manifest's `dataset`): the edge
+    /// refuses origin answers from another dataset's model.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub dataset: String,
 }
 
 /// Body of a successful recommendation answer.
@@ -185,6 +200,14 @@ mod tests {
         assert_eq!(r.validate().unwrap_err().field, "history");
         assert!(serde_json::from_str::<RecommendationRequest>(r#"{"history":[-1]}"#).is_err());
         assert!(serde_json::from_str::<RecommendationRequest>(r#"{"history":[],"bogus":1}"#).is_err());
+    }
+
+    #[test]
+    fn ids_holding_the_separator_are_refused_not_split() {
+        let r = RecommendationRequest { user_id: None, history: vec!["50".into(), "1,2".into()], k: None, exclude_seen: None };
+        let e = r.validate().unwrap_err();
+        assert_eq!(e.field, "history");
+        assert!(e.reason.contains("position 1"), "{e}");
     }
 
     #[test]
