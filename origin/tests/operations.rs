@@ -69,6 +69,9 @@ async fn reload_refuses_bad_models_swaps_good_ones_and_rolls_back() {
     assert_eq!((status, body["model"]["version"].as_str().unwrap()), (200, v1.as_str()));
     let answer: Value = o.post(json!({"history": ["50"]})).await.json().await.unwrap();
     assert_eq!(answer["model"]["version"], v1.as_str());
+    // Rolled away from v2: a second rollback does not bring it back.
+    assert_eq!(admin(&o, "/admin/rollback", Some(TOKEN), None).await.0, 409);
+    assert_eq!(o.json("/readyz").await["model"]["version"], v1.as_str());
 
     // SIGHUP reloads the configured directory.
     o.signal("HUP");
@@ -82,9 +85,147 @@ async fn reload_refuses_bad_models_swaps_good_ones_and_rolls_back() {
     }
 }
 
+/// A copy of the MovieLens model under the temp dir with manifest version `version`.
+fn version_dir(version: &str) -> std::path::PathBuf {
+    let dir = copy_dir(&movielens(), version);
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
+    manifest["version"] = json!(version);
+    std::fs::write(dir.join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
+    dir
+}
+
+/// Hardening 13: reloads run in the order asked (a slow older one cannot
+/// override a newer one), rollback walks back through the good versions,
+/// and `path` may only name directories under the models root.
+#[tokio::test]
+async fn model_changes_are_serialized_and_rollback_walks_back() {
+    let o = Origin::start(&movielens(), &[]).await;
+    let v1 = o.json("/readyz").await["model"]["version"].as_str().unwrap().to_string();
+    let dirs: Vec<_> = ["hist-a", "hist-b", "hist-c"].into_iter().map(version_dir).collect();
+    // The slow one (Instacart: a much larger model) is asked first, the fast one right after.
+    let slow = repo_instacart_copy();
+    let first = {
+        let (client, url, body) = (o.client.clone(), o.url("/admin/reload"), json!({"path": slow}));
+        tokio::spawn(async move { client.post(url).bearer_auth(TOKEN).json(&body).send().await.unwrap().status().as_u16() })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (status, body) = admin(&o, "/admin/reload", Some(TOKEN), Some(json!({"path": dirs[0]}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(first.await.unwrap(), 200);
+    assert_eq!(o.json("/readyz").await["model"]["version"], "hist-a", "the reload asked for last is the one serving");
+    for d in &dirs[1..] {
+        assert_eq!(admin(&o, "/admin/reload", Some(TOKEN), Some(json!({"path": d}))).await.0, 200);
+    }
+    let ready = o.json("/readyz").await;
+    assert_eq!(ready["model"]["version"], "hist-c");
+    let instacart_version = ready["history"][2].as_str().unwrap().to_string();
+    assert_eq!((&ready["history"][0], &ready["history"][1]), (&json!("hist-b"), &json!("hist-a")));
+    // Rollback walks back: c → b → a → instacart → v1, then nothing is left.
+    for expected in ["hist-b", "hist-a", instacart_version.as_str(), v1.as_str()] {
+        let (status, body) = admin(&o, "/admin/rollback", Some(TOKEN), None).await;
+        assert_eq!((status, body["model"]["version"].as_str().unwrap()), (200, expected), "{body}");
+    }
+    assert_eq!(admin(&o, "/admin/rollback", Some(TOKEN), None).await.0, 409);
+    // Outside the models root (the temp dir in these tests): refused, nothing loaded.
+    for escape in [json!("/etc"), json!(format!("{}/../..", dirs[0].display()))] {
+        let (status, body) = admin(&o, "/admin/reload", Some(TOKEN), Some(json!({"path": escape}))).await;
+        assert_eq!((status, body["field"].as_str()), (422, Some("path")), "{body}");
+    }
+    assert_eq!(o.json("/readyz").await["model"]["version"], v1.as_str());
+    for d in dirs.into_iter().chain([slow]) {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+fn repo_instacart_copy() -> std::path::PathBuf {
+    let src = common::repo().join("models/instacart");
+    assert!(src.join("manifest.json").exists(), "{} missing: run `cargo xtask train`", src.display());
+    copy_dir(&src, "hist-slow")
+}
+
+/// Hardening 11: with an edge key, /v1 answers only the edge; operator
+/// details need the admin token; the public /readyz says ready and nothing else.
+#[tokio::test]
+async fn the_origin_answers_its_edge_and_operators_only() {
+    let o = Origin::start(&movielens(), &["--edge-key", "edge-s3cret"]).await;
+    let anon = o.post(json!({"history": ["50"]})).await;
+    assert_eq!(anon.status(), 401);
+    let body: Value = anon.json().await.unwrap();
+    assert_eq!(body["field"], "x-edgerec-edge-key");
+    let wrong = o.client.get(o.url("/v1/recommendations?history=50")).header("x-edgerec-edge-key", "edge-s3creT").send().await.unwrap();
+    assert_eq!(wrong.status(), 401);
+    let ok = o.client.get(o.url("/v1/recommendations?history=50")).header("x-edgerec-edge-key", "edge-s3cret").send().await.unwrap();
+    assert_eq!(ok.status(), 200);
+    let public: Value = o.client.get(o.url("/readyz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(public, json!({"status": "ready"}), "no paths, library locations or reload errors in public");
+    assert_eq!(o.client.get(o.url("/metrics")).send().await.unwrap().status(), 401);
+    assert!(o.json("/readyz").await["model"]["dir"].is_string(), "the operator still sees the details");
+}
+
+/// Hardening 14: behind a vouched edge each shopper has their own bucket;
+/// an unvouched forwarded header changes nothing.
+#[tokio::test]
+async fn rate_limits_follow_the_shopper_the_edge_vouches_for() {
+    let o = Origin::start(&movielens(), &["--edge-key", "k", "--rate-limit-per-s", "1", "--rate-limit-burst", "2"]).await;
+    let ask = |ip: &'static str| {
+        let (client, url) = (o.client.clone(), o.url("/v1/recommendations?history=50"));
+        async move { client.get(url).header("x-edgerec-edge-key", "k").header("x-edgerec-client-ip", ip).send().await.unwrap().status().as_u16() }
+    };
+    let a: Vec<u16> = one_after_another(vec![ask("198.51.100.1"), ask("198.51.100.1"), ask("198.51.100.1")]).await;
+    assert_eq!(a.iter().filter(|&&s| s == 429).count(), 1, "{a:?}");
+    assert_eq!(ask("198.51.100.2").await, 200, "another shopper behind the same edge is not throttled");
+}
+
+async fn one_after_another<F: std::future::Future<Output = u16>>(fs: Vec<F>) -> Vec<u16> {
+    let mut out = Vec::new();
+    for f in fs {
+        out.push(f.await);
+    }
+    out
+}
+
+/// Hardening 15: connections that never finish their headers are closed
+/// after the header-read timeout, connections past the cap at once, and
+/// normal requests are answered all along.
+#[tokio::test]
+async fn slow_clients_are_closed_while_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let o = Origin::start(&movielens(), &["--header-read-timeout-ms", "1000", "--max-connections", "150"]).await;
+    let addr = o.base.trim_start_matches("http://").to_string();
+    let mut slow = Vec::new();
+    for _ in 0..100 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(b"GET /v1/recommendations?history=50 HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        slow.push(s);
+    }
+    let started = Instant::now();
+    assert_eq!(o.post(json!({"history": ["50"]})).await.status(), 200, "served beside 100 slow clients");
+    // 100 more: about 50 fit under the cap of 150 (the slow ones and the
+    // client's own hold the rest); those past it are closed at once, well
+    // before the 1 s header timeout could close them.
+    let mut over = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        over.spawn(async move {
+            let mut buf = [0u8; 1];
+            matches!(tokio::time::timeout(Duration::from_millis(300), s.read(&mut buf)).await, Ok(Ok(0) | Err(_)))
+        });
+    }
+    let closed_at_once = over.join_all().await.into_iter().filter(|&closed| closed).count();
+    assert!((40..=60).contains(&closed_at_once), "{closed_at_once} of 100 connections past the cap were closed at once");
+    // The slow ones: closed by the server after about a second (EOF or an error answer, then EOF).
+    for mut s in slow {
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+        assert!(read.is_ok(), "a slow connection was still open after {:?}", started.elapsed());
+    }
+    assert!(started.elapsed() < Duration::from_secs(8));
+    assert_eq!(o.post(json!({"history": ["50"]})).await.status(), 200, "still serving");
+}
+
 #[tokio::test]
 async fn a_burst_beyond_capacity_is_shed_with_503_and_retry_after() {
-    let o = Origin::start(&movielens(), &["--max-concurrency", "4", "--inference-workers", "1"]).await;
+    let o = Origin::start(&movielens(), &["--max-concurrency", "4", "--inference-workers", "1", "--request-timeout-ms", "10000"]).await;
     let long: Vec<String> = (1..=400).map(|i| i.to_string()).collect();
     let mut tasks = Vec::new();
     for _ in 0..200 {
@@ -111,7 +252,7 @@ async fn a_burst_beyond_capacity_is_shed_with_503_and_retry_after() {
 #[tokio::test]
 async fn sigterm_drains_in_flight_requests() {
     // Requests wait up to 300 ms for their batch, so they are in flight when SIGTERM lands.
-    let mut o = Origin::start(&movielens(), &["--max-queue-delay-us", "300000", "--max-batch", "64"]).await;
+    let mut o = Origin::start(&movielens(), &["--max-queue-delay-us", "300000", "--max-batch", "64", "--request-timeout-ms", "5000"]).await;
     let mut tasks = Vec::new();
     for _ in 0..20 {
         let (client, url) = (o.client.clone(), o.url("/v1/recommendations"));

@@ -52,6 +52,9 @@ impl Origin {
             .args(["serve", "--models"])
             .arg(models)
             .args(["--addr", &format!("127.0.0.1:{port}"), "--admin-token", TOKEN])
+            // Reload tests copy model directories under the temp dir.
+            .arg("--models-root")
+            .arg(std::env::temp_dir())
             .args(backend)
             .args(extra)
             .env("RUST_LOG", "warn")
@@ -84,8 +87,9 @@ impl Origin {
         format!("{}{path}", self.base)
     }
 
+    /// `GET path` as the operator (admin token), as JSON.
     pub async fn json(&self, path: &str) -> serde_json::Value {
-        self.client.get(self.url(path)).send().await.unwrap().json().await.unwrap()
+        self.client.get(self.url(path)).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap()
     }
 
     pub async fn post(&self, body: serde_json::Value) -> reqwest::Response {
@@ -98,7 +102,7 @@ impl Origin {
     }
 
     pub async fn metrics(&self) -> String {
-        self.client.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap()
+        self.client.get(self.url("/metrics")).bearer_auth(TOKEN).send().await.unwrap().text().await.unwrap()
     }
 }
 
@@ -109,7 +113,7 @@ impl Drop for Origin {
     }
 }
 
-/// A copy of a model directory in a fresh temp dir.
+/// A copy of a model directory in a fresh temp dir (under the test origins' models root).
 pub fn copy_dir(from: &Path, name: &str) -> PathBuf {
     let to = std::env::temp_dir().join(format!("edgerec-origin-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&to);
