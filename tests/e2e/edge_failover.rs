@@ -1,7 +1,8 @@
 //! The edge worker under `wrangler dev` in front of the real origin: the
-//! normal path, the cache, a killed origin (deadline, then the open breaker),
-//! a slow origin, failing and malformed origin answers, failback, and the
-//! same 4xx errors as the origin.
+//! normal path with the edge credential, the cache, a killed origin
+//! (deadline, then the open breaker), a slow origin, failing and malformed
+//! origin answers, failback by the in-band probe, the same 4xx errors as the
+//! origin, and hostile bodies.
 
 use std::time::{Duration, Instant};
 
@@ -63,12 +64,22 @@ fn history(n: u32) -> String {
 
 const DEADLINE_MS: u64 = 150;
 
+const EDGE_KEY: &str = "e2e-edge-credential";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn origin_answers_then_cache_then_killed_origin_then_failback() {
-    let mut origin = Origin::start().await;
-    let port = origin.port;
-    let edge = Edge::start(&[("ORIGIN_URL", &origin.url()), ("BREAKER_FAILURES", "3"), ("BREAKER_OPEN_MS", "3000")]).await;
+    let models = e2e::repo().join("models/movielens");
+    let port = e2e::procs::free_port();
+    let mut origin = Origin::start_with(port, &models, &["--edge-key", EDGE_KEY]).await;
+    let edge = Edge::start(&[("ORIGIN_URL", &origin.url()), ("ORIGIN_SECRET", EDGE_KEY), ("BREAKER_FAILURES", "3"), ("BREAKER_OPEN_MS", "3000")]).await;
     let client = reqwest::Client::new();
+
+    // The origin answers its edge only (hardening 11); the edge's public
+    // health check names no origin (hardening 10).
+    let direct = client.get(format!("{}/v1/recommendations?history=50", origin.url())).send().await.expect("origin answers");
+    assert_eq!(direct.status().as_u16(), 401, "no credential, no answer");
+    let health = client.get(format!("{}/healthz", edge.url())).send().await.expect("healthz").text().await.expect("body");
+    assert!(!health.contains("127.0.0.1") && !health.contains(&port.to_string()), "public /healthz leaks the origin: {health}");
 
     // Normal path: the origin's full model answers, with titles, in time.
     let a = get(&client, &edge, &history(0)).await;
@@ -121,12 +132,19 @@ async fn origin_answers_then_cache_then_killed_origin_then_failback() {
     let median = open_latency[open_latency.len() / 2];
     assert!(median < Duration::from_millis(DEADLINE_MS / 2), "with the breaker open the edge answers in {median:?}, well under the deadline");
 
-    // The origin comes back: the cron probe of /readyz closes the breaker at once.
-    let _origin = Origin::start_on(port).await;
-    let probe = client.get(format!("{}/__scheduled?cron=*+*+*+*+*", edge.url())).send().await.expect("scheduled");
-    assert!(probe.status().is_success());
-    assert_eq!(breaker_state(&client, &edge).await, "closed");
-    let a = get(&client, &edge, &history(20)).await;
+    // The origin comes back: once the open period ends, the next request
+    // claims the half-open probe (a real recommendation, after its own
+    // answer), and its success closes the breaker.
+    let _origin = Origin::start_with(port, &models, &["--edge-key", EDGE_KEY]).await;
+    let started = Instant::now();
+    let mut n = 20;
+    while breaker_state(&client, &edge).await != "closed" {
+        assert!(started.elapsed() < Duration::from_secs(15), "the breaker did not close after the origin came back");
+        n += 1;
+        get(&client, &edge, &history(n)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let a = get(&client, &edge, &history(n + 1)).await;
     assert_eq!(a.source, "origin", "failback to the origin: {}", a.body);
 }
 
@@ -216,4 +234,57 @@ async fn edge_refuses_bad_input_exactly_like_the_origin() {
     assert!(a.body["warnings"].to_string().contains("not-an-item"));
     let a = get(&client, &edge, "history=nope&k=5").await;
     assert_eq!((a.source.as_str(), a.items().len()), ("popular", 5));
+    // An id holding the GET separator is refused, not split into two ids.
+    let r = client.post(format!("{}/v1/recommendations", edge.url())).json(&serde_json::json!({"history": ["50,172"]})).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+
+    // Hardening 1: a chunked body (no Content-Length) far past 64 KiB is
+    // refused as it streams in; the isolate lives on.
+    let (status, sent) = chunked_post(&edge.url(), 100 << 20).await;
+    assert_eq!(status, Some(413), "after sending {sent} bytes");
+    let a = get(&client, &edge, &history(30)).await;
+    assert_eq!((a.status, a.source.as_str()), (200, "origin"), "the isolate survived: {}", a.body);
+}
+
+/// POSTs up to `total` bytes as a chunked JSON body on a raw connection,
+/// reading the answer meanwhile; returns its status and how much was sent.
+async fn chunked_post(base: &str, total: usize) -> (Option<u16>, usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = base.trim_start_matches("http://").to_string();
+    let stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let (mut rd, mut wr) = stream.into_split();
+    let head = format!("POST /v1/recommendations HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n");
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = sent.clone();
+    let writer = tokio::spawn(async move {
+        if wr.write_all(head.as_bytes()).await.is_err() || wr.write_all(b"D\r\n{\"history\": [\r\n").await.is_err() {
+            return;
+        }
+        let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "\"1\",".repeat(16 * 1024));
+        while counter.load(std::sync::atomic::Ordering::Relaxed) < total {
+            if wr.write_all(chunk.as_bytes()).await.is_err() {
+                return;
+            }
+            counter.fetch_add(64 * 1024, std::sync::atomic::Ordering::Relaxed);
+        }
+        let _ = wr.write_all(b"0\r\n\r\n").await;
+    });
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    let status = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+            if let Some(line) = answer.split(|&b| b == b'\n').next().filter(|_| answer.contains(&b'\n')) {
+                return String::from_utf8_lossy(line).split_whitespace().nth(1).and_then(|s| s.parse().ok());
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten();
+    writer.abort();
+    (status, sent.load(std::sync::atomic::Ordering::Relaxed))
 }

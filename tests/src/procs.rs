@@ -143,7 +143,7 @@ impl Edge {
         let state = std::env::temp_dir().join(format!("edgerec-e2e-{}-{port}", std::process::id()));
         let mut cmd = Command::new(wrangler);
         cmd.args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string(), "--inspector-port", &free_port().to_string()])
-            .args(["--show-interactive-dev-session=false", "--test-scheduled", "--log-level", "warn", "--persist-to"])
+            .args(["--show-interactive-dev-session=false", "--log-level", "warn", "--persist-to"])
             .arg(&state)
             .current_dir(&root)
             .env("EDGEREC_SKIP_EDGE_BUILD", "1")

@@ -114,6 +114,27 @@ pub fn build() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Refuses a production deploy of the local defaults: `[env.production.vars]`
+/// of `wrangler_toml` must set `EDGEREC_ENV = "production"` and an
+/// `https://` `ORIGIN_URL`. The credential (`ORIGIN_SECRET`) is a secret that
+/// lives on Cloudflare, not in the file: the worker itself refuses to run
+/// production without it (`shared::edge_config`).
+///
+/// # Errors
+/// The first var that is missing or wrong, with how to fix it.
+pub fn check_production(wrangler_toml: &str) -> anyhow::Result<()> {
+    let doc: toml_edit::DocumentMut = wrangler_toml.parse().context("parsing wrangler.toml")?;
+    let var = |name: &str| doc.get("env").and_then(|e| e.get("production")).and_then(|p| p.get("vars")).and_then(|v| v.get(name)).and_then(|v| v.as_str()).unwrap_or("").trim().to_string();
+    if var("EDGEREC_ENV") != "production" {
+        bail!("wrangler.toml [env.production.vars] must set EDGEREC_ENV = \"production\"");
+    }
+    let url = var("ORIGIN_URL");
+    if !url.starts_with("https://") || url.len() <= "https://".len() {
+        bail!("refusing a production build: wrangler.toml [env.production.vars] ORIGIN_URL = {url:?} must be your origin's https:// URL (and set the credential once: npx wrangler secret put ORIGIN_SECRET --env production)");
+    }
+    Ok(())
+}
+
 /// The model directory the worker embeds (`EDGEREC_MODEL_DIR`, else `models/movielens`).
 fn model_dir() -> PathBuf {
     let dir = std::env::var_os("EDGEREC_MODEL_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("models/movielens"));
@@ -140,4 +161,23 @@ fn shop_catalog() -> anyhow::Result<()> {
     std::fs::create_dir_all(&out)?;
     std::fs::write(out.join("catalog.json"), serde_json::to_vec(&page)?)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hardening 17: the shipped file cannot be deployed to production as is;
+    /// an https origin passes, an http or empty one does not.
+    #[test]
+    fn production_builds_need_an_https_origin() {
+        let shipped = std::fs::read_to_string(root().join("wrangler.toml")).unwrap();
+        let e = check_production(&shipped).unwrap_err();
+        assert!(e.to_string().contains("ORIGIN_URL"), "{e}");
+        let with = |url: &str| shipped.replace("\nORIGIN_URL = \"\"\n", &format!("\nORIGIN_URL = \"{url}\"\n"));
+        assert!(check_production(&with("https://origin.shop.example")).is_ok());
+        assert!(check_production(&with("http://origin.shop.example")).is_err());
+        assert!(check_production(&with("http://127.0.0.1:8080")).is_err());
+        assert!(check_production("[vars]\nORIGIN_URL = \"https://x\"\n").is_err(), "no production environment at all");
+    }
 }

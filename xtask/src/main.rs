@@ -57,7 +57,12 @@ enum Cmd {
     /// Benchmark the origin (release build) against raw ONNX Runtime; writes docs/performance.md.
     BenchOrigin,
     /// Build the edge worker (wrangler's `[build]` command).
-    BuildEdge,
+    BuildEdge {
+        /// Refuse to build unless wrangler.toml's `[env.production.vars]` name an https:// origin
+        /// (the production environment's build command).
+        #[arg(long)]
+        production: bool,
+    },
     /// Measure the worker (upload size, latency through wrangler dev, compute vs native tract); writes docs/performance.md.
     BenchEdge,
     /// The full failover suite (edge vs nginx under every fault, overload, soak); writes docs/reliability.md.
@@ -215,7 +220,7 @@ fn serve() -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&state);
     let mut wrangler = Command::new(edge::wrangler());
     edge::wrangler_env(&mut wrangler)
-        .args(["dev", "--ip", "127.0.0.1", "--port", EDGE_PORT, "--show-interactive-dev-session=false", "--test-scheduled", "--persist-to"])
+        .args(["dev", "--ip", "127.0.0.1", "--port", EDGE_PORT, "--show-interactive-dev-session=false", "--persist-to"])
         .arg(&state)
         .env("EDGEREC_SKIP_EDGE_BUILD", "1")
         .current_dir(root());
@@ -273,7 +278,12 @@ fn main() -> anyhow::Result<()> {
             train(retrain)
         }
         Cmd::BenchOrigin => bench_origin(),
-        Cmd::BuildEdge => edge::build(),
+        Cmd::BuildEdge { production } => {
+            if production {
+                edge::check_production(&std::fs::read_to_string(root().join("wrangler.toml"))?)?;
+            }
+            edge::build()
+        }
         Cmd::Chaos { soak_secs } => {
             setup::all()?;
             train(false)?;
