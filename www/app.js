@@ -10,19 +10,27 @@ const PAGE = 48;
 const HISTORY_KEY = "edgerec.history";
 const CART_KEY = "edgerec.cart";
 const HISTORY_MAX = 50;
+const MAX_ID_BYTES = 256; // the API's limit (shared::wire::MAX_ID_BYTES)
 
 const main = document.getElementById("main");
 let catalog = { items: [], byId: new Map(), dataset: "", version: "" };
 
 // ---- shopper state (localStorage) ----------------------------------------
 
+/** Whether the API accepts `id`: 1..=256 UTF-8 bytes, no comma (the GET form's separator). */
+function isValidId(id) {
+  return typeof id === "string" && id.length > 0 && !id.includes(",") && new TextEncoder().encode(id).length <= MAX_ID_BYTES;
+}
+/** A stored id list; anything the API would refuse is dropped, so a bad entry cannot break every row. */
 function load(key) {
-  try { const v = JSON.parse(localStorage.getItem(key) || "[]"); return Array.isArray(v) ? v.map(String) : []; }
+  try { const v = JSON.parse(localStorage.getItem(key) || "[]"); return Array.isArray(v) ? v.map(String).filter(isValidId) : []; }
   catch { return []; }
 }
 function save(key, ids) { localStorage.setItem(key, JSON.stringify(ids)); }
-/** Records an interaction: the id moves to the end (most recent), oldest dropped past HISTORY_MAX. */
+/** Records an interaction with a catalog item (a crafted link cannot plant others): the id
+ * moves to the end (most recent), oldest dropped past HISTORY_MAX. */
 function remember(id) {
+  if (!catalog.byId.has(id)) return;
   const h = load(HISTORY_KEY).filter((x) => x !== id);
   h.push(id);
   save(HISTORY_KEY, h.slice(-HISTORY_MAX));
@@ -180,14 +188,28 @@ function cartView() {
   return [el("h1", { text: `Your cart (${cart.length})` }), cart.length ? grid : el("p", { text: "Your cart is empty." }), recRow("Recommended for you", load(HISTORY_KEY), "for-you")];
 }
 
+function badLinkView() {
+  return [
+    el("h1", { text: "This link is broken" }),
+    el("p", { class: "note", role: "status", "data-testid": "bad-link", text: "It does not name a valid item. Nothing was added to your history." }),
+    el("a", { href: "#/", class: "btn", text: "Back to the catalog" }),
+  ];
+}
+
 function route() {
-  const hash = decodeURIComponent(location.hash.slice(1) || "/");
+  let hash = null;
+  try { hash = decodeURIComponent(location.hash.slice(1) || "/"); } catch { /* a malformed escape: a broken link */ }
   let view;
-  if (hash.startsWith("/item/")) view = productView(hash.slice("/item/".length));
-  else if (hash === "/cart") view = cartView();
+  if (hash === null) view = badLinkView();
+  else if (hash.startsWith("/item/")) {
+    const id = hash.slice("/item/".length);
+    view = isValidId(id) ? productView(id) : badLinkView();
+  } else if (hash === "/cart") view = cartView();
   else if (hash.startsWith("/search/")) view = catalogView(hash.slice("/search/".length));
   else view = catalogView("");
   main.replaceChildren(...view);
+  // Which view is on screen, so tests (and scripts) can wait for the one they asked for.
+  main.dataset.route = hash ?? "broken-link";
   main.focus({ preventScroll: true });
   window.scrollTo(0, 0);
 }

@@ -67,7 +67,9 @@ try {
     const next = page.getByTestId("also-bought").locator("a.card").first();
     const second = await next.getAttribute("data-item-id");
     await next.click();
-    await page.waitForFunction((id) => location.hash === `#/item/${encodeURIComponent(id)}`, second);
+    // Wait for the new page itself, not just the URL: the old page's rows
+    // stay on screen until the hashchange handler has rendered the new one.
+    await page.locator(`#main[data-route="/item/${second}"]`).waitFor();
     const forYou = await row(page, "for-you");
     assert.equal(forYou.source, "origin");
     for (const id of [viewed, second]) assert.ok(!forYou.ids.includes(id), `viewed item ${id} excluded`);
@@ -75,6 +77,25 @@ try {
     const history = await page.evaluate(() => JSON.parse(localStorage.getItem("edgerec.history")));
     assert.deepEqual(history, [viewed, second]);
     await shot(page, "second-product");
+
+    // Crafted links: an over-long id and a malformed escape show a broken-link
+    // page and leave the stored history alone.
+    for (const link of [`#/item/${"x".repeat(300)}`, "#/item/%E0%A4%A", "#/item/50,172", "#/item/not-in-the-catalog"]) {
+      await page.goto(`${base}/${link}`);
+      if (link.endsWith("not-in-the-catalog")) {
+        await page.locator('#main[data-route="/item/not-in-the-catalog"]').waitFor();
+      } else {
+        await page.getByTestId("bad-link").waitFor();
+      }
+      const after = await page.evaluate(() => JSON.parse(localStorage.getItem("edgerec.history")));
+      assert.deepEqual(after, [viewed, second], `${link.slice(0, 40)} left the history alone`);
+    }
+    // A history poisoned by an older page is cleaned, not sent.
+    await page.evaluate(() => localStorage.setItem("edgerec.history", JSON.stringify(["50", "y".repeat(300), "a,b"])));
+    await page.goto(`${base}/#/cart`);
+    await page.locator('#main[data-route="/cart"]').waitFor();
+    const cleaned = await row(page, "for-you");
+    assert.equal(cleaned.source, "origin", `a poisoned history still gets recommendations (badge: ${cleaned.badge})`);
 
     // Keyboard: Tab reaches a product card and Enter opens it.
     await page.goto(`${base}/#/`);
