@@ -186,10 +186,16 @@ fn wait_ok(url: &str, secs: u64) -> bool {
     })
 }
 
+/// The demo's credentials: the edge → origin key (the worker's `ORIGIN_SECRET`)
+/// and the operator token for `/metrics` and the detailed `/readyz`. Local only.
+const DEMO_EDGE_KEY: &str = "demo-edge-key";
+const DEMO_ADMIN_TOKEN: &str = "demo-admin-token";
+
 /// Starts the origin on the MovieLens model (ONNX Runtime when its library is there, else tract).
 fn start_origin() -> anyhow::Result<Child> {
     let mut cmd = Command::new(bin("origin"));
-    cmd.args(["serve", "--models", "models/movielens", "--addr", ORIGIN_ADDR, "--log-format", "pretty"]);
+    cmd.args(["serve", "--models", "models/movielens", "--addr", ORIGIN_ADDR, "--log-format", "pretty"])
+        .args(["--edge-key", DEMO_EDGE_KEY, "--admin-token", DEMO_ADMIN_TOKEN]);
     if let Some(lib) = setup::ort_lib() {
         cmd.arg("--ort-lib").arg(lib);
     }
@@ -222,6 +228,7 @@ fn serve() -> anyhow::Result<()> {
     edge::wrangler_env(&mut wrangler)
         .args(["dev", "--ip", "127.0.0.1", "--port", EDGE_PORT, "--show-interactive-dev-session=false", "--persist-to"])
         .arg(&state)
+        .args(["--var", &format!("ORIGIN_SECRET:{DEMO_EDGE_KEY}")])
         .env("EDGEREC_SKIP_EDGE_BUILD", "1")
         .current_dir(root());
     let _wrangler = Child(wrangler.spawn().context("starting wrangler dev")?);
@@ -237,7 +244,7 @@ fn serve() -> anyhow::Result<()> {
     origin = start_origin()?;
     println!("\nOrigin restarted at http://{ORIGIN_ADDR}; the edge fails back to it when its breaker closes.");
     println!("Edge: {edge_url}/v1/recommendations?history=50,172&k=10   {edge_url}/healthz");
-    println!("Origin: http://{ORIGIN_ADDR}/readyz   http://{ORIGIN_ADDR}/metrics   — Ctrl-C stops both.");
+    println!("Origin: http://{ORIGIN_ADDR}/readyz (add -H 'authorization: Bearer {DEMO_ADMIN_TOKEN}' for details and /metrics); /v1 answers only the edge (x-edgerec-edge-key) — Ctrl-C stops both.");
     let _ = origin.0.wait();
     Ok(())
 }
