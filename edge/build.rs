@@ -7,9 +7,7 @@ use std::path::PathBuf;
 fn main() {
     println!("cargo:rerun-if-env-changed=EDGEREC_MODEL_DIR");
     let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let dir = std::env::var_os("EDGEREC_MODEL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| manifest_dir.join("../models/movielens"));
+    let dir = std::env::var_os("EDGEREC_MODEL_DIR").map(PathBuf::from).unwrap_or_else(|| manifest_dir.join("../models/movielens"));
     let dir = if dir.is_absolute() { dir } else { manifest_dir.join("..").join(dir) };
     for file in ["manifest.json", "catalog.json", "edge.onnx"] {
         let path = dir.join(file);

@@ -208,7 +208,14 @@ impl EdgeEnv for WorkerEnv {
     }
 }
 
-async fn recommend(url: &worker::Url, req: ValidRequest, env: &Env, ctx: &Context, client_ip: Option<String>, request_id: &str) -> Result<Response, RequestError> {
+async fn recommend(
+    url: &worker::Url,
+    req: ValidRequest,
+    env: &Env,
+    ctx: &Context,
+    client_ip: Option<String>,
+    request_id: &str,
+) -> Result<Response, RequestError> {
     let cfg = config(env).map_err(|e| {
         worker::console_error!("edgerec: configuration refused: {e}");
         RequestError::new(500, "the edge is misconfigured (see the worker's log)")

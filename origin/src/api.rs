@@ -15,10 +15,7 @@ use crate::error::HttpError;
 use crate::state::AppState;
 
 /// `GET /v1/recommendations?history=1,2,3&k=10&exclude_seen=true`.
-pub async fn get_recommendations(
-    State(state): State<Arc<AppState>>,
-    RawQuery(query): RawQuery,
-) -> Result<Response, HttpError> {
+pub async fn get_recommendations(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Result<Response, HttpError> {
     let req = request::parse_query(query.as_deref().unwrap_or(""))?;
     let mut response = recommend(&state, req).await?;
     // Answers depend only on the query: shared caches (the edge, a CDN) may keep them briefly
@@ -62,7 +59,8 @@ async fn recommend(state: &AppState, req: RecommendationRequest) -> Result<Respo
         }
     };
     let rec = model.policy.finish(prepared, ranked.as_ref(), k, exclude_seen);
-    let info = ModelInfo { name: "full".into(), version: model.version().to_string(), backend: model.backend.to_string(), dataset: model.manifest.dataset.clone() };
+    let info =
+        ModelInfo { name: "full".into(), version: model.version().to_string(), backend: model.backend.to_string(), dataset: model.manifest.dataset.clone() };
     let body = model.policy.response(&rec, Source::Origin, info);
     let source = body.source.as_str();
     let mut response = axum::Json(body).into_response();

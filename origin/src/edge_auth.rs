@@ -33,7 +33,8 @@ pub async fn require(State(key): State<Arc<str>>, mut request: Request, next: Ne
     let given = request.headers().get(EDGE_KEY_HEADER).map(|v| v.as_bytes());
     if !key_matches(&key, given) {
         metrics::counter!("requests_refused_total", "reason" => "edge_key").increment(1);
-        return HttpError::field(StatusCode::UNAUTHORIZED, EDGE_KEY_HEADER, format!("this origin answers its edge only: send {EDGE_KEY_HEADER}")).into_response();
+        return HttpError::field(StatusCode::UNAUTHORIZED, EDGE_KEY_HEADER, format!("this origin answers its edge only: send {EDGE_KEY_HEADER}"))
+            .into_response();
     }
     request.extensions_mut().insert(EdgeVouched);
     next.run(request).await

@@ -149,11 +149,7 @@ pub fn resolve_under_root(root: &Path, requested: &Path) -> Result<PathBuf, Relo
     let canon = |p: &Path| std::fs::canonicalize(p).map_err(|source| ReloadError::Path { path: p.to_path_buf(), source });
     let root_c = canon(root)?;
     let dir = canon(requested)?;
-    if dir.starts_with(&root_c) && dir.is_dir() {
-        Ok(dir)
-    } else {
-        Err(ReloadError::OutsideRoot { path: requested.to_path_buf(), root: root.to_path_buf() })
-    }
+    if dir.starts_with(&root_c) && dir.is_dir() { Ok(dir) } else { Err(ReloadError::OutsideRoot { path: requested.to_path_buf(), root: root.to_path_buf() }) }
 }
 
 impl ModelStore {

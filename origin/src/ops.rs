@@ -87,7 +87,8 @@ pub async fn reload(State(state): State<Arc<AppState>>, headers: HeaderMap, body
     let req: ReloadRequest = if body.is_empty() {
         ReloadRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| HttpError::field(StatusCode::UNPROCESSABLE_ENTITY, "path", format!("body must be {{\"path\": \"<model dir>\"}}: {e}")))?
+        serde_json::from_slice(&body)
+            .map_err(|e| HttpError::field(StatusCode::UNPROCESSABLE_ENTITY, "path", format!("body must be {{\"path\": \"<model dir>\"}}: {e}")))?
     };
     let dir = match req.path {
         None => state.models_dir.clone(),
@@ -97,7 +98,8 @@ pub async fn reload(State(state): State<Arc<AppState>>, headers: HeaderMap, body
         Ok(m) => Ok(Json(json!({ "status": "reloaded", "model": describe(&m) })).into_response()),
         Err(reason) => {
             let serving = state.store.current().map(|m| m.version().to_string());
-            Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "error": format!("reload refused: {reason}"), "field": "path", "serving": serving }))).into_response())
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, Json(json!({ "error": format!("reload refused: {reason}"), "field": "path", "serving": serving })))
+                .into_response())
         }
     }
 }

@@ -257,7 +257,8 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         }
     }
 
-    let limits = ConnectionLimits { header_read_timeout: Duration::from_millis(cfg.header_read_timeout_ms.max(1)), max_connections: cfg.max_connections.max(1) };
+    let limits =
+        ConnectionLimits { header_read_timeout: Duration::from_millis(cfg.header_read_timeout_ms.max(1)), max_connections: cfg.max_connections.max(1) };
     let grace = Duration::from_millis(cfg.shutdown_grace_ms);
     serve_connections(listener, app(state, &cfg), limits, terminate_signal(), grace).await;
     tracing::info!("origin stopped");

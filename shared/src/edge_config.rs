@@ -136,7 +136,11 @@ impl EdgeConfig {
                     return Err(ConfigError { var: "ORIGIN_URL", value: url.clone(), reason: "production needs an https:// origin" });
                 }
                 if origin_secret.is_none() {
-                    return Err(ConfigError { var: "ORIGIN_SECRET", value: String::new(), reason: "production needs the edge credential: wrangler secret put ORIGIN_SECRET --env production" });
+                    return Err(ConfigError {
+                        var: "ORIGIN_SECRET",
+                        value: String::new(),
+                        reason: "production needs the edge credential: wrangler secret put ORIGIN_SECRET --env production",
+                    });
                 }
             }
             Some(other) => return Err(ConfigError { var: "EDGEREC_ENV", value: other.into(), reason: "must be development or production" }),

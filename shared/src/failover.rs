@@ -207,10 +207,7 @@ impl CachePolicy {
     /// This policy as a shared cache's `Cache-Control` value (RFC 9111, RFC 5861),
     /// e.g. `public, max-age=60, stale-while-revalidate=60, stale-if-error=86400`.
     pub fn cache_control(&self) -> String {
-        format!(
-            "public, max-age={}, stale-while-revalidate={}, stale-if-error={}",
-            self.max_age_s, self.stale_while_revalidate_s, self.stale_if_error_s
-        )
+        format!("public, max-age={}, stale-while-revalidate={}, stale-if-error={}", self.max_age_s, self.stale_while_revalidate_s, self.stale_if_error_s)
     }
 }
 

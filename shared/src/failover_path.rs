@@ -263,7 +263,13 @@ async fn poll_once<F: Future>(fut: std::pin::Pin<&mut F>) -> Option<F::Output> {
 
 /// Sends `call` to the origin without asking the breaker, checks the answer
 /// and records the outcome against `epoch`.
-async fn call_origin<E: EdgeEnv>(env: &E, state: &RefCell<EdgeState>, call: &OriginCall, deadline_ms: u64, epoch: u64) -> Result<RecommendationResponse, OriginFailure> {
+async fn call_origin<E: EdgeEnv>(
+    env: &E,
+    state: &RefCell<EdgeState>,
+    call: &OriginCall,
+    deadline_ms: u64,
+    epoch: u64,
+) -> Result<RecommendationResponse, OriginFailure> {
     let result = env.origin(&call.query, deadline_ms).await.and_then(|body| {
         let (dataset, version) = env.model_identity();
         let index_of = |id: &str| env.catalog_index(id);
@@ -288,7 +294,13 @@ async fn call_origin<E: EdgeEnv>(env: &E, state: &RefCell<EdgeState>, call: &Ori
 /// Asks the origin through the breaker, giving it `deadline_ms`: rejected
 /// calls fail at once with [`OriginFailure::BreakerOpen`], a budget under
 /// `cfg.min_origin_budget_ms` with [`OriginFailure::DeadlineSpent`].
-async fn ask_origin<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, state: &RefCell<EdgeState>, call: &OriginCall, deadline_ms: u64) -> Result<RecommendationResponse, OriginFailure> {
+async fn ask_origin<E: EdgeEnv>(
+    env: &E,
+    cfg: &EdgeConfig,
+    state: &RefCell<EdgeState>,
+    call: &OriginCall,
+    deadline_ms: u64,
+) -> Result<RecommendationResponse, OriginFailure> {
     if cfg.origin_url.is_none() {
         return Err(OriginFailure::NotConfigured);
     }
@@ -326,22 +338,23 @@ pub async fn serve<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, state: &RefCell<EdgeSt
     } else {
         OriginCall::new(canonical.clone(), true)
     };
-    let done = |mut body: RecommendationResponse, source: Source, mut timing: Timing, follow_up, origin_failure: Option<OriginFailure>, call: Option<OriginCall>| {
-        body.source = source;
-        if let Some(f) = &origin_failure {
-            if !matches!(f, OriginFailure::NotConfigured) && source != Source::Origin {
-                body.warnings.push(format!("origin not used: {f}"));
+    let done =
+        |mut body: RecommendationResponse, source: Source, mut timing: Timing, follow_up, origin_failure: Option<OriginFailure>, call: Option<OriginCall>| {
+            body.source = source;
+            if let Some(f) = &origin_failure {
+                if !matches!(f, OriginFailure::NotConfigured) && source != Source::Origin {
+                    body.warnings.push(format!("origin not used: {f}"));
+                }
             }
-        }
-        // Unknown ids were dropped before any model saw them, except by an
-        // origin asked with the raw ids (it names them itself).
-        let origin_saw_them = unknown_only && call.is_some() && origin_failure.is_none();
-        if !unknown.is_empty() && !origin_saw_them {
-            body.warnings.push(format!("unknown item ids ignored: {}", unknown.join(", ")));
-        }
-        timing.total_ms = env.now_ms().saturating_sub(start);
-        Served { body, timing, follow_up, origin_failure, call }
-    };
+            // Unknown ids were dropped before any model saw them, except by an
+            // origin asked with the raw ids (it names them itself).
+            let origin_saw_them = unknown_only && call.is_some() && origin_failure.is_none();
+            if !unknown.is_empty() && !origin_saw_them {
+                body.warnings.push(format!("unknown item ids ignored: {}", unknown.join(", ")));
+            }
+            timing.total_ms = env.now_ms().saturating_sub(start);
+            Served { body, timing, follow_up, origin_failure, call }
+        };
 
     // Nothing to personalize on: every model would answer the popular list.
     if req.history.is_empty() {

@@ -62,10 +62,8 @@ pub struct OnnxRecommender {
 }
 
 fn metadata_value(model: &InferenceModel, key: &str) -> Result<String, InferenceError> {
-    let prop = model
-        .properties
-        .get(&format!("onnx.metadata_props.{key}"))
-        .ok_or_else(|| InferenceError::Contract(format!("missing metadata_props {key:?}")))?;
+    let prop =
+        model.properties.get(&format!("onnx.metadata_props.{key}")).ok_or_else(|| InferenceError::Contract(format!("missing metadata_props {key:?}")))?;
     Ok(prop.try_as_plain_ram()?.to_scalar::<String>()?.clone())
 }
 
@@ -94,25 +92,17 @@ impl OnnxRecommender {
         let n_items = metadata_usize(&model, metadata::N_ITEMS)?;
         let top_k = metadata_usize(&model, metadata::TOP_K)?;
         if n_items == 0 || top_k != contract::output_top_k(n_items) {
-            return Err(InferenceError::Contract(format!(
-                "top_k {top_k} does not match n_items {n_items} (expected {})",
-                contract::output_top_k(n_items)
-            )));
+            return Err(InferenceError::Contract(format!("top_k {top_k} does not match n_items {n_items} (expected {})", contract::output_top_k(n_items))));
         }
-        let names = |outlets: &[OutletId]| -> Vec<String> {
-            outlets.iter().map(|o| model.node(o.node).name.clone()).collect()
-        };
+        let names = |outlets: &[OutletId]| -> Vec<String> { outlets.iter().map(|o| model.node(o.node).name.clone()).collect() };
         let inputs = names(model.input_outlets()?);
         if inputs != [contract::INPUT_HISTORY, contract::INPUT_WEIGHTS] {
             return Err(InferenceError::Contract(format!("inputs are {inputs:?}, expected [history, weights]")));
         }
-        let output_labels: Vec<Option<String>> =
-            model.output_outlets()?.iter().map(|o| model.outlet_label(*o).map(str::to_string)).collect();
+        let output_labels: Vec<Option<String>> = model.output_outlets()?.iter().map(|o| model.outlet_label(*o).map(str::to_string)).collect();
         let expected = [Some(contract::OUTPUT_SCORES.to_string()), Some(contract::OUTPUT_INDICES.to_string())];
         if output_labels != expected {
-            return Err(InferenceError::Contract(format!(
-                "outputs are {output_labels:?}, expected [scores, indices]"
-            )));
+            return Err(InferenceError::Contract(format!("outputs are {output_labels:?}, expected [scores, indices]")));
         }
         let batch = model.sym("batch");
         let len = model.sym("L");
@@ -226,12 +216,7 @@ pub fn rows_from_outputs(scores: &[f32], indices: &[i64], batch: usize, n_items:
             let row = b * top_k..(b + 1) * top_k;
             let indices = indices[row.clone()]
                 .iter()
-                .map(|&i| {
-                    usize::try_from(i)
-                        .ok()
-                        .filter(|&i| i < n_items)
-                        .ok_or_else(|| InferenceError::Contract(format!("output index {i} out of range")))
-                })
+                .map(|&i| usize::try_from(i).ok().filter(|&i| i < n_items).ok_or_else(|| InferenceError::Contract(format!("output index {i} out of range"))))
                 .collect::<Result<Vec<_>, _>>()?;
             Ok(Ranked { indices, scores: scores[row].to_vec() })
         })

@@ -70,10 +70,7 @@ impl ModelFiles {
     ///
     /// # Errors
     /// [`ModelSetError`] on the first unreadable or mismatching file.
-    pub fn load<E: std::fmt::Display>(
-        mut read: impl FnMut(&str) -> Result<Vec<u8>, E>,
-        kinds: &[ModelKind],
-    ) -> Result<Self, ModelSetError> {
+    pub fn load<E: std::fmt::Display>(mut read: impl FnMut(&str) -> Result<Vec<u8>, E>, kinds: &[ModelKind]) -> Result<Self, ModelSetError> {
         let mut read_file = |file: &str| read(file).map_err(|e| ModelSetError::Read { file: file.into(), reason: e.to_string() });
         let manifest = Manifest::from_json(&read_file(MANIFEST_FILE)?)?;
         let catalog_bytes = read_file(CATALOG_FILE)?;
@@ -118,8 +115,7 @@ impl ModelSet {
         let mut models = Vec::with_capacity(kinds.len());
         for (kind, bytes) in &files.models {
             let entry = files.manifest.model(*kind)?;
-            let model = Recommender::from_bytes(files.catalog.clone(), bytes)
-                .map_err(|source| ModelSetError::Model { file: entry.file.clone(), source })?;
+            let model = Recommender::from_bytes(files.catalog.clone(), bytes).map_err(|source| ModelSetError::Model { file: entry.file.clone(), source })?;
             if model.model().n_items() != entry.n_items {
                 return Err(ModelSetError::Dims { file: entry.file.clone(), expected: entry.n_items, actual: model.model().n_items() });
             }

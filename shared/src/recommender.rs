@@ -106,9 +106,7 @@ impl RankingPolicy {
     /// from the popular list when the model has too few (or nothing to go on).
     pub fn finish(&self, prepared: Prepared, ranked: Option<&Ranked>, k: usize, exclude_seen: bool) -> Recommendation {
         let mut items: Vec<(usize, f32)> = Vec::with_capacity(k);
-        let taken = |items: &Vec<(usize, f32)>, i: usize| {
-            (exclude_seen && prepared.seen.contains(&i)) || items.iter().any(|&(j, _)| j == i)
-        };
+        let taken = |items: &Vec<(usize, f32)>, i: usize| (exclude_seen && prepared.seen.contains(&i)) || items.iter().any(|&(j, _)| j == i);
         let popular_fallback = prepared.row.is_empty() || ranked.is_none();
         if let (false, Some(ranked)) = (popular_fallback, ranked) {
             for (&i, &s) in ranked.indices.iter().zip(&ranked.scores) {

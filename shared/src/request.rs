@@ -56,14 +56,10 @@ struct RecommendationQuery {
 /// 400 for an unknown or repeated parameter, 422 naming `k` or `exclude_seen`
 /// when its value is not a number / boolean.
 pub fn parse_query(raw: &str) -> Result<RecommendationRequest, RequestError> {
-    let q: RecommendationQuery =
-        serde_urlencoded::from_str(raw).map_err(|e| RequestError::new(400, format!("bad query string: {e}")))?;
+    let q: RecommendationQuery = serde_urlencoded::from_str(raw).map_err(|e| RequestError::new(400, format!("bad query string: {e}")))?;
     let k = match q.k.as_deref() {
         None | Some("") => None,
-        Some(raw) => Some(
-            raw.parse::<usize>()
-                .map_err(|_| RequestError::field(422, "k", format!("k must be an integer between 1 and {MAX_K}, got {raw:?}")))?,
-        ),
+        Some(raw) => Some(raw.parse::<usize>().map_err(|_| RequestError::field(422, "k", format!("k must be an integer between 1 and {MAX_K}, got {raw:?}")))?),
     };
     let exclude_seen = match q.exclude_seen.as_deref() {
         None | Some("") => None,

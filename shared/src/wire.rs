@@ -83,10 +83,7 @@ impl RecommendationRequest {
             return Err(FieldError { field: "k", reason: format!("must be between 1 and {MAX_K}, got {k}") });
         }
         if self.history.len() > MAX_HISTORY {
-            return Err(FieldError {
-                field: "history",
-                reason: format!("at most {MAX_HISTORY} items, got {}", self.history.len()),
-            });
+            return Err(FieldError { field: "history", reason: format!("at most {MAX_HISTORY} items, got {}", self.history.len()) });
         }
         if let Some(pos) = self.history.iter().position(|id| id.is_empty() || id.len() > MAX_ID_BYTES) {
             return Err(FieldError { field: "history", reason: format!("item id at position {pos} is empty or longer than {MAX_ID_BYTES} bytes") });

@@ -16,7 +16,13 @@ async fn every_fault_leaves_every_valid_request_answered() {
         let s = &ours.summary;
         eprintln!(
             "{:<11} edge: {:>5} req, {:.1} % good, p99 {:.1} ms, {} | nginx: {:.1} % good, p99 {:.1} ms",
-            scenario.name, s.sent, 100.0 * s.good_share, s.p99_ms, s.source_shares(), 100.0 * peer.summary.good_share, peer.summary.p99_ms
+            scenario.name,
+            s.sent,
+            100.0 * s.good_share,
+            s.p99_ms,
+            s.source_shares(),
+            100.0 * peer.summary.good_share,
+            peer.summary.p99_ms
         );
         assert!(s.sent >= 50, "{}: too few requests ({})", scenario.name, s.sent);
         assert_eq!(s.good_share, 1.0, "{}: every valid request gets 200 with {} items: {:?}", scenario.name, chaos::K, s.statuses);
@@ -51,7 +57,10 @@ async fn every_fault_leaves_every_valid_request_answered() {
     }
     drop(rig);
     let o = chaos::overload(std::time::Duration::from_secs(2), 4).await;
-    eprintln!("overload: capacity {:.0} req/s, {:?}, shed p99 {:.1} ms, accepted p99 {:.1} ms, RSS {:?} KiB", o.capacity_rps, o.overload.statuses, o.shed_p99_ms, o.accepted_p99_ms, o.rss_kib);
+    eprintln!(
+        "overload: capacity {:.0} req/s, {:?}, shed p99 {:.1} ms, accepted p99 {:.1} ms, RSS {:?} KiB",
+        o.capacity_rps, o.overload.statuses, o.shed_p99_ms, o.accepted_p99_ms, o.rss_kib
+    );
     assert!(o.overload.statuses.get(&503).copied().unwrap_or(0) > 0, "4× overload is shed with 503: {:?}", o.overload.statuses);
     assert!(o.shed_p99_ms < 100.0, "shedding is quick: p99 {} ms", o.shed_p99_ms);
     assert!(o.accepted_p99_ms < 2_000.0, "accepted requests keep a bounded p99: {} ms", o.accepted_p99_ms);

@@ -37,12 +37,7 @@ impl Answer {
 
 async fn get(client: &reqwest::Client, edge: &Edge, query: &str) -> Answer {
     let started = Instant::now();
-    let r = client
-        .get(format!("{}/v1/recommendations?{query}", edge.url()))
-        .header("x-request-id", "e2e-request-1")
-        .send()
-        .await
-        .expect("the edge answers");
+    let r = client.get(format!("{}/v1/recommendations?{query}", edge.url())).header("x-request-id", "e2e-request-1").send().await.expect("the edge answers");
     let elapsed = started.elapsed();
     let status = r.status().as_u16();
     let header = |n: &str| r.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();

@@ -97,7 +97,8 @@ pub fn scenarios(sizing: Sizing) -> Vec<Scenario> {
 /// bypass the cache.)
 pub fn query(histories: &[Vec<String>], i: usize, salt: &str) -> String {
     let n = histories.len();
-    let offset = if salt.is_empty() { 0 } else { salt.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)) as usize % n };
+    let offset =
+        if salt.is_empty() { 0 } else { salt.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)) as usize % n };
     let (user, len) = if i % 10 < 3 {
         ((offset + i % 20) % n, usize::MAX)
     } else {
@@ -389,13 +390,21 @@ pub async fn overload(duration: Duration, factor: usize) -> Overload {
     let hist = Arc::new(histories(&models));
     let base = origin.url();
     let mk = |hist: Arc<Vec<Vec<String>>>, base: String| move |i: usize| format!("{base}/v1/recommendations?{}", query(&hist, i, ""));
-    let cap_spec = LoadSpec { requests: 1_000_000, concurrency: 8, max_duration: duration, timeout: Duration::from_secs(5), think: Duration::ZERO, rate_per_s: None };
+    let cap_spec =
+        LoadSpec { requests: 1_000_000, concurrency: 8, max_duration: duration, timeout: Duration::from_secs(5), think: Duration::ZERO, rate_per_s: None };
     let started = Instant::now();
     let cap = load::run(mk(Arc::clone(&hist), base.clone()), cap_spec, "x-rec-source").await;
     let capacity_rps = cap.len() as f64 / started.elapsed().as_secs_f64();
     let before = origin.rss_kib().unwrap_or(0);
     // Far more in flight than it admits: it must shed the excess quickly.
-    let spec = LoadSpec { requests: 1_000_000, concurrency: 32 * factor, max_duration: duration, timeout: Duration::from_secs(5), think: Duration::ZERO, rate_per_s: None };
+    let spec = LoadSpec {
+        requests: 1_000_000,
+        concurrency: 32 * factor,
+        max_duration: duration,
+        timeout: Duration::from_secs(5),
+        think: Duration::ZERO,
+        rate_per_s: None,
+    };
     let peak = Arc::new(std::sync::atomic::AtomicU64::new(before));
     let sampler = {
         let (peak, pid) = (Arc::clone(&peak), origin.pid());

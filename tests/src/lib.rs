@@ -3,10 +3,10 @@
 //! between them. Everything listens on loopback ports chosen at run time and
 //! is killed when dropped.
 
+pub mod chaos;
 pub mod fault_proxy;
 pub mod load;
 pub mod nginx;
-pub mod chaos;
 pub mod procs;
 
 pub use fault_proxy::{Fault, FaultProxy};

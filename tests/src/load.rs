@@ -90,7 +90,15 @@ pub async fn run(url: impl Fn(usize) -> String + Send + Sync + 'static, spec: Lo
                         let version = body["model"]["version"].as_str().unwrap_or_default().to_string();
                         Outcome { sent_at_ms, latency_ms: sent.elapsed().as_secs_f64() * 1e3, status, source, items, version, server_total_ms }
                     }
-                    Err(_) => Outcome { sent_at_ms, latency_ms: sent.elapsed().as_secs_f64() * 1e3, status: 0, source: String::new(), items: 0, version: String::new(), server_total_ms: None },
+                    Err(_) => Outcome {
+                        sent_at_ms,
+                        latency_ms: sent.elapsed().as_secs_f64() * 1e3,
+                        status: 0,
+                        source: String::new(),
+                        items: 0,
+                        version: String::new(),
+                        server_total_ms: None,
+                    },
                 };
                 out.push((i, outcome));
                 if !spec.think.is_zero() {

@@ -1,7 +1,7 @@
 //! The real processes: the `origin` binary and the worker under `wrangler dev`.
 
-use std::path::PathBuf;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 

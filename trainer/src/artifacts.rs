@@ -164,13 +164,7 @@ pub fn check_parity(kind: ModelKind, model: &OnnxRecommender, catalog: &Catalog,
     for case in &parity.cases {
         let expected = &case.expected[kind.as_str()];
         let scores = &case.scores[kind.as_str()];
-        let row: Vec<(usize, f32)> = catalog
-            .resolve(&case.history)
-            .indices
-            .into_iter()
-            .filter(|&i| i < model.n_items())
-            .map(|i| (i, 1.0))
-            .collect();
+        let row: Vec<(usize, f32)> = catalog.resolve(&case.history).indices.into_iter().filter(|&i| i < model.n_items()).map(|i| (i, 1.0)).collect();
         let got = model.run(&[row])?.remove(0);
         for (pos, (&want_i, &want_s)) in expected.iter().zip(scores).enumerate() {
             let (got_i, got_s) = (got.indices[pos], got.scores[pos]);

@@ -111,28 +111,24 @@ fn intern(names: &mut Vec<String>, index: &mut HashMap<String, u32>, name: &str)
 }
 
 /// Reads a delimited file and calls `row(line, fields)` for each data row.
-fn for_each_row(
-    file: &Path,
-    delimiter: u8,
-    mut row: impl FnMut(u64, &csv::StringRecord, &csv::StringRecord) -> Result<(), String>,
-) -> Result<(), DataError> {
+fn for_each_row(file: &Path, delimiter: u8, mut row: impl FnMut(u64, &csv::StringRecord, &csv::StringRecord) -> Result<(), String>) -> Result<(), DataError> {
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
         .quoting(delimiter == b',')
         .flexible(false)
         .from_path(file)
         .map_err(|e| DataError::Io { file: file.into(), source: std::io::Error::other(e) })?;
-    let header = reader
-        .headers()
-        .map_err(|e| DataError::Row { file: file.into(), line: 1, reason: e.to_string() })?
-        .clone();
+    let header = reader.headers().map_err(|e| DataError::Row { file: file.into(), line: 1, reason: e.to_string() })?.clone();
     let mut record = csv::StringRecord::new();
     loop {
         let line = reader.position().line();
         match reader.read_record(&mut record) {
             Ok(false) => return Ok(()),
-            Ok(true) => row(record.position().map_or(line, |p| p.line()), &header, &record)
-                .map_err(|reason| DataError::Row { file: file.into(), line: record.position().map_or(line, |p| p.line()), reason })?,
+            Ok(true) => row(record.position().map_or(line, |p| p.line()), &header, &record).map_err(|reason| DataError::Row {
+                file: file.into(),
+                line: record.position().map_or(line, |p| p.line()),
+                reason,
+            })?,
             Err(e) => {
                 let line = e.position().map_or(line, |p| p.line());
                 return Err(DataError::Row { file: file.into(), line, reason: e.to_string() });

@@ -4,7 +4,7 @@
 use faer::{Mat, MatRef};
 
 use crate::data::InteractionLog;
-use crate::metrics::{Evaluator, Metrics, K_NDCG, top_k};
+use crate::metrics::{Evaluator, K_NDCG, Metrics, top_k};
 use crate::model::{ItemSpace, Weighting, dense, gram, user_rows};
 use crate::split::{Protocol, Split, Target};
 

@@ -144,8 +144,7 @@ fn load(input: &Input) -> anyhow::Result<data::InteractionLog> {
 }
 
 fn read_report(path: &Path) -> anyhow::Result<Report> {
-    serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
-        .with_context(|| format!("parsing {}", path.display()))
+    serde_json::from_slice(&std::fs::read(path).with_context(|| format!("reading {}", path.display()))?).with_context(|| format!("parsing {}", path.display()))
 }
 
 fn main() -> anyhow::Result<()> {

@@ -15,10 +15,7 @@
 use prost::Message;
 use shared::contract::{self, ModelKind};
 use shared::inference::metadata;
-use tract_onnx::pb::{
-    self, attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto::dimension,
-    type_proto,
-};
+use tract_onnx::pb::{self, attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto::dimension, type_proto};
 
 /// A dense row-major float32 matrix `[rows, cols]`.
 #[derive(Debug, Clone)]
@@ -74,10 +71,7 @@ fn value_info(name: &str, elem: DataType, dims: &[&str]) -> pb::ValueInfoProto {
     pb::ValueInfoProto {
         name: name.into(),
         r#type: Some(pb::TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: elem as i32,
-                shape: Some(pb::TensorShapeProto { dim }),
-            })),
+            value: Some(type_proto::Value::TensorType(type_proto::Tensor { elem_type: elem as i32, shape: Some(pb::TensorShapeProto { dim }) })),
             ..Default::default()
         }),
         ..Default::default()
@@ -140,11 +134,7 @@ fn finish_model(
         ],
         ..Default::default()
     };
-    let props = [
-        (metadata::KIND, kind.as_str().to_string()),
-        (metadata::N_ITEMS, n_items.to_string()),
-        (metadata::TOP_K, top_k.to_string()),
-    ];
+    let props = [(metadata::KIND, kind.as_str().to_string()), (metadata::N_ITEMS, n_items.to_string()), (metadata::TOP_K, top_k.to_string())];
     let model = pb::ModelProto {
         ir_version: contract::IR_VERSION,
         opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: contract::OPSET }],
@@ -152,10 +142,7 @@ fn finish_model(
         producer_version: env!("CARGO_PKG_VERSION").into(),
         doc_string: doc,
         graph: Some(graph),
-        metadata_props: props
-            .into_iter()
-            .map(|(key, value)| pb::StringStringEntryProto { key: key.into(), value })
-            .collect(),
+        metadata_props: props.into_iter().map(|(key, value)| pb::StringStringEntryProto { key: key.into(), value }).collect(),
         ..Default::default()
     };
     model.encode_to_vec()

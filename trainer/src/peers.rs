@@ -71,10 +71,7 @@ pub fn evaluate(path: &Path, log: &InteractionLog, val: &Split, test: &Split) ->
         .with_context(|| format!("parsing {}", path.display()))?;
     let item_index: HashMap<&str, u32> = log.items.iter().enumerate().map(|(i, s)| (s.as_str(), i as u32)).collect();
     let to_ranking = |lists: &HashMap<String, Vec<String>>, user: u32| -> Vec<u32> {
-        lists
-            .get(&log.users[user as usize])
-            .map(|items| items.iter().filter_map(|i| item_index.get(i.as_str()).copied()).collect())
-            .unwrap_or_default()
+        lists.get(&log.users[user as usize]).map(|items| items.iter().filter_map(|i| item_index.get(i.as_str()).copied()).collect()).unwrap_or_default()
     };
     let mut best: BTreeMap<String, (f64, ReportRow)> = BTreeMap::new();
     for run in &file.runs {

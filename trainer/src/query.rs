@@ -16,20 +16,13 @@ pub fn run(dir: &Path, users: usize) -> anyhow::Result<()> {
     let set = ModelSet::load_dir(dir, &[ModelKind::Full, ModelKind::Edge]).with_context(|| format!("loading {}", dir.display()))?;
     let parity: ParityFile = serde_json::from_slice(&std::fs::read(dir.join("parity.json"))?)?;
     let exclude_seen = !set.manifest.repeat_purchases;
-    println!(
-        "\n== {} (model {}, exclude_seen={exclude_seen}) — answered through shared/tract ==",
-        set.manifest.dataset, set.manifest.version
-    );
+    println!("\n== {} (model {}, exclude_seen={exclude_seen}) — answered through shared/tract ==", set.manifest.dataset, set.manifest.version);
     for case in parity.cases.iter().take(users) {
         let full = &set.models[0];
         let catalog = full.catalog();
         let recent: Vec<String> = case.history.iter().rev().take(5).map(|id| catalog.index_of(id).map_or(id.clone(), |i| catalog.display_name(i))).collect();
         println!("\nuser {} — {} items in history; most recent: {}", case.user, case.history.len(), recent.join(" | "));
-        let answers: Vec<_> = set
-            .models
-            .iter()
-            .map(|m| m.recommend(&case.history, 10, exclude_seen))
-            .collect::<Result<_, _>>()?;
+        let answers: Vec<_> = set.models.iter().map(|m| m.recommend(&case.history, 10, exclude_seen)).collect::<Result<_, _>>()?;
         println!("  {:<4}{:<52}{}", "#", "full model (origin)", "edge model (worker)");
         for rank in 0..10 {
             let name = |a: &shared::Recommendation| a.items.get(rank).map_or(String::new(), |&(i, _)| truncate(&catalog.display_name(i), 48));

@@ -23,7 +23,6 @@ use crate::metrics::Metrics;
 use crate::model::{Scorer, Weighting, ease, low_rank};
 use crate::split::{Protocol, split};
 
-
 /// Settings of one training run.
 #[derive(Debug, Clone)]
 pub struct TrainConfig {

@@ -5,9 +5,7 @@ use shared::{Catalog, CatalogItem, Recommender};
 use trainer::onnx_export::{DenseF32, edge_model, full_model};
 
 fn catalog(n: usize) -> Catalog {
-    let items = (0..n)
-        .map(|i| CatalogItem { id: format!("item{i}"), title: Some(format!("Title {i}")), popularity: (100 - i) as u64 })
-        .collect();
+    let items = (0..n).map(|i| CatalogItem { id: format!("item{i}"), title: Some(format!("Title {i}")), popularity: (100 - i) as u64 }).collect();
     Catalog::new(items).unwrap()
 }
 

@@ -103,10 +103,7 @@ pub fn build() -> anyhow::Result<()> {
     }
     shop_catalog()?;
     let mut cmd = Command::new(cargo_bin("worker-build"));
-    cmd.args(["--profile", PROFILE])
-        .current_dir(root().join("edge"))
-        .env("WASM_BINDGEN_BIN", cargo_bin("wasm-bindgen"))
-        .env("ESBUILD_BIN", esbuild()?);
+    cmd.args(["--profile", PROFILE]).current_dir(root().join("edge")).env("WASM_BINDGEN_BIN", cargo_bin("wasm-bindgen")).env("ESBUILD_BIN", esbuild()?);
     let status = cmd.status().context("starting worker-build (run `cargo xtask setup`)")?;
     if !status.success() {
         bail!("worker-build failed with {status}");
@@ -124,13 +121,24 @@ pub fn build() -> anyhow::Result<()> {
 /// The first var that is missing or wrong, with how to fix it.
 pub fn check_production(wrangler_toml: &str) -> anyhow::Result<()> {
     let doc: toml_edit::DocumentMut = wrangler_toml.parse().context("parsing wrangler.toml")?;
-    let var = |name: &str| doc.get("env").and_then(|e| e.get("production")).and_then(|p| p.get("vars")).and_then(|v| v.get(name)).and_then(|v| v.as_str()).unwrap_or("").trim().to_string();
+    let var = |name: &str| {
+        doc.get("env")
+            .and_then(|e| e.get("production"))
+            .and_then(|p| p.get("vars"))
+            .and_then(|v| v.get(name))
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .trim()
+            .to_string()
+    };
     if var("EDGEREC_ENV") != "production" {
         bail!("wrangler.toml [env.production.vars] must set EDGEREC_ENV = \"production\"");
     }
     let url = var("ORIGIN_URL");
     if !url.starts_with("https://") || url.len() <= "https://".len() {
-        bail!("refusing a production build: wrangler.toml [env.production.vars] ORIGIN_URL = {url:?} must be your origin's https:// URL (and set the credential once: npx wrangler secret put ORIGIN_SECRET --env production)");
+        bail!(
+            "refusing a production build: wrangler.toml [env.production.vars] ORIGIN_URL = {url:?} must be your origin's https:// URL (and set the credential once: npx wrangler secret put ORIGIN_SECRET --env production)"
+        );
     }
     Ok(())
 }

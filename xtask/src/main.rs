@@ -130,8 +130,19 @@ fn train(retrain: bool) -> anyhow::Result<()> {
         let input = root().join(ds.trainer_input);
         let splits = format!("data/splits/{}", ds.name);
         trainer(&[
-            "train", "--format", ds.format, "--input", &input.to_string_lossy(), "--dataset", ds.name, "--out", &out, "--splits", &splits,
-            "--min-count", ds.min_count,
+            "train",
+            "--format",
+            ds.format,
+            "--input",
+            &input.to_string_lossy(),
+            "--dataset",
+            ds.name,
+            "--out",
+            &out,
+            "--splits",
+            &splits,
+            "--min-count",
+            ds.min_count,
         ])?;
         // Peer results belong to a split; a retrain starts them over.
         let _ = std::fs::remove_file(root().join(format!("bench/out/{}/peers.json", ds.name)));
@@ -147,7 +158,17 @@ fn peers() -> anyhow::Result<()> {
             run(Command::new(setup::python()).args(["bench/peers.py", &format!("data/splits/{}", ds.name), &out]))?;
         }
         let input = root().join(ds.trainer_input);
-        trainer(&["eval-peers", "--format", ds.format, "--input", &input.to_string_lossy(), "--report", &format!("models/{}/report.json", ds.name), "--peers", &out])?;
+        trainer(&[
+            "eval-peers",
+            "--format",
+            ds.format,
+            "--input",
+            &input.to_string_lossy(),
+            "--report",
+            &format!("models/{}/report.json", ds.name),
+            "--peers",
+            &out,
+        ])?;
     }
     Ok(())
 }
@@ -194,8 +215,12 @@ const DEMO_ADMIN_TOKEN: &str = "demo-admin-token";
 /// Starts the origin on the MovieLens model (ONNX Runtime when its library is there, else tract).
 fn start_origin() -> anyhow::Result<Child> {
     let mut cmd = Command::new(bin("origin"));
-    cmd.args(["serve", "--models", "models/movielens", "--addr", ORIGIN_ADDR, "--log-format", "pretty"])
-        .args(["--edge-key", DEMO_EDGE_KEY, "--admin-token", DEMO_ADMIN_TOKEN]);
+    cmd.args(["serve", "--models", "models/movielens", "--addr", ORIGIN_ADDR, "--log-format", "pretty"]).args([
+        "--edge-key",
+        DEMO_EDGE_KEY,
+        "--admin-token",
+        DEMO_ADMIN_TOKEN,
+    ]);
     if let Some(lib) = setup::ort_lib() {
         cmd.arg("--ort-lib").arg(lib);
     }
@@ -244,7 +269,9 @@ fn serve() -> anyhow::Result<()> {
     origin = start_origin()?;
     println!("\nOrigin restarted at http://{ORIGIN_ADDR}; the edge fails back to it when its breaker closes.");
     println!("Edge: {edge_url}/v1/recommendations?history=50,172&k=10   {edge_url}/healthz");
-    println!("Origin: http://{ORIGIN_ADDR}/readyz (add -H 'authorization: Bearer {DEMO_ADMIN_TOKEN}' for details and /metrics); /v1 answers only the edge (x-edgerec-edge-key) — Ctrl-C stops both.");
+    println!(
+        "Origin: http://{ORIGIN_ADDR}/readyz (add -H 'authorization: Bearer {DEMO_ADMIN_TOKEN}' for details and /metrics); /v1 answers only the edge (x-edgerec-edge-key) — Ctrl-C stops both."
+    );
     let _ = origin.0.wait();
     Ok(())
 }

@@ -24,10 +24,7 @@ impl OrtRuntime {
     /// # Errors
     /// When the library is missing or not an ONNX Runtime (no `OrtGetApiBase`).
     pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let env = ort::init_from(path)
-            .map_err(|e| anyhow::anyhow!("loading {}: {e}", path.display()))?
-            .with_name("edgerec-origin")
-            .build()?;
+        let env = ort::init_from(path).map_err(|e| anyhow::anyhow!("loading {}: {e}", path.display()))?.with_name("edgerec-origin").build()?;
         Ok(OrtRuntime { env, describe: format!("ONNX Runtime from {}", path.display()) })
     }
 }
@@ -78,14 +75,8 @@ impl Backend for OrtBackend {
         let weights = Tensor::from_array((shape, batch.weights)).map_err(ort_err)?;
         // The batcher runs at most `workers` batches at once, so a free session exists;
         // try_lock spreads them, lock() is the fallback.
-        let mut session = self
-            .sessions
-            .iter()
-            .find_map(|s| s.try_lock().ok())
-            .unwrap_or_else(|| self.sessions[0].lock().unwrap_or_else(|p| p.into_inner()));
-        let outputs = session
-            .run(ort::inputs![shared::contract::INPUT_HISTORY => history, shared::contract::INPUT_WEIGHTS => weights])
-            .map_err(ort_err)?;
+        let mut session = self.sessions.iter().find_map(|s| s.try_lock().ok()).unwrap_or_else(|| self.sessions[0].lock().unwrap_or_else(|p| p.into_inner()));
+        let outputs = session.run(ort::inputs![shared::contract::INPUT_HISTORY => history, shared::contract::INPUT_WEIGHTS => weights]).map_err(ort_err)?;
         let (_, scores) = outputs[shared::contract::OUTPUT_SCORES].try_extract_tensor::<f32>().map_err(ort_err)?;
         let (_, indices) = outputs[shared::contract::OUTPUT_INDICES].try_extract_tensor::<i64>().map_err(ort_err)?;
         rows_from_outputs(scores, indices, rows.len(), self.n_items)

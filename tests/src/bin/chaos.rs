@@ -55,7 +55,14 @@ async fn soak(secs: u64) -> (Summary, Vec<(f64, u64)>) {
     let base = origin.url();
     let url = move |i: usize| format!("{base}/v1/recommendations?{}", chaos::query(&hist, i, ""));
     // Moderate: 4 clients, each pausing 5 ms between requests.
-    let spec = LoadSpec { requests: usize::MAX, concurrency: 4, max_duration: Duration::from_secs(secs), timeout: Duration::from_secs(5), think: Duration::from_millis(5), rate_per_s: None };
+    let spec = LoadSpec {
+        requests: usize::MAX,
+        concurrency: 4,
+        max_duration: Duration::from_secs(secs),
+        timeout: Duration::from_secs(5),
+        think: Duration::from_millis(5),
+        rate_per_s: None,
+    };
     let pid = origin.pid();
     let started = Instant::now();
     let sampler = tokio::spawn(async move {

@@ -69,6 +69,11 @@ async fn main() {
     println!("|---|---|---|---|---|");
     for bin in bins {
         let (rest, recovered, worst, answered) = measure(&bin).await;
-        println!("| `{bin}` | {:.1} ms | {answered} of {BURST} | {:.2} s | {:.0} ms |", rest.as_secs_f64() * 1e3, recovered.as_secs_f64(), worst.as_secs_f64() * 1e3);
+        println!(
+            "| `{bin}` | {:.1} ms | {answered} of {BURST} | {:.2} s | {:.0} ms |",
+            rest.as_secs_f64() * 1e3,
+            recovered.as_secs_f64(),
+            worst.as_secs_f64() * 1e3
+        );
     }
 }
