@@ -235,51 +235,66 @@ async fn edge_refuses_bad_input_exactly_like_the_origin() {
 
     // Hardening 1: a chunked body (no Content-Length) far past 64 KiB is
     // refused as it streams in; the isolate lives on.
-    let (status, sent) = chunked_post(&edge.url(), 100 << 20).await;
-    assert_eq!(status, Some(413), "after sending {sent} bytes");
-    let a = get(&client, &edge, &history(30)).await;
-    assert_eq!((a.status, a.source.as_str()), (200, "origin"), "the isolate survived: {}", a.body);
+    let (status, sent, answer) = chunked_post(&edge.url(), 100 << 20).await;
+    assert_eq!(status, Some(413), "after sending {sent} bytes: {answer}");
+    assert!(sent < 8 << 20, "refused as it streamed in, not after {sent} bytes");
+    // wrangler dev's local proxy stalls the next request ~10 s after a worker
+    // answers before reading the whole body (seen with curl too); a fresh
+    // connection with a timeout, retried, rides that out.
+    let fresh = reqwest::Client::builder().timeout(Duration::from_secs(20)).pool_max_idle_per_host(0).build().unwrap();
+    let mut alive = None;
+    for _ in 0..3 {
+        if let Ok(r) = fresh.get(format!("{}/v1/recommendations?{}", edge.url(), history(30))).send().await {
+            alive = Some(r.status().as_u16());
+            break;
+        }
+    }
+    assert_eq!(alive, Some(200), "the worker answers after the oversized body");
 }
 
-/// POSTs up to `total` bytes as a chunked JSON body on a raw connection,
-/// reading the answer meanwhile; returns its status and how much was sent.
-async fn chunked_post(base: &str, total: usize) -> (Option<u16>, usize) {
+/// POSTs up to `total` bytes as a chunked JSON body on a raw connection, as
+/// a client that reads while it sends (curl does): after each 64 KiB chunk it
+/// looks for an answer and stops sending once one arrives. Returns the
+/// answer's status, the bytes sent and the answer's start.
+///
+/// (A client that keeps writing after the answer meets `wrangler dev`'s own
+/// proxy, which breaks its body pipe and answers 503 "restarted mid-request";
+/// workerd in production has no such proxy.)
+async fn chunked_post(base: &str, total: usize) -> (Option<u16>, usize, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = base.trim_start_matches("http://").to_string();
-    let stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
-    let (mut rd, mut wr) = stream.into_split();
-    let head = format!("POST /v1/recommendations HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n");
-    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counter = sent.clone();
-    let writer = tokio::spawn(async move {
-        if wr.write_all(head.as_bytes()).await.is_err() || wr.write_all(b"D\r\n{\"history\": [\r\n").await.is_err() {
-            return;
-        }
-        let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "\"1\",".repeat(16 * 1024));
-        while counter.load(std::sync::atomic::Ordering::Relaxed) < total {
-            if wr.write_all(chunk.as_bytes()).await.is_err() {
-                return;
-            }
-            counter.fetch_add(64 * 1024, std::sync::atomic::Ordering::Relaxed);
-        }
-        let _ = wr.write_all(b"0\r\n\r\n").await;
-    });
+    let mut stream = tokio::net::TcpStream::connect(&addr).await.expect("connect");
+    let head = format!(
+        "POST /v1/recommendations HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nD\r\n{{\"history\": [\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("request head");
+    let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "\"1\",".repeat(16 * 1024));
     let mut answer = Vec::new();
     let mut buf = [0u8; 4096];
-    let status = tokio::time::timeout(Duration::from_secs(60), async {
-        loop {
-            match rd.read(&mut buf).await {
-                Ok(0) | Err(_) => return None,
-                Ok(n) => answer.extend_from_slice(&buf[..n]),
-            }
-            if let Some(line) = answer.split(|&b| b == b'\n').next().filter(|_| answer.contains(&b'\n')) {
-                return String::from_utf8_lossy(line).split_whitespace().nth(1).and_then(|s| s.parse().ok());
+    let mut sent = 0;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        if sent < total {
+            // A server that stopped reading (it has answered) fills the socket: go read.
+            match tokio::time::timeout(Duration::from_secs(2), stream.write_all(chunk.as_bytes())).await {
+                Ok(Ok(())) => sent += 64 * 1024,
+                Ok(Err(_)) => break,
+                Err(_) => sent = total,
             }
         }
-    })
-    .await
-    .ok()
-    .flatten();
-    writer.abort();
-    (status, sent.load(std::sync::atomic::Ordering::Relaxed))
+        let wait = if sent < total { Duration::from_millis(5) } else { Duration::from_secs(5) };
+        match tokio::time::timeout(wait, stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(n)) => {
+                answer.extend_from_slice(&buf[..n]);
+                if answer.contains(&b'\n') {
+                    break;
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok());
+    (status, sent, text)
 }
