@@ -95,7 +95,8 @@ try {
     await page.goto(`${base}/#/cart`);
     await page.locator('#main[data-route="/cart"]').waitFor();
     const cleaned = await row(page, "for-you");
-    assert.equal(cleaned.source, "origin", `a poisoned history still gets recommendations (badge: ${cleaned.badge})`);
+    assert.ok(["origin", "cache"].includes(cleaned.source), `a poisoned history still gets full-model recommendations (badge: ${cleaned.badge})`);
+    assert.equal(cleaned.ids.length, 10);
 
     // Keyboard: Tab reaches a product card and Enter opens it.
     await page.goto(`${base}/#/`);

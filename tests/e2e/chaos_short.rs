@@ -45,7 +45,12 @@ async fn every_fault_leaves_every_valid_request_answered() {
                 let open = &ours.outcomes[ours.outcomes.len() / 2..];
                 let waited = share_over(open, (DEADLINE_MS / 2) as f64);
                 let open_worst = chaos::worst_server_total(open);
-                assert!(waited <= 0.01, "{}: {:.1} % of requests waited with the breaker open (worst {open_worst} ms)", scenario.name, 100.0 * waited);
+                let who: Vec<String> = open
+                    .iter()
+                    .filter(|o| o.server_total_ms.is_some_and(|t| t > (DEADLINE_MS / 2) as f64))
+                    .map(|o| format!("{:.0}ms:{}:{:.0}", o.sent_at_ms, o.source, o.server_total_ms.unwrap_or(0.0)))
+                    .collect();
+                assert!(waited <= 0.01, "{}: {:.1} % of requests waited with the breaker open (worst {open_worst} ms): {who:?}", scenario.name, 100.0 * waited);
             }
             "recovery" => {
                 let back = ours.failback_ms().expect("traffic returns to the origin");

@@ -91,23 +91,39 @@ pub fn scenarios(sizing: Sizing) -> Vec<Scenario> {
 
 /// The query of request `i`: 30 % from a hot set of 20 pages, the rest
 /// distinct prefixes of real test users' histories (mostly cache misses).
-/// A non-empty `salt` shifts which users a run draws, so each run's queries
-/// are its own and no cache is warm from an earlier run. (A junk id no longer
-/// does: the edge drops unknown ids from its cache key, so junk cannot
-/// bypass the cache.)
+/// A non-empty `salt` makes each run's questions its own, so no cache is warm
+/// from an earlier run: the run's number (one per distinct salt) of extra
+/// copies of the history's newest item. Duplicates weigh in the models, so the
+/// edge keeps them in its cache key; a junk id would not do any more, since
+/// the edge drops unknown ids from the key.
 pub fn query(histories: &[Vec<String>], i: usize, salt: &str) -> String {
-    let n = histories.len();
-    let offset =
-        if salt.is_empty() { 0 } else { salt.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)) as usize % n };
+    let repeats = run_number(salt);
     let (user, len) = if i % 10 < 3 {
-        ((offset + i % 20) % n, usize::MAX)
+        (i % 20, usize::MAX)
     } else {
-        let u = (i.wrapping_mul(7_919) + offset) % n;
-        (u, 1 + (i / n) % histories[u].len().max(1))
+        let u = (i.wrapping_mul(7_919)) % histories.len();
+        (u, 1 + (i / histories.len()) % histories[u].len().max(1))
     };
-    let h = &histories[user];
-    let start = h.len().saturating_sub(len.min(shared::contract::MAX_HISTORY));
-    format!("history={}&k={K}", h[start..].join(","))
+    let h = &histories[user % histories.len()];
+    let start = h.len().saturating_sub(len.min(shared::contract::MAX_HISTORY - repeats));
+    let mut ids: Vec<&str> = h[start..].iter().map(String::as_str).collect();
+    if let Some(&newest) = ids.last() {
+        ids.extend(std::iter::repeat_n(newest, repeats));
+    }
+    format!("history={}&k={K}", ids.join(","))
+}
+
+/// 0 for no salt, else a number per distinct salt in this process (1, 2, …).
+fn run_number(salt: &str) -> usize {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static RUNS: OnceLock<Mutex<HashMap<String, usize>>> = OnceLock::new();
+    if salt.is_empty() {
+        return 0;
+    }
+    let mut runs = RUNS.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+    let next = runs.len() + 1;
+    *runs.entry(salt.to_string()).or_insert(next)
 }
 
 /// Real test users' histories from `parity.json`.

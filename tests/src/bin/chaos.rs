@@ -112,7 +112,7 @@ proxy with `proxy_cache_use_stale error timeout http_500 http_502 http_503 http_
 (`tests/src/nginx.rs`). Each scenario sends the same {n} requests through one front, then the other — open loop at {rate} requests/s for \
 {secs} s, at most {c} in flight (bounded Rust client, `tests/src/load.rs`) — under the same fault schedule; a constant fault starts after the first quarter of healthy traffic, so it meets caches warmed as in production. Queries: 30 % \
 from a hot set of 20 pages, 70 % distinct prefixes of 100 real test users' histories, `k = 10`, each run's queries \
-drawn from a different set of users per run (a salt), so no cache is warm from an earlier run (hot pages repeat within a run).\n\n\
+made distinct per run by a run-specific number of repeats of the newest item (duplicates are part of the edge's cache key; junk ids no longer are), so no cache is warm from an earlier run (hot pages repeat within a run).\n\n\
 *good* = HTTP 200 with exactly 10 items. Sources: the edge's `x-rec-source`; nginx's `X-Cache-Status` mapped to \
 origin (MISS/EXPIRED), cache (HIT/UPDATING), stale-cache (STALE), `-` (no answer).\n\n\
 Edge-only baseline (worker with no origin, same load): {eo} requests, p50 {eo50:.1} ms, p99 {eo99:.1} ms.\n",
