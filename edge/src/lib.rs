@@ -230,10 +230,10 @@ async fn recommend(
         request_id: request_id.to_string(),
     };
     let served = failover_path::serve(&wenv, &cfg, &state, &req).await;
-    if let Some(f) = &served.origin_failure {
-        if f.counts_against_origin() {
-            worker::console_warn!("edgerec {request_id}: origin failed ({f}); answered from {:?}", served.body.source);
-        }
+    if let Some(f) = &served.origin_failure
+        && f.counts_against_origin()
+    {
+        worker::console_warn!("edgerec {request_id}: origin failed ({f}); answered from {:?}", served.body.source);
     }
     let ttl_s = cfg.cache_ttl_s();
     let store = {
@@ -280,10 +280,12 @@ fn client_ip(req: &Request) -> Option<String> {
 
 /// The incoming `x-request-id` when it is sane (≤ 128 visible ASCII chars), else a fresh one.
 fn request_id(req: &Request) -> String {
-    if let Some(id) = req.headers().get("x-request-id").ok().flatten() {
-        if !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) {
-            return id;
-        }
+    if let Some(id) = req.headers().get("x-request-id").ok().flatten()
+        && !id.is_empty()
+        && id.len() <= 128
+        && id.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return id;
     }
     (0..4).map(|_| format!("{:08x}", (worker::js_sys::Math::random() * f64::from(u32::MAX)) as u32)).collect()
 }

@@ -118,10 +118,10 @@ impl CircuitBreaker {
 
     /// Current state, after moving an expired open period to half-open.
     pub fn state(&mut self, now_ms: u64) -> BreakerState {
-        if let BreakerState::Open { until_ms } = self.state {
-            if now_ms >= until_ms {
-                self.state = BreakerState::HalfOpen { probing: false };
-            }
+        if let BreakerState::Open { until_ms } = self.state
+            && now_ms >= until_ms
+        {
+            self.state = BreakerState::HalfOpen { probing: false };
         }
         self.state
     }

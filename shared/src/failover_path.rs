@@ -283,10 +283,10 @@ async fn call_origin<E: EdgeEnv>(
     };
     let mut s = state.borrow_mut();
     s.breaker.record(epoch, outcome, env.now_ms());
-    if let Ok(body) = &result {
-        if s.origin_version.as_deref() != Some(body.model.version.as_str()) {
-            s.origin_version = Some(body.model.version.clone());
-        }
+    if let Ok(body) = &result
+        && s.origin_version.as_deref() != Some(body.model.version.as_str())
+    {
+        s.origin_version = Some(body.model.version.clone());
     }
     result
 }
@@ -341,10 +341,11 @@ pub async fn serve<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, state: &RefCell<EdgeSt
     let done =
         |mut body: RecommendationResponse, source: Source, mut timing: Timing, follow_up, origin_failure: Option<OriginFailure>, call: Option<OriginCall>| {
             body.source = source;
-            if let Some(f) = &origin_failure {
-                if !matches!(f, OriginFailure::NotConfigured) && source != Source::Origin {
-                    body.warnings.push(format!("origin not used: {f}"));
-                }
+            if let Some(f) = &origin_failure
+                && !matches!(f, OriginFailure::NotConfigured)
+                && source != Source::Origin
+            {
+                body.warnings.push(format!("origin not used: {f}"));
             }
             // Unknown ids were dropped before any model saw them, except by an
             // origin asked with the raw ids (it names them itself).

@@ -207,7 +207,7 @@ impl PaddedBatch {
 /// # Errors
 /// [`InferenceError::Contract`] when sizes disagree or an index is out of range.
 pub fn rows_from_outputs(scores: &[f32], indices: &[i64], batch: usize, n_items: usize) -> Result<Vec<Ranked>, InferenceError> {
-    if batch == 0 || scores.len() != indices.len() || scores.len() % batch != 0 {
+    if batch == 0 || scores.len() != indices.len() || !scores.len().is_multiple_of(batch) {
         return Err(InferenceError::Contract(format!("{} scores / {} indices for {batch} rows", scores.len(), indices.len())));
     }
     let top_k = scores.len() / batch;

@@ -186,6 +186,7 @@ pub fn check_parity(kind: ModelKind, model: &OnnxRecommender, catalog: &Catalog,
 ///
 /// # Errors
 /// On I/O failure, or if tract's output disagrees with the trainer's.
+#[expect(clippy::too_many_arguments, reason = "each argument is one artifact of the directory; a struct would only rename them")]
 pub fn write(
     dir: &Path,
     log: &InteractionLog,
@@ -237,10 +238,10 @@ pub fn write(
             params.insert("rank".to_string(), p.cols.into());
             params.insert("beta".to_string(), (*beta as f64).into());
         }
-        if let Scorer::Ease { beta, .. } = full {
-            if *kind == ModelKind::Full {
-                params.insert("beta".to_string(), (*beta).into());
-            }
+        if let Scorer::Ease { beta, .. } = full
+            && *kind == ModelKind::Full
+        {
+            params.insert("beta".to_string(), (*beta).into());
         }
         entries.insert(
             kind.as_str().to_string(),

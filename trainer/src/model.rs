@@ -49,6 +49,11 @@ impl ItemSpace {
     pub fn len(&self) -> usize {
         self.log_item.len()
     }
+
+    /// Whether no item is covered.
+    pub fn is_empty(&self) -> bool {
+        self.log_item.is_empty()
+    }
 }
 
 /// How a user's events become the input vector `x`.

@@ -23,7 +23,7 @@ pub fn run(dir: &Path, users: usize) -> anyhow::Result<()> {
         let recent: Vec<String> = case.history.iter().rev().take(5).map(|id| catalog.index_of(id).map_or(id.clone(), |i| catalog.display_name(i))).collect();
         println!("\nuser {} — {} items in history; most recent: {}", case.user, case.history.len(), recent.join(" | "));
         let answers: Vec<_> = set.models.iter().map(|m| m.recommend(&case.history, 10, exclude_seen)).collect::<Result<_, _>>()?;
-        println!("  {:<4}{:<52}{}", "#", "full model (origin)", "edge model (worker)");
+        println!("  {:<4}{:<52}edge model (worker)", "#", "full model (origin)");
         for rank in 0..10 {
             let name = |a: &shared::Recommendation| a.items.get(rank).map_or(String::new(), |&(i, _)| truncate(&catalog.display_name(i), 48));
             println!("  {:<4}{:<52}{}", rank + 1, name(&answers[0]), name(&answers[1]));

@@ -27,10 +27,10 @@ fn locked_wasm_bindgen() -> anyhow::Result<String> {
     let lock = std::fs::read_to_string(root().join("Cargo.lock")).context("reading Cargo.lock")?;
     let mut lines = lock.lines();
     while let Some(line) = lines.next() {
-        if line == "name = \"wasm-bindgen\"" {
-            if let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = \"")).and_then(|v| v.strip_suffix('"')) {
-                return Ok(v.to_string());
-            }
+        if line == "name = \"wasm-bindgen\""
+            && let Some(v) = lines.next().and_then(|l| l.strip_prefix("version = \"")).and_then(|v| v.strip_suffix('"'))
+        {
+            return Ok(v.to_string());
         }
     }
     bail!("Cargo.lock pins no wasm-bindgen")
@@ -48,7 +48,7 @@ pub fn tools() -> anyhow::Result<()> {
         run(Command::new("cargo").args(["install", "--quiet", "--locked", &format!("worker-build@{WORKER_BUILD_VERSION}")]))?;
     }
     let want = locked_wasm_bindgen()?;
-    if !version_of(&cargo_bin("wasm-bindgen").to_string_lossy()).is_some_and(|v| v.split_whitespace().nth(1) == Some(want.as_str())) {
+    if version_of(&cargo_bin("wasm-bindgen").to_string_lossy()).is_none_or(|v| v.split_whitespace().nth(1) != Some(want.as_str())) {
         // Not --locked: the CLI's own lockfile pins crates this toolchain may not build.
         eprintln!("setup: installing wasm-bindgen-cli {want} (matches Cargo.lock; a few minutes once)");
         run(Command::new("cargo").args(["install", "--quiet", "--force", &format!("wasm-bindgen-cli@{want}")]))?;

@@ -287,6 +287,10 @@ fn bench_origin() -> anyhow::Result<()> {
 
 fn test() -> anyhow::Result<()> {
     setup::all()?;
+    // Style and lints first: they fail in seconds, before any training.
+    run(cargo().args(["fmt", "--all", "--check"]))?;
+    run(cargo().args(["clippy", "--workspace", "--exclude", "edge", "--all-targets", "--", "-D", "warnings"]))?;
+    run(cargo().args(["clippy", "-p", "edge", "--target", "wasm32-unknown-unknown", "--", "-D", "warnings"]))?;
     train(false)?;
     let dirs: Vec<String> = DATASETS.iter().map(|d| format!("models/{}", d.name)).collect();
     run(Command::new(setup::python()).arg("bench/ort_parity.py").args(&dirs))?;

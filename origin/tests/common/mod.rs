@@ -73,10 +73,10 @@ impl Origin {
             if let Some(status) = self.child.try_wait().unwrap() {
                 panic!("origin exited before it was ready: {status}");
             }
-            if let Ok(r) = self.client.get(self.url("/readyz")).send().await {
-                if r.status() == 200 {
-                    return;
-                }
+            if let Ok(r) = self.client.get(self.url("/readyz")).send().await
+                && r.status() == 200
+            {
+                return;
             }
             assert!(started.elapsed() < Duration::from_secs(120), "origin not ready after 120 s");
             tokio::time::sleep(Duration::from_millis(50)).await;
