@@ -24,3 +24,6 @@ pub mod rate_limit;
 pub mod server;
 pub mod state;
 pub mod telemetry;
+
+#[cfg(test)]
+mod router_tests;

@@ -173,6 +173,13 @@ impl ModelStore {
         self.settings.ort.as_ref().map(|o| o.describe.as_str())
     }
 
+    /// Serves `model` at once, without reading, verifying or warming anything:
+    /// for the router tests, whose fake backends have no model directory.
+    #[cfg(test)]
+    pub(crate) fn serve_unverified(&self, model: LoadedModel) {
+        self.current.store(Some(Arc::new(model)));
+    }
+
     /// Versions rollback would walk back through, newest first.
     pub async fn history(&self) -> Vec<String> {
         self.changes.lock().await.iter().rev().map(|e| e.version.clone()).collect()

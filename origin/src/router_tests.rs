@@ -1,0 +1,197 @@
+//! The origin's answers, 4xx and 5xx included, through the real router and
+//! its layers (`tower::ServiceExt::oneshot`), with a fake backend: no trained
+//! model, no socket.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode};
+use clap::Parser;
+use serde_json::{Value, json};
+use shared::inference::Ranked;
+use shared::{Catalog, CatalogItem, InferenceError, Manifest, ModelKind, RankingPolicy};
+use tower::ServiceExt;
+
+use crate::backend::Backend;
+use crate::batcher::{BatchConfig, Batcher};
+use crate::config::{BackendPref, ServeConfig};
+use crate::model_store::{LoadSettings, LoadedModel, ModelStore};
+use crate::server::app;
+use crate::state::AppState;
+
+const ITEMS: usize = 20;
+const TOKEN: &str = "router-test-token";
+
+/// How the fake model behaves.
+#[derive(Clone, Copy)]
+enum Fake {
+    /// Ranks items by index, best first.
+    Ranks,
+    /// Every run fails.
+    Fails,
+    /// Every run takes this long.
+    Sleeps(Duration),
+}
+
+impl Backend for Fake {
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+    fn run(&self, rows: &[Vec<(usize, f32)>]) -> Result<Vec<Ranked>, InferenceError> {
+        match *self {
+            Fake::Fails => Err(InferenceError::Contract("the fake model is broken".into())),
+            Fake::Sleeps(d) => {
+                std::thread::sleep(d);
+                Ok(rows.iter().map(|_| ranked()).collect())
+            }
+            Fake::Ranks => Ok(rows.iter().map(|_| ranked()).collect()),
+        }
+    }
+}
+
+fn ranked() -> Ranked {
+    Ranked { indices: (0..ITEMS).collect(), scores: (0..ITEMS).map(|i| (ITEMS - i) as f32).collect() }
+}
+
+#[derive(Parser)]
+struct Args {
+    #[command(flatten)]
+    serve: ServeConfig,
+}
+
+fn config(extra: &[&str]) -> ServeConfig {
+    let mut argv = vec!["origin", "--models", "/nonexistent/models/fake", "--admin-token", TOKEN];
+    argv.extend_from_slice(extra);
+    Args::parse_from(argv).serve
+}
+
+fn model(fake: Fake) -> LoadedModel {
+    let items = (0..ITEMS).map(|i| CatalogItem { id: format!("{i}"), title: Some(format!("Item {i}")), popularity: (ITEMS - i) as u64 }).collect();
+    let batch = BatchConfig { max_batch: 8, max_queue_delay: Duration::ZERO, workers: 1, queue_capacity: 4 };
+    LoadedModel {
+        dir: "/nonexistent/models/fake".into(),
+        manifest: Manifest {
+            format: shared::manifest::MANIFEST_FORMAT,
+            version: "fake-v1".into(),
+            created_at: "2026-11-24T00:00:00Z".into(),
+            dataset: "fake".into(),
+            catalog_items: ITEMS,
+            log_items: ITEMS,
+            log_users: 1,
+            log_interactions: 1,
+            repeat_purchases: false,
+            models: BTreeMap::new(),
+            files: BTreeMap::new(),
+            metrics: Value::Null,
+        },
+        policy: RankingPolicy::new(Catalog::new(items).unwrap(), ModelKind::Full, ITEMS).unwrap(),
+        batcher: Batcher::start(Arc::new(fake), batch),
+        backend: "fake",
+        backend_reason: "router test".into(),
+        load_seconds: 0.0,
+    }
+}
+
+/// The router over a store serving `fake` (or nothing), with `extra` flags.
+fn router(fake: Option<Fake>, extra: &[&str]) -> axum::Router {
+    let cfg = config(extra);
+    let settings = LoadSettings {
+        backend: BackendPref::Tract,
+        ort: None,
+        batch: BatchConfig { max_batch: 8, max_queue_delay: Duration::ZERO, workers: 1, queue_capacity: 4 },
+    };
+    let store = Arc::new(ModelStore::new(settings));
+    if let Some(f) = fake {
+        store.serve_unverified(model(f));
+    }
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle();
+    let state = Arc::new(AppState { store, models_dir: cfg.models.clone(), models_root: cfg.models_root(), admin_token: cfg.admin_token.clone(), metrics });
+    app(state, &cfg)
+}
+
+async fn send(router: &axum::Router, req: Request<Body>) -> (StatusCode, Value) {
+    let mut req = req;
+    req.extensions_mut().insert(ConnectInfo("203.0.113.9:4000".parse::<SocketAddr>().unwrap()));
+    let r = router.clone().oneshot(req).await.unwrap();
+    let status = r.status();
+    let bytes = axum::body::to_bytes(r.into_body(), 1 << 20).await.unwrap();
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn post(body: impl Into<Body>) -> Request<Body> {
+    Request::post("/v1/recommendations").header("content-type", "application/json").body(body.into()).unwrap()
+}
+
+fn get(uri: &str) -> Request<Body> {
+    Request::get(uri).body(Body::empty()).unwrap()
+}
+
+#[tokio::test]
+async fn answers_from_the_fake_model_without_the_seen_items() {
+    let r = router(Some(Fake::Ranks), &[]);
+    let (status, body) = send(&r, post(r#"{"history": ["0", "2"], "k": 3}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let ids: Vec<&str> = body["items"].as_array().unwrap().iter().map(|i| i["item_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["1", "3", "4"]);
+    assert_eq!((body["source"].as_str(), body["model"]["dataset"].as_str()), (Some("origin"), Some("fake")));
+}
+
+#[tokio::test]
+async fn every_client_error_is_json_naming_its_field() {
+    let r = router(Some(Fake::Ranks), &[]);
+    let long = format!(r#"{{"history": ["{}"]}}"#, "9".repeat(70_000));
+    let cases: Vec<(Request<Body>, StatusCode, Option<&str>)> = vec![
+        (post("{\"history\": ["), StatusCode::BAD_REQUEST, None),
+        (post(long), StatusCode::PAYLOAD_TOO_LARGE, Some("body")),
+        (Request::post("/v1/recommendations").header("content-type", "text/plain").body(Body::from("x")).unwrap(), StatusCode::UNSUPPORTED_MEDIA_TYPE, None),
+        (post(r#"{"history": ["1"], "k": 0}"#), StatusCode::UNPROCESSABLE_ENTITY, Some("k")),
+        (post(r#"{"history": ["1", -3]}"#), StatusCode::UNPROCESSABLE_ENTITY, Some("history[1]")),
+        (post(r#"{"history": ["1,2"]}"#), StatusCode::UNPROCESSABLE_ENTITY, Some("history")),
+        (get("/v1/recommendations?history=1&bogus=2"), StatusCode::BAD_REQUEST, None),
+        (get("/v1/nope"), StatusCode::NOT_FOUND, None),
+        (Request::delete("/v1/recommendations").body(Body::empty()).unwrap(), StatusCode::METHOD_NOT_ALLOWED, None),
+        (Request::post("/admin/reload").body(Body::empty()).unwrap(), StatusCode::UNAUTHORIZED, None),
+        (get("/metrics"), StatusCode::UNAUTHORIZED, None),
+    ];
+    for (req, want, field) in cases {
+        let what = format!("{} {}", req.method(), req.uri());
+        let (status, body) = send(&r, req).await;
+        assert_eq!(status, want, "{what}: {body}");
+        assert!(body["error"].is_string(), "{what}: JSON error body, got {body}");
+        if let Some(f) = field {
+            assert_eq!(body["field"], f, "{what}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn server_side_failures_are_503_500_and_504() {
+    let (status, body) = send(&router(None, &[]), get("/v1/recommendations?history=1")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "no model yet: {body}");
+    let (status, body) = send(&router(Some(Fake::Fails), &[]), get("/v1/recommendations?history=1")).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("broken"));
+    let slow = router(Some(Fake::Sleeps(Duration::from_millis(300))), &["--request-timeout-ms", "50"]);
+    let (status, body) = send(&slow, get("/v1/recommendations?history=1")).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+}
+
+#[tokio::test]
+async fn the_edge_key_rate_limit_and_public_readiness() {
+    let r = router(Some(Fake::Ranks), &["--edge-key", "k3y", "--rate-limit-per-s", "1", "--rate-limit-burst", "1"]);
+    let (status, body) = send(&r, get("/v1/recommendations?history=1")).await;
+    assert_eq!((status, body["field"].as_str()), (StatusCode::UNAUTHORIZED, Some("x-edgerec-edge-key")));
+    let keyed = || Request::get("/v1/recommendations?history=1").header("x-edgerec-edge-key", "k3y").body(Body::empty()).unwrap();
+    assert_eq!(send(&r, keyed()).await.0, StatusCode::OK);
+    assert_eq!(send(&r, keyed()).await.0, StatusCode::TOO_MANY_REQUESTS, "the peer's bucket of 1 is spent");
+    let (status, body) = send(&r, get("/readyz")).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"status": "ready"})));
+    let (status, body) = send(&r, Request::get("/readyz").header("authorization", format!("Bearer {TOKEN}")).body(Body::empty()).unwrap()).await;
+    assert_eq!((status, body["model"]["version"].as_str()), (StatusCode::OK, Some("fake-v1")));
+    let (status, _) = send(&router(None, &[]), get("/readyz")).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
