@@ -3,7 +3,7 @@
 Raw: Python onnxruntime runs the model's `full.onnx` directly (one session,
 one intra-op thread — the origin's per-session setting), single-row calls from
 1, 8 and 64 threads. Origin: the release `origin` binary with the ort-cpu and
-tract backends, loaded by the bounded `loadgen` example at concurrency 1, 8
+tract backends, loaded by the bounded `loadgen` (tests/src/bin/loadgen.rs, on tests/src/load.rs) at concurrency 1, 8
 and 64 with the same 100 real test histories (`parity.json`). Also ort-cpu at
 64 with micro-batching off (`--max-batch 1`) to measure what batching buys.
 RSS is the origin's peak resident set (VmHWM) after each run.
@@ -99,9 +99,14 @@ def rss_mb(pid):
     return float("nan")
 
 
+BENCH_ADMIN_TOKEN = "bench-admin-token"
+
+
 def server_totals(port):
     """(model-run seconds, model runs, in-server request seconds, requests) so far, from /metrics."""
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+    # /metrics is for operators: the origin runs with BENCH_ADMIN_TOKEN.
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {BENCH_ADMIN_TOKEN}"})
+    text = urllib.request.urlopen(req).read().decode()
     values = {}
     for line in text.splitlines():
         for key in ("inference_duration_seconds_sum", "inference_duration_seconds_count"):
@@ -116,7 +121,7 @@ def server_totals(port):
 
 def run_origin(target, model_dir, ort_lib, backend, hist_file, extra=(), concurrency=CONCURRENCY):
     port = free_port()
-    cmd = [os.path.join(target, "release/origin"), "serve", "--models", model_dir, "--addr", f"127.0.0.1:{port}", "--backend", backend, "--ort-lib", ort_lib, *extra]
+    cmd = [os.path.join(target, "release/origin"), "serve", "--models", model_dir, "--addr", f"127.0.0.1:{port}", "--backend", backend, "--ort-lib", ort_lib, "--admin-token", BENCH_ADMIN_TOKEN, *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
     try:
         deadline = time.time() + 120
@@ -132,7 +137,7 @@ def run_origin(target, model_dir, ort_lib, backend, hist_file, extra=(), concurr
             time.sleep(0.05)
         rows = []
         url = f"http://127.0.0.1:{port}/v1/recommendations"
-        loadgen = os.path.join(target, "release/examples/loadgen")
+        loadgen = os.path.join(target, "release/loadgen")
         subprocess.run([loadgen, url, hist_file, "8", "500"], check=True, capture_output=True)  # warm connections and caches
         for c in concurrency:
             before = server_totals(port)
@@ -191,7 +196,7 @@ Measured {datetime.date.today()} on this project's machine ({os.cpu_count()} cor
 Model: `{model_dir}` version `{manifest['version']}`, full model over {manifest['models']['full']['n_items']} items
 (`full.onnx`, {manifest['files']['full.onnx']['bytes'] / 1e6:.1f} MB). Requests: the 100 real test users' histories of `parity.json`,
 `k = 10`, round-robin; {REQUESTS[1]}/{REQUESTS[8]}/{REQUESTS[64]} requests at concurrency 1/8/64 from the bounded
-`origin/examples/loadgen.rs` over loopback keep-alive connections. Raw ORT is onnxruntime {ort.__version__} in Python on the same
+`tests/src/bin/loadgen.rs` (the failover suite's load generator, `GET` form) over loopback keep-alive connections. Raw ORT is onnxruntime {ort.__version__} in Python on the same
 file with one intra-op thread (the origin's per-session setting), single-row calls from 1/8/64 threads; the origin uses 2
 inference workers and micro-batches up to 32 requests. Client and server share the 2 cores.
 

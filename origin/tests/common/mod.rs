@@ -24,8 +24,12 @@ pub fn movielens() -> PathBuf {
     dir
 }
 
-/// `libonnxruntime.so` from the project's venv (set-up installs the onnxruntime wheel there).
+/// `libonnxruntime.so`: `ORT_DYLIB_PATH` when set (as the origin and xtask read it), else
+/// the project's venv (set-up installs the onnxruntime wheel there).
 pub fn ort_lib() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        return Some(PathBuf::from(p));
+    }
     let lib = repo().join(".venv/lib");
     for py in std::fs::read_dir(lib).ok()? {
         let capi = py.ok()?.path().join("site-packages/onnxruntime/capi");
