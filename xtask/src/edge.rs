@@ -175,6 +175,18 @@ fn shop_catalog() -> anyhow::Result<()> {
 mod tests {
     use super::*;
 
+    /// Hardening 8: no cron trigger. A cron event runs in an isolate of its own
+    /// whose breaker never saw a failure, so a cron probe cannot close the
+    /// breakers that matter; the worker has no scheduled handler for one.
+    #[test]
+    fn no_cron_probe_is_configured() {
+        let shipped = std::fs::read_to_string(root().join("wrangler.toml")).unwrap();
+        let doc: toml_edit::DocumentMut = shipped.parse().unwrap();
+        assert!(doc.get("triggers").is_none(), "wrangler.toml declares [triggers]");
+        let worker = std::fs::read_to_string(root().join("edge/src/lib.rs")).unwrap();
+        assert!(!worker.contains("#[event(scheduled)]"), "the worker exports a scheduled handler");
+    }
+
     /// Hardening 17: the shipped file cannot be deployed to production as is;
     /// an https origin passes, an http or empty one does not.
     #[test]
