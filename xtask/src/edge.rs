@@ -199,5 +199,9 @@ mod tests {
         assert!(check_production(&with("http://origin.shop.example")).is_err());
         assert!(check_production(&with("http://127.0.0.1:8080")).is_err());
         assert!(check_production("[vars]\nORIGIN_URL = \"https://x\"\n").is_err(), "no production environment at all");
+        // wrangler itself refuses to deploy production until the credential is set.
+        let doc: toml_edit::DocumentMut = shipped.parse().unwrap();
+        let required = doc["env"]["production"]["secrets"]["required"].as_array().expect("[env.production] secrets.required");
+        assert!(required.iter().any(|v| v.as_str() == Some("ORIGIN_SECRET")));
     }
 }
