@@ -106,7 +106,7 @@ async fn metrics_report_requests_inference_and_model() {
 
 #[tokio::test]
 async fn onnx_runtime_backend_agrees_with_tract() {
-    let Some(lib) = common::ort_lib() else {
+    let Some(lib) = e2e::procs::ort_lib() else {
         panic!("libonnxruntime.so not found in .venv: run `cargo xtask setup`");
     };
     let tract = Origin::start(&movielens(), &[]).await;

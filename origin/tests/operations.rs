@@ -265,7 +265,7 @@ async fn sigterm_drains_in_flight_requests() {
     }
     let started = Instant::now();
     loop {
-        if let Some(status) = o.child.try_wait().unwrap() {
+        if let Some(status) = o.process.try_wait() {
             assert!(status.success(), "origin exited with {status}");
             break;
         }

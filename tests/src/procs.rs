@@ -34,6 +34,24 @@ async fn wait_for(child: &mut Child, what: &str, url: &str, limit: Duration) {
     }
 }
 
+/// `libonnxruntime.so`: `ORT_DYLIB_PATH` when set, else the project's venv
+/// (set-up installs the onnxruntime wheel there). xtask has its own copy: it
+/// must build before anything heavy, so it does not link this crate.
+pub fn ort_lib() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        return Some(PathBuf::from(p));
+    }
+    for py in std::fs::read_dir(repo().join(".venv/lib")).ok()?.flatten() {
+        let capi = py.path().join("site-packages/onnxruntime/capi");
+        for f in std::fs::read_dir(&capi).ok()?.flatten() {
+            if f.file_name().to_string_lossy().starts_with("libonnxruntime.so") {
+                return Some(f.path());
+            }
+        }
+    }
+    None
+}
+
 /// Resident memory of process `pid`, KiB (Linux `/proc`).
 pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -63,19 +81,37 @@ impl Origin {
     /// As [`Origin::start_on`].
     pub async fn start_with(port: u16, models: &std::path::Path, extra: &[&str]) -> Origin {
         let bin = std::env::var_os("EDGEREC_ORIGIN_BIN").map(PathBuf::from).unwrap_or_else(|| target_dir().join("debug/origin"));
+        Origin::spawn(&bin, port, models, extra).await
+    }
+
+    /// Starts the origin binary `bin` on `port` serving `models` with extra
+    /// `origin serve` flags (tract unless they name a `--backend`), and waits
+    /// up to 120 s for `/readyz`.
+    ///
+    /// # Panics
+    /// If the binary or the model is missing, or it is not ready in time.
+    pub async fn spawn(bin: &std::path::Path, port: u16, models: &std::path::Path, extra: &[&str]) -> Origin {
         assert!(bin.exists(), "{} missing: run `cargo xtask test` (it builds the workspace)", bin.display());
         assert!(models.join("manifest.json").exists(), "{} missing: run `cargo xtask train`", models.display());
+        // tract unless the caller picks a backend: deterministic and always available.
+        let backend: &[&str] = if extra.contains(&"--backend") { &[] } else { &["--backend", "tract"] };
         let mut child = Command::new(bin)
-            .args(["serve", "--backend", "tract", "--addr", &format!("127.0.0.1:{port}"), "--models"])
+            .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--models"])
             .arg(models)
+            .args(backend)
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("origin starts");
-        wait_for(&mut child, "origin", &format!("http://127.0.0.1:{port}/readyz"), Duration::from_secs(60)).await;
+        wait_for(&mut child, "origin", &format!("http://127.0.0.1:{port}/readyz"), Duration::from_secs(120)).await;
         Origin { child, port }
+    }
+
+    /// Its exit status, if it has exited.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("poll origin")
     }
 
     /// Starts it on a free port.

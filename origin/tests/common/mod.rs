@@ -1,90 +1,36 @@
-//! Spawns the real `origin` binary on a free loopback port.
+//! The real `origin` binary of this build on a free loopback port, started
+//! by the end-to-end suites' harness (`e2e::procs`), with the operator token
+//! and helpers for the API and the operator endpoints.
 
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+
+pub use e2e::procs::repo;
 
 pub const TOKEN: &str = "test-admin-token";
 
 pub struct Origin {
-    pub child: Child,
+    pub process: e2e::Origin,
     pub base: String,
     pub client: reqwest::Client,
 }
 
-pub fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
 pub fn movielens() -> PathBuf {
-    let dir = repo().join("models/movielens");
-    assert!(dir.join("manifest.json").exists(), "{} missing: run `cargo xtask test` (it trains first)", dir.display());
-    dir
-}
-
-/// `libonnxruntime.so`: `ORT_DYLIB_PATH` when set (as the origin and xtask read it), else
-/// the project's venv (set-up installs the onnxruntime wheel there).
-pub fn ort_lib() -> Option<PathBuf> {
-    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
-        return Some(PathBuf::from(p));
-    }
-    let lib = repo().join(".venv/lib");
-    for py in std::fs::read_dir(lib).ok()? {
-        let capi = py.ok()?.path().join("site-packages/onnxruntime/capi");
-        for f in std::fs::read_dir(&capi).ok()? {
-            let p = f.ok()?.path();
-            if p.file_name()?.to_str()?.starts_with("libonnxruntime.so") {
-                return Some(p);
-            }
-        }
-    }
-    None
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    repo().join("models/movielens")
 }
 
 impl Origin {
+    /// Starts it with the admin token and the temp dir as models root (reload
+    /// tests copy model directories there), tract unless `extra` names a backend.
     pub async fn start(models: &Path, extra: &[&str]) -> Origin {
-        let port = free_port();
-        // tract unless the test picks a backend: deterministic and always available.
-        let backend: &[&str] = if extra.contains(&"--backend") { &[] } else { &["--backend", "tract"] };
-        let child = Command::new(env!("CARGO_BIN_EXE_origin"))
-            .args(["serve", "--models"])
-            .arg(models)
-            .args(["--addr", &format!("127.0.0.1:{port}"), "--admin-token", TOKEN])
-            // Reload tests copy model directories under the temp dir.
-            .arg("--models-root")
-            .arg(std::env::temp_dir())
-            .args(backend)
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("origin binary starts");
-        let mut origin = Origin { child, base: format!("http://127.0.0.1:{port}"), client: reqwest::Client::new() };
-        origin.wait_ready().await;
-        origin
-    }
-
-    pub async fn wait_ready(&mut self) {
-        let started = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                panic!("origin exited before it was ready: {status}");
-            }
-            if let Ok(r) = self.client.get(self.url("/readyz")).send().await
-                && r.status() == 200
-            {
-                return;
-            }
-            assert!(started.elapsed() < Duration::from_secs(120), "origin not ready after 120 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let root = std::env::temp_dir().display().to_string();
+        let mut args = vec!["--admin-token", TOKEN, "--models-root", root.as_str()];
+        args.extend_from_slice(extra);
+        let port = e2e::procs::free_port();
+        let process = e2e::Origin::spawn(Path::new(env!("CARGO_BIN_EXE_origin")), port, models, &args).await;
+        Origin { base: process.url(), process, client: reqwest::Client::new() }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -101,19 +47,12 @@ impl Origin {
     }
 
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status().unwrap().success();
+        let ok = Command::new("kill").args([&format!("-{sig}"), &self.process.pid().to_string()]).status().unwrap().success();
         assert!(ok, "kill -{sig} failed");
     }
 
     pub async fn metrics(&self) -> String {
         self.client.get(self.url("/metrics")).bearer_auth(TOKEN).send().await.unwrap().text().await.unwrap()
-    }
-}
-
-impl Drop for Origin {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
