@@ -134,7 +134,10 @@ struct HistoryEntry {
 pub struct ModelStore {
     current: ArcSwapOption<LoadedModel>,
     /// Held for the whole of a model change (FIFO: tokio's mutex is fair).
-    changes: tokio::sync::Mutex<Vec<HistoryEntry>>,
+    changes: tokio::sync::Mutex<()>,
+    /// Good versions before the current one, oldest first; locked only briefly,
+    /// so readers never wait for a model change in progress.
+    history: Mutex<Vec<HistoryEntry>>,
     last_error: Mutex<Option<String>>,
     settings: LoadSettings,
 }
@@ -155,7 +158,13 @@ pub fn resolve_under_root(root: &Path, requested: &Path) -> Result<PathBuf, Relo
 impl ModelStore {
     /// An empty store (not ready until the first load succeeds).
     pub fn new(settings: LoadSettings) -> Self {
-        ModelStore { current: ArcSwapOption::empty(), changes: tokio::sync::Mutex::new(Vec::new()), last_error: Mutex::new(None), settings }
+        ModelStore {
+            current: ArcSwapOption::empty(),
+            changes: tokio::sync::Mutex::new(()),
+            history: Mutex::new(Vec::new()),
+            last_error: Mutex::new(None),
+            settings,
+        }
     }
 
     /// The serving model, if any.
@@ -181,8 +190,12 @@ impl ModelStore {
     }
 
     /// Versions rollback would walk back through, newest first.
-    pub async fn history(&self) -> Vec<String> {
-        self.changes.lock().await.iter().rev().map(|e| e.version.clone()).collect()
+    pub fn history(&self) -> Vec<String> {
+        self.good_versions().iter().rev().map(|e| e.version.clone()).collect()
+    }
+
+    fn good_versions(&self) -> std::sync::MutexGuard<'_, Vec<HistoryEntry>> {
+        self.history.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Loads, verifies and warms `dir`, then swaps it in, after any model
@@ -191,12 +204,13 @@ impl ModelStore {
     /// # Errors
     /// [`ReloadError`]; the current model keeps serving.
     pub async fn load(self: &Arc<Self>, dir: &Path) -> Result<Arc<LoadedModel>, ReloadError> {
-        let mut history = self.changes.lock().await;
+        let _turn = self.changes.lock().await;
         let result = self.build_and_warm(dir).await;
         let outcome = match result {
             Ok(model) => {
                 let model = Arc::new(model);
                 if let Some(old) = self.current.swap(Some(model.clone())) {
+                    let mut history = self.good_versions();
                     for e in history.iter_mut() {
                         e.loaded = None;
                     }
@@ -217,7 +231,6 @@ impl ModelStore {
                 Err(e)
             }
         };
-        drop(history);
         self.publish_info();
         outcome
     }
@@ -229,12 +242,15 @@ impl ModelStore {
     /// [`ReloadError::NoPrevious`], or why an older version could not be reloaded
     /// (its entry is kept, the current model keeps serving).
     pub async fn rollback(self: &Arc<Self>) -> Result<Arc<LoadedModel>, ReloadError> {
-        let mut history = self.changes.lock().await;
-        let entry = history.last().ok_or(ReloadError::NoPrevious)?;
-        let back = match &entry.loaded {
-            Some(m) => m.clone(),
+        let _turn = self.changes.lock().await;
+        let (dir, expected, loaded) = {
+            let history = self.good_versions();
+            let entry = history.last().ok_or(ReloadError::NoPrevious)?;
+            (entry.dir.clone(), entry.version.clone(), entry.loaded.clone())
+        };
+        let back = match loaded {
+            Some(m) => m,
             None => {
-                let (dir, expected) = (entry.dir.clone(), entry.version.clone());
                 let model = self.build_and_warm(&dir).await?;
                 if model.version() != expected {
                     return Err(ReloadError::HistoryChanged { dir, expected, found: model.version().to_string() });
@@ -242,10 +258,10 @@ impl ModelStore {
                 Arc::new(model)
             }
         };
-        history.pop();
+        // Only model changes touch the history, and this one holds the turn: the entry is still last.
+        self.good_versions().pop();
         self.current.swap(Some(back.clone()));
         tracing::info!(version = back.version(), "rolled back");
-        drop(history);
         self.publish_info();
         Ok(back)
     }

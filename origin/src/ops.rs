@@ -51,7 +51,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
     let body = json!({
         "status": word,
         "model": current.as_deref().map(describe),
-        "history": state.store.history().await,
+        "history": state.store.history(),
         "last_reload_error": state.store.last_error(),
         "onnxruntime": state.store.ort_description(),
     });

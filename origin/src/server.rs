@@ -56,7 +56,10 @@ pub fn app(state: Arc<AppState>, cfg: &ServeConfig) -> Router {
         let pruned = Arc::downgrade(&rl);
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(30));
-            while let Some(rl) = (every.tick().await, pruned.upgrade()).1 {
+            loop {
+                every.tick().await;
+                // The router (and its limiter) is gone: nothing left to prune.
+                let Some(rl) = pruned.upgrade() else { break };
                 metrics::gauge!("rate_limit_clients").set(rl.prune() as f64);
             }
         });
