@@ -338,28 +338,34 @@ pub async fn serve<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, state: &RefCell<EdgeSt
     } else {
         OriginCall::new(canonical.clone(), true)
     };
-    let done =
-        |mut body: RecommendationResponse, source: Source, mut timing: Timing, follow_up, origin_failure: Option<OriginFailure>, call: Option<OriginCall>| {
-            body.source = source;
-            if let Some(f) = &origin_failure
-                && !matches!(f, OriginFailure::NotConfigured)
-                && source != Source::Origin
-            {
-                body.warnings.push(format!("origin not used: {f}"));
-            }
-            // Unknown ids were dropped before any model saw them, except by an
-            // origin asked with the raw ids (it names them itself).
-            let origin_saw_them = unknown_only && call.is_some() && origin_failure.is_none();
-            if !unknown.is_empty() && !origin_saw_them {
-                body.warnings.push(format!("unknown item ids ignored: {}", unknown.join(", ")));
-            }
-            timing.total_ms = env.now_ms().saturating_sub(start);
-            Served { body, timing, follow_up, origin_failure, call }
-        };
+    // `from_origin`: the body is the origin's answer to `call` (which, for an
+    // unknown-only history, carried the raw ids: the origin names them itself).
+    let done = |mut body: RecommendationResponse,
+                source: Source,
+                mut timing: Timing,
+                follow_up,
+                origin_failure: Option<OriginFailure>,
+                call: Option<OriginCall>,
+                from_origin: bool| {
+        body.source = source;
+        if let Some(f) = &origin_failure
+            && !matches!(f, OriginFailure::NotConfigured)
+            && source != Source::Origin
+        {
+            body.warnings.push(format!("origin not used: {f}"));
+        }
+        // Unknown ids were dropped before any model saw them, except by an
+        // origin asked with the raw ids.
+        if !unknown.is_empty() && (!unknown_only || !from_origin) {
+            body.warnings.push(format!("unknown item ids ignored: {}", unknown.join(", ")));
+        }
+        timing.total_ms = env.now_ms().saturating_sub(start);
+        Served { body, timing, follow_up, origin_failure, call }
+    };
 
     // Nothing to personalize on: every model would answer the popular list.
     if req.history.is_empty() {
-        return done(env.popular(req), Source::Popular, timing, FollowUp::None, None, None);
+        return done(env.popular(req), Source::Popular, timing, FollowUp::None, None, None, false);
     }
 
     let mut stale = None;
@@ -370,14 +376,14 @@ pub async fn serve<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, state: &RefCell<EdgeSt
         timing.cache_ms = Some(env.now_ms().saturating_sub(t));
         if let Some(c) = cached {
             match freshness(cfg.cache, c.stored_at_ms, env.now_ms()) {
-                Freshness::Fresh => return done(c.body, Source::Cache, timing, FollowUp::None, None, None),
+                Freshness::Fresh => return done(c.body, Source::Cache, timing, FollowUp::None, None, None, false),
                 Freshness::StaleWhileRevalidate => {
                     let follow = if cfg.origin_url.is_some() && state.borrow_mut().revalidating.insert(call.query.clone()) {
                         FollowUp::Revalidate
                     } else {
                         FollowUp::None
                     };
-                    return done(c.body, Source::Cache, timing, follow, None, Some(call));
+                    return done(c.body, Source::Cache, timing, follow, None, Some(call), false);
                 }
                 Freshness::StaleIfError => stale = Some(c.body),
                 Freshness::Expired => {}
@@ -394,7 +400,7 @@ pub async fn serve<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, state: &RefCell<EdgeSt
             let follow = if refresh { FollowUp::Revalidate } else { FollowUp::None };
             if let Ok(body) = edge {
                 let source = body.source;
-                return done(body, source, timing, follow, None, Some(call));
+                return done(body, source, timing, follow, None, Some(call), false);
             }
             (edge, None, follow)
         }
@@ -432,7 +438,7 @@ pub async fn serve<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, state: &RefCell<EdgeSt
                 Ok(body) => {
                     let source = if body.source == Source::Popular { Source::Popular } else { Source::Origin };
                     let store = if call.cacheable { FollowUp::Store(body.clone()) } else { FollowUp::None };
-                    return done(body, source, timing, store, None, Some(call));
+                    return done(body, source, timing, store, None, Some(call), true);
                 }
                 Err(e) => (edge, Some(e), FollowUp::None),
             }
@@ -441,15 +447,15 @@ pub async fn serve<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, state: &RefCell<EdgeSt
     match (edge, stale) {
         (Ok(body), _) => {
             let source = body.source;
-            done(body, source, timing, follow_up, origin_failure, Some(call))
+            done(body, source, timing, follow_up, origin_failure, Some(call), false)
         }
         (Err(edge_error), Some(body)) => {
-            let mut s = done(body, Source::StaleCache, timing, follow_up, origin_failure, Some(call));
+            let mut s = done(body, Source::StaleCache, timing, follow_up, origin_failure, Some(call), false);
             s.body.warnings.push(format!("edge model failed: {edge_error}"));
             s
         }
         (Err(edge_error), None) => {
-            let mut s = done(env.popular(&canonical), Source::Popular, timing, follow_up, origin_failure, Some(call));
+            let mut s = done(env.popular(&canonical), Source::Popular, timing, follow_up, origin_failure, Some(call), false);
             s.body.warnings.push(format!("edge model failed: {edge_error}"));
             s
         }

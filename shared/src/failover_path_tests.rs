@@ -385,6 +385,12 @@ fn ids_only_the_origin_may_know_are_asked_for_and_not_cached() {
     let s = serve_and_follow(&env, &cfg(), &st, &r);
     assert_eq!(s.body.source, Source::Popular);
     assert!(s.body.warnings.iter().any(|w| w.contains("new-a")), "{:?}", s.body.warnings);
+    // Edge-first never asks the origin on the shopper's time: the ids are named as ignored.
+    let edge_first = EdgeConfig { strategy: Strategy::EdgeFirst, ..cfg() };
+    let calls = env.origin_calls.get();
+    let s = serve_and_follow(&env, &edge_first, &st, &r);
+    assert_eq!((s.body.source, env.origin_calls.get()), (Source::Popular, calls));
+    assert!(s.body.warnings.iter().any(|w| w.contains("unknown item ids ignored") && w.contains("new-a")), "{:?}", s.body.warnings);
     // An empty history still gets the popular list without asking anyone.
     let calls = env.origin_calls.get();
     assert_eq!(block_on(serve(&env, &cfg(), &st, &history(&[]))).body.source, Source::Popular);
