@@ -23,5 +23,6 @@ pub mod onnx_export;
 pub mod peers;
 pub mod query;
 pub mod report;
+pub mod sasrec;
 pub mod split;
 pub mod train;
