@@ -168,7 +168,9 @@ impl OnnxRecommender {
 pub struct PaddedBatch {
     /// Columns `L` (the longest row, at least 1).
     pub len: usize,
-    /// `history`, row-major `[batch, L]`, padded with [`contract::padding_index`].
+    /// `history`, row-major `[batch, L]`, each row in the caller's order (oldest
+    /// first) and left-padded with [`contract::padding_index`], so the newest
+    /// item is always in column `L − 1`.
     pub history: Vec<i64>,
     /// `weights`, row-major `[batch, L]`, 0.0 for padding.
     pub weights: Vec<f32>,
@@ -189,12 +191,13 @@ impl PaddedBatch {
         let mut history = vec![pad; rows.len() * len];
         let mut weights = vec![0f32; rows.len() * len];
         for (b, row) in rows.iter().enumerate() {
+            let start = b * len + len - row.len();
             for (j, &(index, weight)) in row.iter().enumerate() {
                 if index >= n_items {
                     return Err(InferenceError::IndexOutOfRange { index, n_items });
                 }
-                history[b * len + j] = index as i64;
-                weights[b * len + j] = weight;
+                history[start + j] = index as i64;
+                weights[start + j] = weight;
             }
         }
         Ok(PaddedBatch { len, history, weights })

@@ -145,23 +145,21 @@ pub struct Canonical {
 /// Reduces `req` to the request that gets the same answer, so that every
 /// spelling of one question shares one cache entry and junk cannot mint new
 /// ones: ids `index_of` does not know are dropped (and returned, to be named
-/// in `warnings`), the rest are sorted by catalog index.
+/// in `warnings`), the rest keep the shopper's order, oldest first.
 ///
-/// Sorting is sound because every model of the contract scores a history as
-/// a weighted sum over its entries (EASE, `s = x·B`): order does not change
-/// the answer. Duplicates are kept because they do (weight 2 counts twice).
-/// A model that reads order (a sequence model) must keep the shopper's order here.
+/// Order and duplicates are both kept because both change the answer: the
+/// full model may be a sequence model (SASRec), which reads the order, and a
+/// repeated item weighs twice in EASE (`s = x·B`). See [`crate::contract`].
 pub fn canonicalize(req: &ValidRequest, index_of: impl Fn(&str) -> Option<usize>) -> Canonical {
     let mut known = Vec::with_capacity(req.history.len());
     let mut unknown = Vec::new();
     for id in &req.history {
         match index_of(id) {
-            Some(i) => known.push((i, id)),
+            Some(_) => known.push(id),
             None => unknown.push(id.clone()),
         }
     }
-    known.sort();
-    let history = known.into_iter().map(|(_, id)| id.clone()).collect();
+    let history = known.into_iter().cloned().collect();
     Canonical { request: ValidRequest { history, k: req.k, exclude_seen: req.exclude_seen }, unknown }
 }
 
@@ -196,16 +194,18 @@ mod tests {
     }
 
     #[test]
-    fn canonical_requests_drop_unknown_ids_and_ignore_order_but_not_duplicates() {
+    fn canonical_requests_drop_unknown_ids_but_keep_order_and_duplicates() {
         let index = |id: &str| id.parse::<usize>().ok();
         let r = |h: &[&str]| ValidRequest { history: h.iter().map(|s| s.to_string()).collect(), k: 5, exclude_seen: true };
-        let a = canonicalize(&r(&["172", "50", "junk-1"]), index);
+        let a = canonicalize(&r(&["50", "172", "junk-1"]), index);
         let b = canonicalize(&r(&["junk-2", "50", "172"]), index);
-        assert_eq!(a.request, b.request, "unknown ids and order do not split the key");
+        assert_eq!(a.request, b.request, "unknown ids do not split the key");
         assert_eq!(a.request.history, vec!["50", "172"]);
         assert_eq!((a.unknown, b.unknown), (vec!["junk-1".to_string()], vec!["junk-2".to_string()]));
+        let reordered = canonicalize(&r(&["172", "50"]), index);
+        assert_ne!(reordered.request, a.request, "a sequence model reads the order: a different question");
         let dup = canonicalize(&r(&["50", "172", "50"]), index);
-        assert_eq!(dup.request.history, vec!["50", "50", "172"], "a repeated item weighs twice: a different question");
+        assert_eq!(dup.request.history, vec!["50", "172", "50"], "a repeated item weighs twice: a different question");
         assert_ne!(canonical_query(&dup.request), canonical_query(&a.request));
     }
 

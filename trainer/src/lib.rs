@@ -24,5 +24,6 @@ pub mod peers;
 pub mod query;
 pub mod report;
 pub mod sasrec;
+pub mod sequence;
 pub mod split;
 pub mod train;

@@ -86,6 +86,13 @@ enum Command {
         /// Largest edge ONNX file in bytes.
         #[arg(long, default_value_t = 2_000_000)]
         edge_budget: usize,
+        /// Sequence model (SASRec) training: `full` tunes on validation, `short`
+        /// is a fixed two-epoch run for tests, `off` trains EASE only.
+        #[arg(long, value_enum, default_value = "full")]
+        schedule: trainer::sequence::Schedule,
+        /// Seed of the sequence model's training.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
     },
     /// Score the peers' rankings on the same splits and add them to a report.
     EvalPeers {
@@ -150,7 +157,7 @@ fn read_report(path: &Path) -> anyhow::Result<Report> {
 fn main() -> anyhow::Result<()> {
     faer::set_global_parallelism(faer::Par::rayon(0));
     match Cli::parse().command {
-        Command::Train { input, dataset, out, splits, min_count, lambdas, betas, edge_ranks, edge_budget } => {
+        Command::Train { input, dataset, out, splits, min_count, lambdas, betas, edge_ranks, edge_budget, schedule, seed } => {
             anyhow::ensure!(!lambdas.is_empty() && lambdas.iter().all(|l| *l > 0.0), "--lambdas must be positive");
             anyhow::ensure!(!edge_ranks.is_empty() && !edge_ranks.contains(&0), "--edge-ranks must be positive");
             let log = load(&input)?;
@@ -166,6 +173,8 @@ fn main() -> anyhow::Result<()> {
                 edge_budget_bytes: edge_budget,
                 out_dir: out,
                 splits_dir: splits,
+                schedule,
+                seed,
             };
             let report = train::run(&log, &cfg)?;
             eprintln!("{}: trained, evaluated and exported to {} in {:.1} s", cfg.dataset, cfg.out_dir.display(), report.train_seconds);

@@ -14,6 +14,8 @@
 
 use prost::Message;
 use shared::contract::{self, ModelKind};
+
+use crate::sasrec::{self, SasRecWeights};
 use shared::inference::metadata;
 use tract_onnx::pb::{self, attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto::dimension, type_proto};
 
@@ -80,6 +82,14 @@ fn value_info(name: &str, elem: DataType, dims: &[&str]) -> pb::ValueInfoProto {
 
 fn attr_int(name: &str, i: i64) -> pb::AttributeProto {
     pb::AttributeProto { name: name.into(), r#type: AttributeType::Int as i32, i, ..Default::default() }
+}
+
+fn attr_ints(name: &str, ints: &[i64]) -> pb::AttributeProto {
+    pb::AttributeProto { name: name.into(), r#type: AttributeType::Ints as i32, ints: ints.to_vec(), ..Default::default() }
+}
+
+fn attr_float(name: &str, f: f32) -> pb::AttributeProto {
+    pb::AttributeProto { name: name.into(), r#type: AttributeType::Float as i32, f, ..Default::default() }
 }
 
 fn node(op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<pb::AttributeProto>) -> pb::NodeProto {
@@ -191,6 +201,129 @@ pub fn edge_model(p: &DenseF32, q: &DenseF32, beta: f32) -> Vec<u8> {
     }
     let doc = format!("edgerec edge model: rank-{r} approximation over the {m} most popular items, buy-again beta={beta}");
     finish_model(ModelKind::Edge, m, "item_scores", nodes, init, doc)
+}
+
+/// Encodes the sequence model (SASRec, see [`crate::sasrec`]), optionally
+/// blended with EASE: `s = logits + gamma · x·B` for `ease = Some((B, gamma))`,
+/// `B: [n, n]` (the buy-again diagonal already folded in).
+///
+/// The graph reads `history` as ordered, oldest first, left-padded with
+/// `n` ([`contract`]); it left-pads or crops it to the model's `max_len`
+/// newest entries itself (`Tile` + `Concat` + `Slice`), so callers may pass any
+/// `L >= 1`. `weights` feeds only the EASE part. Standard opset-17 ops only:
+/// `Gather`, `MatMul`, `Gemm`, `LayerNormalization`, `Softmax`, `Relu`,
+/// `Reshape`, `Transpose`, `TopK` and elementwise arithmetic.
+pub fn sequence_model(w: &SasRecWeights, ease: Option<(&DenseF32, f32)>) -> Vec<u8> {
+    let cfg = &w.config;
+    let (n, d, l, heads) = (w.n_items, cfg.dim, cfg.max_len, cfg.heads);
+    let dh = d / heads;
+    let mut nodes = Vec::new();
+    let mut init = vec![
+        tensor_f32("E", &[n, d], &w.item_emb),
+        tensor_f32("P", &[l, d], &w.pos_emb),
+        tensor_f32("sqrt_d", &[1], &[(d as f32).sqrt()]),
+        tensor_f32("attn_scale", &[1], &[1.0 / (dh as f32).sqrt()]),
+        tensor_f32("one_f", &[1], &[1.0]),
+        tensor_f32("masked_f", &[1], &[sasrec::MASKED]),
+        tensor_i64("pad_item", &[1], &[n as i64]),
+        tensor_i64("last_item", &[1], &[n as i64 - 1]),
+        tensor_i64("zero_i64", &[1], &[0]),
+        tensor_i64("one_i64", &[1], &[1]),
+        tensor_i64("tile_reps", &[2], &[1, l as i64]),
+        tensor_i64("crop_start", &[1], &[-(l as i64)]),
+        tensor_i64("crop_end", &[1], &[i64::MAX]),
+        tensor_i64("axes_12", &[2], &[1, 2]),
+        tensor_i64("heads_shape", &[4], &[0, 0, heads as i64, dh as i64]),
+        tensor_i64("model_shape", &[3], &[0, 0, d as i64]),
+        tensor_i64("newest", &[], &[l as i64 - 1]),
+    ];
+    let causal: Vec<f32> = (0..l * l).map(|i| if i % l > i / l { sasrec::MASKED } else { 0.0 }).collect();
+    init.push(tensor_f32("causal", &[l, l], &causal));
+    // Left-pad with `l` padding columns, then keep the newest `l`: [batch, l].
+    nodes.push(node("Slice", &[contract::INPUT_HISTORY, "zero_i64", "one_i64", "one_i64"], &["first_col"], vec![]));
+    nodes.push(node("Mul", &["first_col", "zero_i64"], &["zero_col"], vec![]));
+    nodes.push(node("Add", &["zero_col", "pad_item"], &["pad_col"], vec![]));
+    nodes.push(node("Tile", &["pad_col", "tile_reps"], &["pad_block"], vec![]));
+    nodes.push(node("Concat", &["pad_block", contract::INPUT_HISTORY], &["padded"], vec![attr_int("axis", 1)]));
+    nodes.push(node("Slice", &["padded", "crop_start", "crop_end", "one_i64"], &["seq"], vec![]));
+    // Masks: [batch, l, 1] for positions, [batch, 1, l, l] additive attention bias.
+    nodes.push(node("Equal", &["seq", "pad_item"], &["is_pad"], vec![]));
+    nodes.push(node("Not", &["is_pad"], &["is_item"], vec![]));
+    nodes.push(node("Cast", &["is_item"], &["mask"], vec![attr_int("to", DataType::Float as i64)]));
+    nodes.push(node("Unsqueeze", &["mask", "axes_2"], &["mask3"], vec![]));
+    nodes.push(node("Sub", &["one_f", "mask"], &["pad_f"], vec![]));
+    nodes.push(node("Mul", &["pad_f", "masked_f"], &["key_bias"], vec![]));
+    nodes.push(node("Unsqueeze", &["key_bias", "axes_12"], &["key_bias4"], vec![]));
+    nodes.push(node("Add", &["causal", "key_bias4"], &["attn_bias"], vec![]));
+    // Embeddings: the padding index is clamped into range and then zeroed by the mask.
+    nodes.push(node("Min", &["seq", "last_item"], &["seq_idx"], vec![]));
+    nodes.push(node("Gather", &["E", "seq_idx"], &["emb"], vec![attr_int("axis", 0)]));
+    nodes.push(node("Mul", &["emb", "sqrt_d"], &["emb_scaled"], vec![]));
+    nodes.push(node("Add", &["emb_scaled", "P"], &["x_in"], vec![]));
+    nodes.push(node("Mul", &["x_in", "mask3"], &["x_0"], vec![]));
+    let ln = |x: &str, g: &str, b: &str, out: &str| node("LayerNormalization", &[x, g, b], &[out], vec![attr_int("axis", -1), attr_float("epsilon", sasrec::LN_EPS as f32)]);
+    let names = ["ln1_g", "ln1_b", "wq", "bq", "wk", "bk", "wv", "bv", "wo", "bo", "ln2_g", "ln2_b", "w1", "b1", "w2", "b2"];
+    let mut x = "x_0".to_string();
+    for (i, params) in w.blocks.iter().enumerate() {
+        let p = |s: &str| format!("b{i}_{s}");
+        for (name, values) in names.iter().zip(params) {
+            let dims: Vec<usize> = match *name {
+                "wq" | "wk" | "wv" | "wo" => vec![d, d],
+                "w1" => vec![d, sasrec::FF_MULT * d],
+                "w2" => vec![sasrec::FF_MULT * d, d],
+                _ => vec![values.len()],
+            };
+            init.push(tensor_f32(&p(name), &dims, values));
+        }
+        let n_ = |s: &str| p(s);
+        nodes.push(ln(&x, &n_("ln1_g"), &n_("ln1_b"), &n_("a")));
+        for (proj, perm) in [("q", [0, 2, 1, 3]), ("k", [0, 2, 3, 1]), ("v", [0, 2, 1, 3])] {
+            nodes.push(node("MatMul", &[&n_("a"), &n_(&format!("w{proj}"))], &[&n_(&format!("{proj}_mm"))], vec![]));
+            nodes.push(node("Add", &[&n_(&format!("{proj}_mm")), &n_(&format!("b{proj}"))], &[&n_(&format!("{proj}_lin"))], vec![]));
+            nodes.push(node("Reshape", &[&n_(&format!("{proj}_lin")), "heads_shape"], &[&n_(&format!("{proj}_heads"))], vec![]));
+            nodes.push(node("Transpose", &[&n_(&format!("{proj}_heads"))], &[&n_(proj)], vec![attr_ints("perm", &perm)]));
+        }
+        nodes.push(node("MatMul", &[&n_("q"), &n_("k")], &[&n_("qk")], vec![]));
+        nodes.push(node("Mul", &[&n_("qk"), "attn_scale"], &[&n_("qk_scaled")], vec![]));
+        nodes.push(node("Add", &[&n_("qk_scaled"), "attn_bias"], &[&n_("logits")], vec![]));
+        nodes.push(node("Softmax", &[&n_("logits")], &[&n_("att")], vec![attr_int("axis", -1)]));
+        nodes.push(node("MatMul", &[&n_("att"), &n_("v")], &[&n_("ctx_heads")], vec![]));
+        nodes.push(node("Transpose", &[&n_("ctx_heads")], &[&n_("ctx_t")], vec![attr_ints("perm", &[0, 2, 1, 3])]));
+        nodes.push(node("Reshape", &[&n_("ctx_t"), "model_shape"], &[&n_("ctx")], vec![]));
+        nodes.push(node("MatMul", &[&n_("ctx"), &n_("wo")], &[&n_("o_mm")], vec![]));
+        nodes.push(node("Add", &[&n_("o_mm"), &n_("bo")], &[&n_("o")], vec![]));
+        nodes.push(node("Add", &[&x, &n_("o")], &[&n_("x_att")], vec![]));
+        nodes.push(ln(&n_("x_att"), &n_("ln2_g"), &n_("ln2_b"), &n_("f")));
+        nodes.push(node("MatMul", &[&n_("f"), &n_("w1")], &[&n_("h1_mm")], vec![]));
+        nodes.push(node("Add", &[&n_("h1_mm"), &n_("b1")], &[&n_("h1_lin")], vec![]));
+        nodes.push(node("Relu", &[&n_("h1_lin")], &[&n_("h1")], vec![]));
+        nodes.push(node("MatMul", &[&n_("h1"), &n_("w2")], &[&n_("h2_mm")], vec![]));
+        nodes.push(node("Add", &[&n_("h2_mm"), &n_("b2")], &[&n_("h2")], vec![]));
+        nodes.push(node("Add", &[&n_("x_att"), &n_("h2")], &[&n_("x_ff")], vec![]));
+        nodes.push(node("Mul", &[&n_("x_ff"), "mask3"], &[&n_("x")], vec![]));
+        x = n_("x");
+    }
+    init.push(tensor_f32("lnf_g", &[d], &w.ln_final.0));
+    init.push(tensor_f32("lnf_b", &[d], &w.ln_final.1));
+    nodes.push(ln(&x, "lnf_g", "lnf_b", "hidden"));
+    nodes.push(node("Gather", &["hidden", "newest"], &["user_state"], vec![attr_int("axis", 1)]));
+    nodes.push(node("Gemm", &["user_state", "E"], &["seq_scores"], vec![attr_int("transB", 1)]));
+    let doc = match ease {
+        Some((b, gamma)) => {
+            assert_eq!((b.rows, b.cols), (n, n), "EASE weights must cover the sequence model's items");
+            weighted_gather_sum("B", "ease_scores", &mut nodes);
+            init.push(tensor_f32("B", &[n + 1, n], &with_padding_row(b)));
+            init.push(tensor_f32("gamma", &[1], &[gamma]));
+            nodes.push(node("Mul", &["ease_scores", "gamma"], &["ease_weighted"], vec![]));
+            nodes.push(node("Add", &["seq_scores", "ease_weighted"], &["item_scores"], vec![]));
+            format!("edgerec full model: SASRec ({}) over {n} items blended with EASE, gamma={gamma}", cfg.label())
+        }
+        None => {
+            nodes.push(node("Identity", &["seq_scores"], &["item_scores"], vec![]));
+            format!("edgerec full model: SASRec ({}) over {n} items (Kang & McAuley, ICDM 2018)", cfg.label())
+        }
+    };
+    finish_model(ModelKind::Full, n, "item_scores", nodes, init, doc)
 }
 
 #[cfg(test)]

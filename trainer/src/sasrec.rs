@@ -156,9 +156,11 @@ fn layer_norm(x: &Tensor, (gamma, beta): &(Var, Var)) -> candle_core::Result<Ten
     centered.broadcast_div(&(var + LN_EPS)?.sqrt()?)?.broadcast_mul(gamma)?.broadcast_add(beta)
 }
 
-/// `x·W + b` for `x: [B, L, in]`.
+/// `x·W + b` for `x: [B, L, in]`, as one `[B·L, in] × [in, out]` product
+/// (a batched product would also batch the weight gradient).
 fn affine(x: &Tensor, (w, b): &(Var, Var)) -> candle_core::Result<Tensor> {
-    x.broadcast_matmul(w)?.broadcast_add(b)
+    let (bs, l, d_in) = x.dims3()?;
+    x.reshape((bs * l, d_in))?.matmul(w)?.broadcast_add(b)?.reshape((bs, l, ()))
 }
 
 fn to_vec(v: &Var) -> candle_core::Result<Vec<f32>> {
@@ -430,10 +432,15 @@ pub fn train(
         let mut total = 0.0;
         let mut batches = 0;
         for chunk in all.chunks(config.batch_size) {
+            let t0 = std::time::Instant::now();
             let loss = model.loss(chunk, &mut rng)?;
             total += loss.to_scalar::<f32>()? as f64;
+            let t1 = t0.elapsed().as_secs_f64();
             batches += 1;
             opt.backward_step(&loss)?;
+            if std::env::var_os("SASREC_PROFILE").is_some() {
+                eprintln!("batch {batches}: forward {t1:.3} s, backward+step {:.3} s", t0.elapsed().as_secs_f64() - t1);
+            }
         }
         let report = EpochReport { epoch, loss: total / batches as f64 };
         match after_epoch(&model, report)? {

@@ -46,6 +46,10 @@ pub struct TrainConfig {
     pub out_dir: PathBuf,
     /// Where the splits for the peer benchmark go, if anywhere.
     pub splits_dir: Option<PathBuf>,
+    /// How the sequence model is trained (or not at all).
+    pub schedule: crate::sequence::Schedule,
+    /// Seed of the sequence model's training.
+    pub seed: u64,
 }
 
 /// One row of the quality table.
@@ -101,6 +105,38 @@ fn bar(len: usize, what: &str) -> ProgressBar {
 pub fn edge_items_for_budget(budget: usize, r: usize, buy_again: bool, n: usize) -> usize {
     let per_item = 8 * r + if buy_again { 8 } else { 0 };
     (budget.saturating_sub(2048 + 4 * r) / per_item).min(n)
+}
+
+/// Blend weights tried on validation: `s = logits + γ · EASE(x)`. SASRec's
+/// logits spread over ~10 units, EASE scores over ~1, so γ spans 0.3–30.
+pub const BLEND_GAMMAS: &[f64] = &[0.3, 1.0, 3.0, 10.0, 30.0];
+
+/// Which full model the origin serves.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum FullChoice {
+    Ease,
+    Sequence,
+    /// SASRec + γ · EASE.
+    Blend(f64),
+}
+
+impl FullChoice {
+    fn name(self) -> &'static str {
+        match self {
+            FullChoice::Ease => "EASE",
+            FullChoice::Sequence => "SASRec",
+            FullChoice::Blend(_) => "SASRec + EASE blend",
+        }
+    }
+}
+
+/// The γ with the best validation NDCG@20 among the tried blends.
+fn best_blend_gamma(tuning: &BTreeMap<String, f64>) -> f64 {
+    BLEND_GAMMAS
+        .iter()
+        .copied()
+        .max_by(|a, b| tuning[&format!("blend gamma={a}")].total_cmp(&tuning[&format!("blend gamma={b}")]))
+        .expect("at least one gamma")
 }
 
 /// Runs the pipeline and writes the artifacts; returns the report.
@@ -165,8 +201,40 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
     }
     pb.finish_and_clear();
     anyhow::ensure!(best_rank > 0, "edge budget of {} bytes fits no item at ranks {:?}", cfg.edge_budget_bytes, cfg.edge_ranks);
-    drop(val);
     stage(&format!("validation: edge rank={best_rank}"), t_stage);
+
+    // The sequence model: tuned with early stopping, then blended with EASE on validation.
+    let t_stage = Instant::now();
+    let candidates = crate::sequence::candidates(cfg.schedule, n_val, cfg.seed);
+    let tuned = crate::sequence::tune(&val, log.users.len(), &candidates)?;
+    let mut choice = FullChoice::Ease;
+    let mut best_full = best;
+    if let Some(t) = &tuned {
+        for (k, v) in &t.tried {
+            tuning.insert(k.clone(), *v);
+        }
+        let seq_scores = crate::sequence::score_phase(&t.model, &val, &crate::sequence::sequences(&val, log.users.len()))?;
+        let ease_scores = Scorer::Ease { b: ease(val.gram.as_ref(), n_val, best_lambda)?, beta: best_beta }.scores(val.x_eval.as_ref());
+        if t.ndcg > best_full {
+            (choice, best_full) = (FullChoice::Sequence, t.ndcg);
+        }
+        for &gamma in BLEND_GAMMAS {
+            let blended = &seq_scores + &ease_scores * faer::Scale(gamma);
+            let ndcg = val.evaluate_scores(blended.as_ref()).ndcg_at_20;
+            tuning.insert(format!("blend gamma={gamma}"), ndcg);
+            if ndcg > best_full {
+                (choice, best_full) = (FullChoice::Blend(gamma), ndcg);
+            }
+        }
+        if cfg.schedule == crate::sequence::Schedule::Short {
+            // Tests check the pipeline, export, parity and serving of the
+            // sequence model, not its quality: serve the blend, whose graph has
+            // both the SASRec and the EASE part.
+            choice = FullChoice::Blend(best_blend_gamma(&tuning));
+        }
+        stage(&format!("validation: SASRec {:.4}, EASE {best:.4}, served: {}", t.ndcg, choice.name()), t_stage);
+    }
+    drop(val);
 
     // 3. Test, once.
     let t_stage = Instant::now();
@@ -176,13 +244,46 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
     let t = Instant::now();
     let full = Scorer::Ease { b: ease(test.gram.as_ref(), n, best_lambda)?, beta: best_beta };
     let full_fit = t.elapsed().as_secs_f64();
-    let full_metrics = test.evaluate_scores(full.scores(test.x_eval.as_ref()).as_ref());
+    let ease_test_scores = full.scores(test.x_eval.as_ref());
+    let full_metrics = test.evaluate_scores(ease_test_scores.as_ref());
     let t = Instant::now();
     let m_test = edge_items_for_budget(cfg.edge_budget_bytes, best_rank, buy_again, n);
     let edge = low_rank(test.gram.as_ref(), test.x_train.as_ref(), m_test, best_rank, best_lambda, best_beta)?;
     let edge_fit = t.elapsed().as_secs_f64();
     let edge_metrics = test.evaluate_scores(edge.scores(test.x_eval.as_ref()).as_ref());
-
+    let mut seq_rows = Vec::new();
+    let mut served_metrics = full_metrics;
+    if let Some(tuned) = &tuned {
+        let t = Instant::now();
+        let model = crate::sequence::fit(&test, log.users.len(), &tuned.config)?;
+        let seq_fit = t.elapsed().as_secs_f64();
+        let seq_scores = crate::sequence::score_phase(&model, &test, &crate::sequence::sequences(&test, log.users.len()))?;
+        let seq_metrics = test.evaluate_scores(seq_scores.as_ref());
+        let gamma = match choice {
+            FullChoice::Blend(g) => g,
+            _ => best_blend_gamma(&tuning),
+        };
+        let blend_metrics = test.evaluate_scores((&seq_scores + &ease_test_scores * faer::Scale(gamma)).as_ref());
+        served_metrics = match choice {
+            FullChoice::Ease => full_metrics,
+            FullChoice::Sequence => seq_metrics,
+            FullChoice::Blend(_) => blend_metrics,
+        };
+        let c = &tuned.config;
+        let seq_params = vec![
+            ("dim", c.dim.into()),
+            ("layers", c.layers.into()),
+            ("heads", c.heads.into()),
+            ("max_len", c.max_len.into()),
+            ("dropout", (c.dropout as f64).into()),
+            ("epochs", c.max_epochs.into()),
+            ("items", n.into()),
+        ];
+        seq_rows.push((FullChoice::Sequence, seq_metrics, seq_fit, seq_params.clone()));
+        let mut blend_params = seq_params;
+        blend_params.push(("gamma", gamma.into()));
+        seq_rows.push((FullChoice::Blend(gamma), blend_metrics, seq_fit + full_fit, blend_params));
+    }
     stage("test: fit and score once", t_stage);
 
     // 4. Export: refit on the whole log with the chosen settings.
@@ -193,30 +294,52 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
     let full_all = Scorer::Ease { b: ease(all.gram.as_ref(), n_all, best_lambda)?, beta: best_beta };
     let m_all = edge_items_for_budget(cfg.edge_budget_bytes, best_rank, buy_again, n_all);
     let edge_all = low_rank(all.gram.as_ref(), all.x_train.as_ref(), m_all, best_rank, best_lambda, best_beta)?;
+    let seq_all = match (&tuned, choice) {
+        (Some(t), FullChoice::Sequence | FullChoice::Blend(_)) => Some(crate::sequence::fit(&all, log.users.len(), &t.config)?),
+        _ => None,
+    };
+    let full_export = match (&seq_all, choice) {
+        (Some(model), FullChoice::Sequence) => crate::artifacts::FullModel::Sequence { model, ease: None },
+        (Some(model), FullChoice::Blend(gamma)) => crate::artifacts::FullModel::Sequence { model, ease: Some((&full_all, gamma)) },
+        _ => crate::artifacts::FullModel::Ease(&full_all),
+    };
     let metrics = serde_json::json!({
         "protocol": cfg.protocol.describe(),
-        "full": full_metrics,
+        "full_architecture": choice.name(),
+        "full": served_metrics,
+        "ease": full_metrics,
         "edge": edge_metrics,
-        "edge_ndcg_ratio": edge_metrics.ndcg_at_20 / full_metrics.ndcg_at_20.max(f64::MIN_POSITIVE),
+        "edge_ndcg_ratio": edge_metrics.ndcg_at_20 / served_metrics.ndcg_at_20.max(f64::MIN_POSITIVE),
     });
-    let exported = crate::artifacts::write(&cfg.out_dir, log, &all.space, &full_all, &edge_all, &test.split.targets, cfg, metrics)?;
+    let exported = crate::artifacts::write(&cfg.out_dir, log, &all.space, &full_export, &edge_all, &test.split.targets, cfg, metrics)?;
 
     stage("refit on the whole log, export, parity", t_stage);
     let param = |pairs: &[(&str, serde_json::Value)]| pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    let served = |c: FullChoice| if c == choice { " (full, served)" } else { "" };
     rows.push(ReportRow {
-        model: "EASE (full, ours)".into(),
+        model: format!("EASE{}", served(FullChoice::Ease)),
         metrics: full_metrics,
         fit_seconds: full_fit,
-        onnx_bytes: Some(exported.full_bytes),
+        onnx_bytes: (choice == FullChoice::Ease).then_some(exported.full_bytes),
         params: param(&[("lambda", best_lambda.into()), ("beta", best_beta.into()), ("items", n.into())]),
     });
     rows.push(ReportRow {
-        model: "low-rank EASE (edge, ours)".into(),
+        model: "low-rank EASE (edge)".into(),
         metrics: edge_metrics,
         fit_seconds: edge_fit,
         onnx_bytes: Some(exported.edge_bytes),
         params: param(&[("rank", best_rank.into()), ("items", m_test.into()), ("beta", best_beta.into())]),
     });
+    for (c, metrics, fit_seconds, params) in seq_rows {
+        let same_kind = matches!((c, choice), (FullChoice::Sequence, FullChoice::Sequence) | (FullChoice::Blend(_), FullChoice::Blend(_)));
+        rows.push(ReportRow {
+            model: format!("{}{}", c.name(), if same_kind { " (full, served)" } else { "" }),
+            metrics,
+            fit_seconds,
+            onnx_bytes: same_kind.then_some(exported.full_bytes),
+            params: param(&params),
+        });
+    }
     rows.push(ReportRow { model: "most popular".into(), metrics: test.popular(), fit_seconds: 0.0, onnx_bytes: None, params: BTreeMap::new() });
     if !cfg.protocol.exclude_seen() {
         rows.push(ReportRow { model: "buy again".into(), metrics: test.buy_again(), fit_seconds: 0.0, onnx_bytes: None, params: BTreeMap::new() });

@@ -1,0 +1,143 @@
+//! The sequence model inside the pipeline: ordered histories of a phase,
+//! tuning on validation with early stopping, fitting with a fixed epoch
+//! count, and scoring a phase's users (see [`crate::sasrec`] for the model).
+
+use std::time::Instant;
+
+use faer::Mat;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::evaluate::Phase;
+use crate::metrics::Metrics;
+use crate::sasrec::{self, SasRec, SasRecConfig, SasRecError};
+
+/// How hard the trainer works on the sequence model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Schedule {
+    /// Tune over the candidate grid with early stopping (the quality table).
+    Full,
+    /// One small configuration for two epochs: checks the pipeline, export,
+    /// parity and serving in tests, says nothing about quality.
+    Short,
+    /// No sequence model: EASE only.
+    Off,
+}
+
+/// Candidate settings tried on validation for a catalog of `n` items.
+///
+/// Sizes follow SASRec's ML-1M settings scaled to this machine (2 CPU cores):
+/// width 64, two blocks, one or two heads, the newest 50 items.
+pub fn candidates(schedule: Schedule, n: usize, seed: u64) -> Vec<SasRecConfig> {
+    let base = SasRecConfig {
+        dim: 64,
+        layers: 2,
+        heads: 2,
+        max_len: 50,
+        dropout: 0.2,
+        learning_rate: 2e-3,
+        batch_size: 128,
+        max_epochs: 60,
+        patience: 4,
+        negatives: (n > 4096).then_some(1024),
+        seed,
+    };
+    match schedule {
+        Schedule::Off => Vec::new(),
+        Schedule::Short => vec![SasRecConfig { dim: 32, layers: 1, max_len: 20, max_epochs: 2, ..base }],
+        Schedule::Full => vec![base.clone()],
+    }
+}
+
+/// Each log user's training items as model indices, oldest first (items
+/// outside the phase's item space are skipped).
+pub fn sequences(phase: &Phase, users: usize) -> Vec<Vec<u32>> {
+    let mut seqs = vec![Vec::new(); users];
+    for e in &phase.split.train {
+        if let Some(m) = phase.space.index[e.item as usize] {
+            seqs[e.user as usize].push(m as u32);
+        }
+    }
+    seqs
+}
+
+/// Next-item logits `[targets, n]` of a phase's evaluated users.
+///
+/// # Errors
+/// On a tensor failure.
+pub fn score_phase(model: &SasRec, phase: &Phase, seqs: &[Vec<u32>]) -> Result<Mat<f64>, SasRecError> {
+    let histories: Vec<&[u32]> = phase.split.targets.iter().map(|t| seqs[t.user as usize].as_slice()).collect();
+    let rows = model.scores(&histories)?;
+    Ok(Mat::from_fn(rows.len(), phase.space.len(), |r, c| rows[r][c] as f64))
+}
+
+/// Outcome of tuning on validation.
+pub struct Tuned {
+    /// The winning settings, `max_epochs` set to the best epoch.
+    pub config: SasRecConfig,
+    /// Its validation NDCG@20.
+    pub ndcg: f64,
+    /// Validation NDCG@20 per tried setting.
+    pub tried: Vec<(String, f64)>,
+    /// The winning model (fit on the validation training part), for blending on validation.
+    pub model: SasRec,
+}
+
+fn epoch_bar(label: &str, epochs: usize) -> ProgressBar {
+    let pb = ProgressBar::new(epochs as u64).with_message(label.to_string());
+    pb.set_style(ProgressStyle::with_template("  {msg} [{bar:20}] {pos}/{len} {elapsed}").expect("valid template").progress_chars("=> "));
+    pb
+}
+
+/// Tries every candidate on validation with early stopping on NDCG@20.
+///
+/// # Errors
+/// On a tensor failure or when no candidate can train.
+pub fn tune(val: &Phase, users: usize, candidates: &[SasRecConfig]) -> Result<Option<Tuned>, SasRecError> {
+    let seqs = sequences(val, users);
+    let mut best: Option<Tuned> = None;
+    let mut tried = Vec::new();
+    for cfg in candidates {
+        let started = Instant::now();
+        let pb = epoch_bar(&format!("SASRec {}", cfg.label()), cfg.max_epochs);
+        let (model, epochs) = sasrec::train(&seqs, val.space.len(), cfg, |model, report| {
+            let ndcg = val.evaluate_scores(score_phase(model, val, &seqs)?.as_ref()).ndcg_at_20;
+            pb.set_position(report.epoch as u64);
+            pb.suspend(|| eprintln!("    epoch {:>2}: loss {:.4}, validation NDCG@20 {ndcg:.4} ({:.1} s)", report.epoch, report.loss, started.elapsed().as_secs_f64()));
+            Ok(Some(ndcg))
+        })?;
+        pb.finish_and_clear();
+        let ndcg = val.evaluate_scores(score_phase(&model, val, &seqs)?.as_ref()).ndcg_at_20;
+        eprintln!("  SASRec {}: best epoch {epochs}, validation NDCG@20 {ndcg:.4} ({:.1} s)", cfg.label(), started.elapsed().as_secs_f64());
+        tried.push((format!("sasrec {} epochs={epochs}", cfg.label()), ndcg));
+        if best.as_ref().is_none_or(|b| ndcg > b.ndcg) {
+            best = Some(Tuned { config: SasRecConfig { max_epochs: epochs, ..cfg.clone() }, ndcg, tried: Vec::new(), model });
+        }
+    }
+    Ok(best.map(|b| Tuned { tried, ..b }))
+}
+
+/// Fits `config` for exactly `config.max_epochs` epochs on a phase's training part.
+///
+/// # Errors
+/// On a tensor failure.
+pub fn fit(phase: &Phase, users: usize, config: &SasRecConfig) -> Result<SasRec, SasRecError> {
+    let seqs = sequences(phase, users);
+    let started = Instant::now();
+    let pb = epoch_bar(&format!("SASRec fit, {} epochs", config.max_epochs), config.max_epochs);
+    let (model, _) = sasrec::train(&seqs, phase.space.len(), config, |_, report| {
+        pb.set_position(report.epoch as u64);
+        pb.suspend(|| eprintln!("    epoch {:>2}: loss {:.4} ({:.1} s)", report.epoch, report.loss, started.elapsed().as_secs_f64()));
+        Ok(None)
+    })?;
+    pb.finish_and_clear();
+    Ok(model)
+}
+
+/// Test metrics of a fitted model on a phase.
+///
+/// # Errors
+/// On a tensor failure.
+pub fn evaluate(model: &SasRec, phase: &Phase, users: usize) -> Result<Metrics, SasRecError> {
+    let seqs = sequences(phase, users);
+    Ok(phase.evaluate_scores(score_phase(model, phase, &seqs)?.as_ref()))
+}
