@@ -5,8 +5,8 @@
 //!
 //! | name      | kind   | dtype   | shape          | meaning |
 //! |-----------|--------|---------|----------------|---------|
-//! | `history` | input  | int64   | `[batch, L]`   | item indices in `0..n_items`; [`padding_index`]`(n_items) == n_items` pads short rows |
-//! | `weights` | input  | float32 | `[batch, L]`   | weight of each history entry (1.0 for a view, purchase count for baskets; 0.0 for padding) |
+//! | `history` | input  | int64   | `[batch, L]`   | item indices in `0..n_items`, **ordered oldest to newest, left-padded**: [`padding_index`]`(n_items) == n_items` fills the start of short rows, so the newest item is always in column `L − 1` |
+//! | `weights` | input  | float32 | `[batch, L]`   | weight of each history entry (1.0 per view or purchase; 0.0 for padding), aligned with `history` |
 //! | `scores`  | output | float32 | `[batch, top_k]` | model scores, sorted in descending order |
 //! | `indices` | output | int64   | `[batch, top_k]` | item indices of `scores`, in `0..n_items` |
 //!
@@ -20,10 +20,22 @@
 //! validate (see [`crate::Catalog::resolve`]); on wasm an out-of-range gather
 //! aborts the instance.
 //!
-//! Scores of the full model are EASE scores `s = x · B` (Steck, "Embarrassingly
-//! Shallow Autoencoders for Sparse Data", WWW 2019), where `x[i]` is the sum of
-//! `weights` over the history entries equal to `i`. The edge model computes a
-//! low-rank approximation `s ≈ x · P · Q` of the same function.
+//! The order rule: a history is what the shopper did, oldest first; a repeated
+//! item appears as often as it happened. Callers never sort or deduplicate it
+//! (see [`crate::request::canonicalize`]). Models that read only the bag of
+//! items ignore the order; models that read the sequence need it.
+//!
+//! The full model is one of three, whichever wins on validation (the manifest's
+//! `models.full.params.architecture` says which):
+//! * `ease`: `s = x · B` (Steck, "Embarrassingly Shallow Autoencoders for
+//!   Sparse Data", WWW 2019), where `x[i]` is the sum of `weights` over the
+//!   history entries equal to `i`;
+//! * `sasrec`: next-item logits of a causal self-attention model over the
+//!   newest `max_len` entries (Kang & McAuley, ICDM 2018; the graph crops or
+//!   pads `L` to `max_len` itself, so any `L ≥ 1` works);
+//! * `sasrec+ease`: `s = logits + γ · x · B`.
+//!
+//! The edge model computes a low-rank approximation `s ≈ x · P · Q` of EASE.
 
 /// ONNX opset the trainer writes and the loaders expect (ONNX 1.12, 2022).
 pub const OPSET: i64 = 17;
@@ -61,7 +73,7 @@ pub const fn output_top_k(n_items: usize) -> usize {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
-    /// EASE over the whole catalog; served by the origin.
+    /// The full model over the whole catalog (EASE, SASRec or their blend); served by the origin.
     Full,
     /// Compact low-rank model over the most popular items; ships in the worker.
     Edge,

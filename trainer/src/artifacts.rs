@@ -25,8 +25,8 @@ use shared::{Catalog, CatalogItem, OnnxRecommender};
 use crate::data::InteractionLog;
 use crate::metrics::top_k;
 use crate::model::{ItemSpace, Scorer};
-use crate::sasrec::{SasRec, SasRecWeights};
 use crate::onnx_export::{self, DenseF32};
+use crate::sasrec::{SasRec, SasRecWeights};
 use crate::split::Target;
 use crate::train::TrainConfig;
 
@@ -88,9 +88,17 @@ fn to_f32(m: faer::MatRef<'_, f64>) -> DenseF32 {
 /// The f32 matrices that go into the ONNX files, and the trainer's own scoring with them.
 enum Exportable<'a> {
     Full(DenseF32),
-    Edge { p: DenseF32, q: DenseF32, beta: f32 },
+    Edge {
+        p: DenseF32,
+        q: DenseF32,
+        beta: f32,
+    },
     /// SASRec, plus `gamma · x·B` when blended with EASE (`B` with β folded in).
-    Sequence { model: &'a SasRec, weights: Box<SasRecWeights>, ease: Option<(DenseF32, f32)> },
+    Sequence {
+        model: &'a SasRec,
+        weights: Box<SasRecWeights>,
+        ease: Option<(DenseF32, f32)>,
+    },
 }
 
 /// The full model to export.

@@ -261,7 +261,9 @@ pub fn sequence_model(w: &SasRecWeights, ease: Option<(&DenseF32, f32)>) -> Vec<
     nodes.push(node("Mul", &["emb", "sqrt_d"], &["emb_scaled"], vec![]));
     nodes.push(node("Add", &["emb_scaled", "P"], &["x_in"], vec![]));
     nodes.push(node("Mul", &["x_in", "mask3"], &["x_0"], vec![]));
-    let ln = |x: &str, g: &str, b: &str, out: &str| node("LayerNormalization", &[x, g, b], &[out], vec![attr_int("axis", -1), attr_float("epsilon", sasrec::LN_EPS as f32)]);
+    let ln = |x: &str, g: &str, b: &str, out: &str| {
+        node("LayerNormalization", &[x, g, b], &[out], vec![attr_int("axis", -1), attr_float("epsilon", sasrec::LN_EPS as f32)])
+    };
     let names = ["ln1_g", "ln1_b", "wq", "bq", "wk", "bk", "wv", "bv", "wo", "bo", "ln2_g", "ln2_b", "w1", "b1", "w2", "b2"];
     let mut x = "x_0".to_string();
     for (i, params) in w.blocks.iter().enumerate() {
@@ -357,6 +359,44 @@ mod tests {
         assert_eq!(out[0].scores, vec![12.0, 6.0]);
         let plain = OnnxRecommender::from_bytes(&edge_model(&p, &q, 0.0)).unwrap();
         assert_eq!(plain.run(&[vec![(1, 1.0)]]).unwrap()[0].scores, vec![6.0, 2.0]);
+    }
+
+    #[test]
+    fn sequence_model_in_tract_matches_the_trainer_for_short_long_and_blended_histories() {
+        use rand::SeedableRng;
+        let cfg = crate::sasrec::SasRecConfig {
+            dim: 8,
+            layers: 2,
+            heads: 2,
+            max_len: 4,
+            dropout: 0.0,
+            learning_rate: 1e-3,
+            batch_size: 4,
+            max_epochs: 1,
+            patience: 1,
+            negatives: None,
+            seed: 3,
+        };
+        let n = 6;
+        let model = crate::sasrec::SasRec::new(cfg, n, &mut rand::rngs::StdRng::seed_from_u64(3)).unwrap();
+        let weights = model.weights().unwrap();
+        let b = DenseF32 { rows: n, cols: n, data: (0..n * n).map(|i| (i % 7) as f32 * 0.1).collect() };
+        for (ease, gamma) in [(None, 0.0f32), (Some(&b), 2.0)] {
+            let onnx = OnnxRecommender::from_bytes(&sequence_model(&weights, ease.map(|b| (b, gamma)))).unwrap();
+            assert_eq!(onnx.top_k(), n);
+            // L = 1, L < max_len, L > max_len (only the newest 4 count), in one batch.
+            let histories: Vec<Vec<u32>> = vec![vec![5], vec![2, 0, 1], vec![3, 3, 4, 1, 0, 2, 5]];
+            let rows: Vec<Vec<(usize, f32)>> = histories.iter().map(|h| h.iter().map(|&i| (i as usize, 1.0)).collect()).collect();
+            let got = onnx.run(&rows).unwrap();
+            let refs: Vec<&[u32]> = histories.iter().map(Vec::as_slice).collect();
+            let want = model.scores(&refs).unwrap();
+            for ((g, w), h) in got.iter().zip(&want).zip(&histories) {
+                for (&i, &s) in g.indices.iter().zip(&g.scores) {
+                    let ease_part: f32 = ease.map_or(0.0, |b| gamma * h.iter().map(|&j| b.row(j as usize)[i]).sum::<f32>());
+                    assert!((s - (w[i] + ease_part)).abs() < 1e-4, "item {i}: tract {s} vs trainer {}", w[i] + ease_part);
+                }
+            }
+        }
     }
 
     #[test]

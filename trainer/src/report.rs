@@ -59,7 +59,10 @@ fn summary(report: &Report) -> Vec<String> {
             None => (ease, 1.10, "EASE"),
         };
         let verdict = if full >= goal * base { "meets" } else { "does NOT meet" };
-        lines.push(format!("Served model vs {what} (the best of EASE and buy-again): NDCG@20 {full:.4} / {base:.4} = {:.3}×, {verdict} the goal of ≥ {goal:.2}×.", full / base));
+        lines.push(format!(
+            "Served model vs {what} (the best of EASE and buy-again): NDCG@20 {full:.4} / {base:.4} = {:.3}×, {verdict} the goal of ≥ {goal:.2}×.",
+            full / base
+        ));
         if let Some(best) = report.peers.iter().max_by(|a, b| a.metrics.ndcg_at_20.total_cmp(&b.metrics.ndcg_at_20)) {
             let verdict = if full > best.metrics.ndcg_at_20 { "beats" } else { "does NOT beat" };
             lines.push(format!(

@@ -432,15 +432,10 @@ pub fn train(
         let mut total = 0.0;
         let mut batches = 0;
         for chunk in all.chunks(config.batch_size) {
-            let t0 = std::time::Instant::now();
             let loss = model.loss(chunk, &mut rng)?;
             total += loss.to_scalar::<f32>()? as f64;
-            let t1 = t0.elapsed().as_secs_f64();
             batches += 1;
             opt.backward_step(&loss)?;
-            if std::env::var_os("SASREC_PROFILE").is_some() {
-                eprintln!("batch {batches}: forward {t1:.3} s, backward+step {:.3} s", t0.elapsed().as_secs_f64() - t1);
-            }
         }
         let report = EpochReport { epoch, loss: total / batches as f64 };
         match after_epoch(&model, report)? {

@@ -132,11 +132,7 @@ impl FullChoice {
 
 /// The γ with the best validation NDCG@20 among the tried blends.
 fn best_blend_gamma(tuning: &BTreeMap<String, f64>) -> f64 {
-    BLEND_GAMMAS
-        .iter()
-        .copied()
-        .max_by(|a, b| tuning[&format!("blend gamma={a}")].total_cmp(&tuning[&format!("blend gamma={b}")]))
-        .expect("at least one gamma")
+    BLEND_GAMMAS.iter().copied().max_by(|a, b| tuning[&format!("blend gamma={a}")].total_cmp(&tuning[&format!("blend gamma={b}")])).expect("at least one gamma")
 }
 
 /// Runs the pipeline and writes the artifacts; returns the report.
@@ -306,6 +302,7 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
     let metrics = serde_json::json!({
         "protocol": cfg.protocol.describe(),
         "full_architecture": choice.name(),
+        "schedule": cfg.schedule.as_str(),
         "full": served_metrics,
         "ease": full_metrics,
         "edge": edge_metrics,

@@ -118,11 +118,42 @@ fn trainer(args: &[&str]) -> anyhow::Result<()> {
     run(Command::new(bin("trainer")).args(args))
 }
 
-fn train(retrain: bool) -> anyhow::Result<()> {
+/// How the trainer trains the sequence model (`trainer train --schedule`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Schedule {
+    /// Tuned on validation: the quality table (`demo`, `train`).
+    Full,
+    /// A fixed two-epoch run: checks pipeline, parity and serving (`test`).
+    Short,
+}
+
+impl Schedule {
+    fn as_str(self) -> &'static str {
+        match self {
+            Schedule::Full => "full",
+            Schedule::Short => "short",
+        }
+    }
+}
+
+/// The schedule a model directory was trained with (`None`: no manifest, or
+/// one from before the sequence model).
+fn trained_schedule(dir: &Path) -> Option<String> {
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).ok()?).ok()?;
+    manifest["metrics"]["schedule"].as_str().map(str::to_string)
+}
+
+fn train(retrain: bool, schedule: Schedule) -> anyhow::Result<()> {
     build_workspace()?;
     for ds in DATASETS {
         let out = format!("models/{}", ds.name);
-        if !retrain && root().join(&out).join("manifest.json").exists() {
+        // A full run satisfies every command; a short one only `test`.
+        let good_enough = match trained_schedule(&root().join(&out)).as_deref() {
+            Some("full") => true,
+            Some("short") => schedule == Schedule::Short,
+            _ => false,
+        };
+        if !retrain && good_enough {
             eprintln!("xtask: {out} exists (use `cargo xtask train --retrain` to retrain)");
             continue;
         }
@@ -143,6 +174,8 @@ fn train(retrain: bool) -> anyhow::Result<()> {
             &splits,
             "--min-count",
             ds.min_count,
+            "--schedule",
+            schedule.as_str(),
         ])?;
         // Peer results belong to a split; a retrain starts them over.
         let _ = std::fs::remove_file(root().join(format!("bench/out/{}/peers.json", ds.name)));
@@ -175,7 +208,7 @@ fn peers() -> anyhow::Result<()> {
 
 fn demo(retrain: bool) -> anyhow::Result<()> {
     setup::all()?;
-    train(retrain)?;
+    train(retrain, Schedule::Full)?;
     peers()?;
     trainer(&["report", "--models", "models", "--write-docs", "docs/quality.md"])?;
     for ds in DATASETS {
@@ -278,7 +311,7 @@ fn serve() -> anyhow::Result<()> {
 
 fn bench_origin() -> anyhow::Result<()> {
     setup::all()?;
-    train(false)?;
+    train(false, Schedule::Full)?;
     run(cargo().args(["build", "--release", "-p", "origin", "--bins", "-p", "e2e", "--bin", "loadgen"]))?;
     let lib = setup::ort_lib().context("libonnxruntime.so not found in .venv (run `cargo xtask setup`)")?;
     let target = target_dir();
@@ -290,7 +323,7 @@ fn test() -> anyhow::Result<()> {
     // Style and lints first: they fail in minutes, before any training.
     run(cargo().args(["fmt", "--all", "--check"]))?;
     run(cargo().args(["clippy", "--workspace", "--exclude", "edge", "--all-targets", "--", "-D", "warnings"]))?;
-    train(false)?;
+    train(false, Schedule::Short)?;
     // The worker's build script embeds the trained model: its lints come after training.
     run(cargo().args(["clippy", "-p", "edge", "--target", "wasm32-unknown-unknown", "--", "-D", "warnings"]))?;
     let dirs: Vec<String> = DATASETS.iter().map(|d| format!("models/{}", d.name)).collect();
@@ -314,7 +347,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Setup => setup::all(),
         Cmd::Train { retrain } => {
             setup::all()?;
-            train(retrain)
+            train(retrain, Schedule::Full)
         }
         Cmd::BenchOrigin => bench_origin(),
         Cmd::BuildEdge { production } => {
@@ -325,19 +358,19 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Chaos { soak_secs } => {
             setup::all()?;
-            train(false)?;
+            train(false, Schedule::Full)?;
             edge::build()?;
             run(Command::new(bin("chaos")).args(["docs/reliability.md", &soak_secs.to_string()]))
         }
         Cmd::BenchEdge => {
             setup::all()?;
-            train(false)?;
+            train(false, Schedule::Full)?;
             edge::build()?;
             run(Command::new(bin("bench-edge")).args(["models/movielens", "docs/performance.md"]))
         }
         Cmd::Peers => {
             setup::all()?;
-            train(false)?;
+            train(false, Schedule::Full)?;
             peers()
         }
     }
