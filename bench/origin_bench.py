@@ -27,6 +27,41 @@ import numpy as np
 import onnxruntime as ort
 
 CONCURRENCY = (1, 8, 64)
+
+# Kept in the generated document until a GPU run replaces it with figures.
+GPU_SECTION = """
+## The full model on a GPU (ONNX Runtime CUDA)
+
+**Not measured: no GPU machine was lent to this work.** The session's `device`
+tool reported `can_start_another: false` on 2026-11-24 (this task draws no
+device), so the CUDA path is built and wired but has not run. What is ready:
+
+- The origin registers ONNX Runtime's CUDA execution provider with
+  `--backend ort-cuda` (`error_on_failure`: a missing provider library is an
+  error, not a silent CPU run) or tries it first with `--backend auto`.
+- `bench/gpu_origin.py` is the benchmark the issue asks for: per model
+  directory, the origin on `ort-cuda` (micro-batches up to 256 requests,
+  500 µs queue delay, 2 sessions) beside `ort-cpu` from the same library, at
+  concurrency 1 and 64, p50/p99 ms and requests/s, on the 100 real test
+  histories:
+
+  ```sh
+  cargo build --release -p origin --bins -p e2e --bin loadgen
+  python bench/gpu_origin.py "$ORT_GPU_LIB" target models/movielens models/instacart
+  ```
+
+  `ORT_GPU_LIB` is `libonnxruntime.so.*` from the `onnxruntime-gpu` wheel's
+  `capi/` directory, with `libonnxruntime_providers_cuda.so` beside it.
+  (`--backends ort-cpu` runs the same script on a machine without a GPU; done
+  here to check the script.)
+- Getting the provider onto the lent machine (from the issue, not yet tried):
+  the device image has CUDA 13 and a CPU-only `onnxruntime`, cannot download,
+  and takes at most 64 MiB per call, while the CUDA provider library alone is
+  284 MB. The plan: `pip download onnxruntime-gpu` here, unpack the wheel,
+  `split -b 60M` the `capi/` libraries, carry one part per call to a machine
+  kept warm (it keeps its files between calls), `cat` them back together and
+  check their sha256 there before the first run.
+"""
 REQUESTS = {1: 2000, 8: 6000, 64: 12000}
 
 
@@ -206,7 +241,7 @@ inference workers and micro-batches up to 32 requests. Client and server share t
 
 The HTTP latency includes JSON parsing, id mapping, the model run, seen-item filtering, JSON encoding and the loopback
 round trip through the load generator; raw ORT is the model run alone.
-"""
+{GPU_SECTION}"""
     # Keep the edge section that `cargo xtask bench-edge` appends.
     marker = "<!-- edge measurements: cargo xtask bench-edge -->"
     old = open(out_md).read() if os.path.exists(out_md) else ""

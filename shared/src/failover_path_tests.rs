@@ -344,16 +344,17 @@ fn a_success_that_left_before_the_trip_does_not_close_the_breaker() {
     assert!(matches!(breaker_state(&env, &st), BreakerState::Open { .. }), "the late success changed nothing");
 }
 
-/// Hardening 2: unknown ids, order and duplicates of unknown ids share one
-/// key and one origin query; the unknown ids are still named in `warnings`.
+/// Hardening 2: unknown ids and duplicates of unknown ids share one key and
+/// one origin query; the unknown ids are still named in `warnings`. Order is
+/// part of the question (the full model may be a sequence model).
 #[test]
-fn junk_ids_and_order_do_not_split_the_cache() {
+fn junk_ids_do_not_split_the_cache_but_order_does() {
     let env = Fake::new(Origin::Answers(5));
     let st = state();
     let r = |ids: &[&str]| ValidRequest { k: 1, ..history(ids) };
-    let first = serve_and_follow(&env, &cfg(), &st, &r(&["60", "50"]));
+    let first = serve_and_follow(&env, &cfg(), &st, &r(&["50", "60"]));
     assert_eq!(first.body.source, Source::Origin);
-    for (i, ids) in [vec!["50", "60"], vec!["50", "junk-1", "60"], vec!["junk-2", "60", "50", "junk-3"]].into_iter().enumerate() {
+    for (i, ids) in [vec!["50", "60"], vec!["50", "junk-1", "60"], vec!["junk-2", "50", "junk-3", "60"]].into_iter().enumerate() {
         let s = serve_and_follow(&env, &cfg(), &st, &r(&ids));
         assert_eq!(s.body.source, Source::Cache, "{ids:?}");
         if i > 0 {
@@ -365,6 +366,9 @@ fn junk_ids_and_order_do_not_split_the_cache() {
     assert_eq!(env.cache.borrow().len(), 1);
     // A duplicate weighs twice: a different question, a different entry.
     assert_eq!(serve_and_follow(&env, &cfg(), &st, &r(&["50", "60", "60"])).body.source, Source::Origin);
+    // The same items in another order: another question for a sequence model.
+    assert_eq!(serve_and_follow(&env, &cfg(), &st, &r(&["60", "50"])).body.source, Source::Origin);
+    assert_eq!(env.origin_queries.borrow().last().unwrap(), "history=60%2C50&k=1&exclude_seen=true");
 }
 
 /// Hardening 5: a history of ids the edge's catalog lacks goes to the

@@ -98,7 +98,8 @@ pub fn markdown(reports: &[Report], date: &str) -> String {
     out.push_str("Full-ranking evaluation (every item ranked for every user; Krichene & Rendle, KDD 2020). ");
     out.push_str("Hyper-parameters of ours and of the peers are chosen on a validation split carved from the training part by the same protocol; the test split is scored once. ");
     out.push_str("Recall@K = hits / min(K, |test|); NDCG@K with binary gains; Coverage@20 = distinct items in all top-20 lists / items in the log. ");
-    out.push_str("`fit (s)` is the final fit on the training split (tuning excluded); peers are `implicit` (PyPI) ALS and BPR on exactly the same splits, scored by the same Rust metric code.\n");
+    out.push_str("`fit (s)` is the final fit on the training split (tuning excluded; for SASRec the fixed number of epochs chosen on validation, on this machine's 2 CPU cores); peers are `implicit` (PyPI) ALS and BPR on exactly the same splits, scored by the same Rust metric code. ");
+    out.push_str("The origin serves the full model marked `(full, served)`: of EASE, SASRec and their blend, the one with the best validation NDCG@20 (the test scores below played no part in the choice). `ONNX` is the exported file's size (the served full model and the edge model).\n");
     for report in reports {
         out.push_str(&format!("\n## {}\n\n{}\n\n", report.dataset, table(report, true)));
         for line in summary(report) {

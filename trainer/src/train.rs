@@ -284,7 +284,11 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
 
     // 4. Export: refit on the whole log with the chosen settings.
     let t_stage = Instant::now();
-    let whole = crate::split::Split { train: log.events.clone(), targets: Vec::new() };
+    // Grouped by user, each user's events in time order (file order within one
+    // time), as `split` leaves them: the sequence model reads this order.
+    let mut events = log.events.clone();
+    events.sort_by_key(|e| (e.user, e.time));
+    let whole = crate::split::Split { train: events, targets: Vec::new() };
     let all = Phase::new(log, whole, cfg.protocol, cfg.weighting, cfg.min_count);
     let n_all = all.space.len();
     let full_all = Scorer::Ease { b: ease(all.gram.as_ref(), n_all, best_lambda)?, beta: best_beta };
