@@ -93,6 +93,9 @@ enum Command {
         /// Seed of the sequence model's training.
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Memory EASE may use (GiB); larger catalogs are refused before allocating.
+        #[arg(long, default_value_t = 12.0)]
+        ease_memory_budget_gib: f64,
     },
     /// Score the peers' rankings on the same splits and add them to a report.
     EvalPeers {
@@ -163,8 +166,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> anyhow::Result<()> {
     faer::set_global_parallelism(faer::Par::rayon(0));
     match Cli::parse().command {
-        Command::Train { input, dataset, out, splits, min_count, lambdas, betas, edge_ranks, edge_budget, schedule, seed } => {
+        Command::Train { input, dataset, out, splits, min_count, lambdas, betas, edge_ranks, edge_budget, schedule, seed, ease_memory_budget_gib } => {
             anyhow::ensure!(!lambdas.is_empty() && lambdas.iter().all(|l| *l > 0.0), "--lambdas must be positive");
+            anyhow::ensure!(ease_memory_budget_gib.is_finite() && ease_memory_budget_gib > 0.0, "--ease-memory-budget-gib must be positive");
             anyhow::ensure!(!edge_ranks.is_empty() && !edge_ranks.contains(&0), "--edge-ranks must be positive");
             let log = load(&input)?;
             let (protocol, weighting) = protocol_of(&input);
@@ -181,6 +185,7 @@ fn main() -> anyhow::Result<()> {
                 splits_dir: splits,
                 schedule,
                 seed,
+                ease_memory_budget: (ease_memory_budget_gib * (1u64 << 30) as f64) as u64,
             };
             let report = train::run(&log, &cfg)?;
             eprintln!("{}: trained, evaluated and exported to {} in {:.1} s", cfg.dataset, cfg.out_dir.display(), report.train_seconds);

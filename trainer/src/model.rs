@@ -56,6 +56,49 @@ impl ItemSpace {
     }
 }
 
+/// Bytes EASE needs over `n` items at its peak, in f64: the Gram matrix
+/// `XᵀX` the phase keeps, the regularized copy the Cholesky factor overwrites,
+/// the inverse `P` and the weights `B` (4 · n² · 8 bytes), plus the dense input
+/// rows of the training users (`users · n · 8`).
+pub fn ease_bytes(n: usize, users: usize) -> u64 {
+    let (n, users) = (n as u64, users as u64);
+    4 * n * n * 8 + users * n * 8
+}
+
+/// A model that does not fit this machine; raised before anything is allocated.
+#[derive(Debug, thiserror::Error)]
+pub enum CapacityError {
+    /// EASE's dense `n × n` matrices exceed the memory budget.
+    #[error(
+        "EASE over {items} items would need {need_gib:.1} GiB (four dense {items}×{items} f64 matrices plus the input rows), over the budget of {budget_gib:.1} GiB (--ease-memory-budget-gib): \
+         raise --min-count to model fewer items, or train a model whose size grows linearly with the catalog (the sequence model, SASRec)",
+        need_gib = *need as f64 / GIB,
+        budget_gib = *budget as f64 / GIB
+    )]
+    EaseTooLarge {
+        /// Items the EASE model would cover.
+        items: usize,
+        /// Bytes it would need ([`ease_bytes`]).
+        need: u64,
+        /// The budget in bytes.
+        budget: u64,
+    },
+}
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+/// Refuses EASE over `n` items when [`ease_bytes`] exceeds `budget` bytes.
+///
+/// # Errors
+/// [`CapacityError::EaseTooLarge`], naming the bytes needed and the budget.
+pub fn check_ease_fits(n: usize, users: usize, budget: u64) -> Result<(), CapacityError> {
+    let need = ease_bytes(n, users);
+    if need > budget {
+        return Err(CapacityError::EaseTooLarge { items: n, need, budget });
+    }
+    Ok(())
+}
+
 /// How a user's events become the input vector `x`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Weighting {
@@ -274,6 +317,16 @@ mod tests {
             let norm2: f64 = (0..3).map(|r| proj[(r, c)] * proj[(r, c)]).sum();
             assert!((norm2 - 1.0).abs() < 1e-4, "direction {c}: |proj|² = {norm2}");
         }
+    }
+
+    #[test]
+    fn ease_over_a_shop_catalog_is_refused_before_allocating_with_the_numbers() {
+        // 55,000 items (the log that used to crash faer with an AllocError).
+        let err = check_ease_fits(55_000, 10_000, 12 << 30).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("55000 items") && msg.contains("94.2 GiB") && msg.contains("12.0 GiB"), "{msg}");
+        assert!(msg.contains("SASRec"), "names the model to use instead: {msg}");
+        check_ease_fits(7_204, 593, 12 << 30).unwrap();
     }
 
     #[test]

@@ -50,6 +50,9 @@ pub struct TrainConfig {
     pub schedule: crate::sequence::Schedule,
     /// Seed of the sequence model's training.
     pub seed: u64,
+    /// Largest memory EASE may use, bytes; a larger catalog is refused before
+    /// anything is allocated ([`crate::model::check_ease_fits`]).
+    pub ease_memory_budget: u64,
 }
 
 /// One row of the quality table.
@@ -141,6 +144,9 @@ fn best_blend_gamma(tuning: &BTreeMap<String, f64>) -> f64 {
 /// On numerical failure or I/O errors writing the artifacts.
 pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
     let started = Instant::now();
+    // The whole log covers the most items of any phase: if EASE fits there it fits everywhere.
+    let whole_space = crate::model::ItemSpace::new(&log.events, log.items.len(), cfg.min_count);
+    crate::model::check_ease_fits(whole_space.len(), log.users.len(), cfg.ease_memory_budget)?;
     let test_split = split(&log.events, cfg.protocol);
     let val_split = split(&test_split.train, cfg.protocol);
     if test_split.targets.is_empty() || val_split.targets.is_empty() {

@@ -58,6 +58,7 @@ fn trains_beats_popular_exports_and_verifies() {
         splits_dir: Some(out.join("splits")),
         schedule: Schedule::Off,
         seed: 1,
+        ease_memory_budget: 1 << 30,
     };
     let report = run(&clustered_log(), &cfg).unwrap();
     let ndcg = |name: &str| report.rows.iter().find(|r| r.model.starts_with(name)).unwrap().metrics.ndcg_at_20;
@@ -119,6 +120,7 @@ fn an_ordered_log_is_served_by_the_sequence_model_which_beats_ease() {
         splits_dir: None,
         schedule: Schedule::Full,
         seed: 1,
+        ease_memory_budget: 1 << 30,
     };
     let report = run(&cyclic_log(), &cfg).unwrap();
     let row = |name: &str| report.rows.iter().find(|r| r.model.starts_with(name)).unwrap();
@@ -143,4 +145,28 @@ fn an_ordered_log_is_served_by_the_sequence_model_which_beats_ease() {
     let top = |row: usize| catalog.items()[out_rows[row].indices[0]].id.clone();
     assert_eq!(top(0), "item15", "after items 10..14");
     std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn ease_over_its_memory_budget_is_refused_before_anything_is_written() {
+    let out = temp_dir("capacity");
+    let cfg = TrainConfig {
+        dataset: "synthetic".into(),
+        protocol: Protocol::LastFraction { fraction: 0.2 },
+        weighting: Weighting::Binary,
+        min_count: 1,
+        lambdas: vec![1.0],
+        betas: vec![0.0],
+        edge_ranks: vec![4],
+        edge_budget_bytes: 3_000,
+        out_dir: out.clone(),
+        splits_dir: None,
+        schedule: Schedule::Off,
+        seed: 1,
+        ease_memory_budget: 100_000, // 61 items need 4·61²·8 + 120·61·8 = 177,632 bytes
+    };
+    let err = run(&clustered_log(), &cfg).unwrap_err();
+    let capacity = err.downcast_ref::<trainer::model::CapacityError>().expect("a typed capacity error");
+    assert!(capacity.to_string().contains("EASE over 61 items"), "{capacity}");
+    assert!(!out.exists(), "nothing written");
 }
