@@ -228,7 +228,7 @@ def main():
 
 Measured {datetime.date.today()} on this project's machine ({os.cpu_count()} cores, {platform.machine()}, no GPU) by
 `cargo xtask bench-origin` (release build; it runs `python bench/origin_bench.py {model_dir} <libonnxruntime.so> target docs/performance.md`).
-Model: `{model_dir}` version `{manifest['version']}`, full model over {manifest['models']['full']['n_items']} items
+Model: `{model_dir}` version `{manifest['version']}`, full model ({manifest['models']['full']['params'].get('architecture', 'ease')}) over {manifest['models']['full']['n_items']} items
 (`full.onnx`, {manifest['files']['full.onnx']['bytes'] / 1e6:.1f} MB). Requests: the 100 real test users' histories of `parity.json`,
 `k = 10`, round-robin; {REQUESTS[1]}/{REQUESTS[8]}/{REQUESTS[64]} requests at concurrency 1/8/64 from the bounded
 `tests/src/bin/loadgen.rs` (the failover suite's load generator, `GET` form) over loopback keep-alive connections. Raw ORT is onnxruntime {ort.__version__} in Python on the same
