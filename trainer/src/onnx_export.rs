@@ -277,33 +277,32 @@ pub fn sequence_model(w: &SasRecWeights, ease: Option<(&DenseF32, f32)>) -> Vec<
             };
             init.push(tensor_f32(&p(name), &dims, values));
         }
-        let n_ = |s: &str| p(s);
-        nodes.push(ln(&x, &n_("ln1_g"), &n_("ln1_b"), &n_("a")));
+        nodes.push(ln(&x, &p("ln1_g"), &p("ln1_b"), &p("a")));
         for (proj, perm) in [("q", [0, 2, 1, 3]), ("k", [0, 2, 3, 1]), ("v", [0, 2, 1, 3])] {
-            nodes.push(node("MatMul", &[&n_("a"), &n_(&format!("w{proj}"))], &[&n_(&format!("{proj}_mm"))], vec![]));
-            nodes.push(node("Add", &[&n_(&format!("{proj}_mm")), &n_(&format!("b{proj}"))], &[&n_(&format!("{proj}_lin"))], vec![]));
-            nodes.push(node("Reshape", &[&n_(&format!("{proj}_lin")), "heads_shape"], &[&n_(&format!("{proj}_heads"))], vec![]));
-            nodes.push(node("Transpose", &[&n_(&format!("{proj}_heads"))], &[&n_(proj)], vec![attr_ints("perm", &perm)]));
+            nodes.push(node("MatMul", &[&p("a"), &p(&format!("w{proj}"))], &[&p(&format!("{proj}_mm"))], vec![]));
+            nodes.push(node("Add", &[&p(&format!("{proj}_mm")), &p(&format!("b{proj}"))], &[&p(&format!("{proj}_lin"))], vec![]));
+            nodes.push(node("Reshape", &[&p(&format!("{proj}_lin")), "heads_shape"], &[&p(&format!("{proj}_heads"))], vec![]));
+            nodes.push(node("Transpose", &[&p(&format!("{proj}_heads"))], &[&p(proj)], vec![attr_ints("perm", &perm)]));
         }
-        nodes.push(node("MatMul", &[&n_("q"), &n_("k")], &[&n_("qk")], vec![]));
-        nodes.push(node("Mul", &[&n_("qk"), "attn_scale"], &[&n_("qk_scaled")], vec![]));
-        nodes.push(node("Add", &[&n_("qk_scaled"), "attn_bias"], &[&n_("logits")], vec![]));
-        nodes.push(node("Softmax", &[&n_("logits")], &[&n_("att")], vec![attr_int("axis", -1)]));
-        nodes.push(node("MatMul", &[&n_("att"), &n_("v")], &[&n_("ctx_heads")], vec![]));
-        nodes.push(node("Transpose", &[&n_("ctx_heads")], &[&n_("ctx_t")], vec![attr_ints("perm", &[0, 2, 1, 3])]));
-        nodes.push(node("Reshape", &[&n_("ctx_t"), "model_shape"], &[&n_("ctx")], vec![]));
-        nodes.push(node("MatMul", &[&n_("ctx"), &n_("wo")], &[&n_("o_mm")], vec![]));
-        nodes.push(node("Add", &[&n_("o_mm"), &n_("bo")], &[&n_("o")], vec![]));
-        nodes.push(node("Add", &[&x, &n_("o")], &[&n_("x_att")], vec![]));
-        nodes.push(ln(&n_("x_att"), &n_("ln2_g"), &n_("ln2_b"), &n_("f")));
-        nodes.push(node("MatMul", &[&n_("f"), &n_("w1")], &[&n_("h1_mm")], vec![]));
-        nodes.push(node("Add", &[&n_("h1_mm"), &n_("b1")], &[&n_("h1_lin")], vec![]));
-        nodes.push(node("Relu", &[&n_("h1_lin")], &[&n_("h1")], vec![]));
-        nodes.push(node("MatMul", &[&n_("h1"), &n_("w2")], &[&n_("h2_mm")], vec![]));
-        nodes.push(node("Add", &[&n_("h2_mm"), &n_("b2")], &[&n_("h2")], vec![]));
-        nodes.push(node("Add", &[&n_("x_att"), &n_("h2")], &[&n_("x_ff")], vec![]));
-        nodes.push(node("Mul", &[&n_("x_ff"), "mask3"], &[&n_("x")], vec![]));
-        x = n_("x");
+        nodes.push(node("MatMul", &[&p("q"), &p("k")], &[&p("qk")], vec![]));
+        nodes.push(node("Mul", &[&p("qk"), "attn_scale"], &[&p("qk_scaled")], vec![]));
+        nodes.push(node("Add", &[&p("qk_scaled"), "attn_bias"], &[&p("logits")], vec![]));
+        nodes.push(node("Softmax", &[&p("logits")], &[&p("att")], vec![attr_int("axis", -1)]));
+        nodes.push(node("MatMul", &[&p("att"), &p("v")], &[&p("ctx_heads")], vec![]));
+        nodes.push(node("Transpose", &[&p("ctx_heads")], &[&p("ctx_t")], vec![attr_ints("perm", &[0, 2, 1, 3])]));
+        nodes.push(node("Reshape", &[&p("ctx_t"), "model_shape"], &[&p("ctx")], vec![]));
+        nodes.push(node("MatMul", &[&p("ctx"), &p("wo")], &[&p("o_mm")], vec![]));
+        nodes.push(node("Add", &[&p("o_mm"), &p("bo")], &[&p("o")], vec![]));
+        nodes.push(node("Add", &[&x, &p("o")], &[&p("x_att")], vec![]));
+        nodes.push(ln(&p("x_att"), &p("ln2_g"), &p("ln2_b"), &p("f")));
+        nodes.push(node("MatMul", &[&p("f"), &p("w1")], &[&p("h1_mm")], vec![]));
+        nodes.push(node("Add", &[&p("h1_mm"), &p("b1")], &[&p("h1_lin")], vec![]));
+        nodes.push(node("Relu", &[&p("h1_lin")], &[&p("h1")], vec![]));
+        nodes.push(node("MatMul", &[&p("h1"), &p("w2")], &[&p("h2_mm")], vec![]));
+        nodes.push(node("Add", &[&p("h2_mm"), &p("b2")], &[&p("h2")], vec![]));
+        nodes.push(node("Add", &[&p("x_att"), &p("h2")], &[&p("x_ff")], vec![]));
+        nodes.push(node("Mul", &[&p("x_ff"), "mask3"], &[&p("x")], vec![]));
+        x = p("x");
     }
     init.push(tensor_f32("lnf_g", &[d], &w.ln_final.0));
     init.push(tensor_f32("lnf_b", &[d], &w.ln_final.1));

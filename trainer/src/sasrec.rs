@@ -93,6 +93,13 @@ struct Block {
     ff2: (Var, Var),
 }
 
+impl Block {
+    /// The `(weight, bias)` pairs in the order of [`SasRecWeights::blocks`].
+    fn params(&self) -> [&(Var, Var); 8] {
+        [&self.ln1, &self.wq, &self.wk, &self.wv, &self.wo, &self.ln2, &self.ff1, &self.ff2]
+    }
+}
+
 /// A trained (or training) model. Parameters are `candle` variables.
 pub struct SasRec {
     /// Settings it was built with.
@@ -251,7 +258,7 @@ impl SasRec {
     fn vars(&self) -> Vec<Var> {
         let mut v = vec![self.item_emb.clone(), self.pos_emb.clone(), self.ln_final.0.clone(), self.ln_final.1.clone()];
         for b in &self.blocks {
-            for (w, bias) in [&b.ln1, &b.wq, &b.wk, &b.wv, &b.wo, &b.ln2, &b.ff1, &b.ff2] {
+            for (w, bias) in b.params() {
                 v.push(w.clone());
                 v.push(bias.clone());
             }
@@ -317,7 +324,7 @@ impl SasRec {
         let mut blocks = Vec::new();
         for b in &self.blocks {
             let mut v = Vec::new();
-            for (w, bias) in [&b.ln1, &b.wq, &b.wk, &b.wv, &b.wo, &b.ln2, &b.ff1, &b.ff2] {
+            for (w, bias) in b.params() {
                 v.push(to_vec(w)?);
                 v.push(to_vec(bias)?);
             }

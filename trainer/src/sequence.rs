@@ -8,7 +8,6 @@ use faer::Mat;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::evaluate::Phase;
-use crate::metrics::Metrics;
 use crate::sasrec::{self, SasRec, SasRecConfig, SasRecError};
 
 /// How hard the trainer works on the sequence model.
@@ -76,11 +75,13 @@ pub fn sequences(phase: &Phase, users: usize) -> Vec<Vec<u32>> {
     seqs
 }
 
-/// Next-item logits `[targets, n]` of a phase's evaluated users.
+/// Next-item logits `[targets, n]` of a phase's evaluated users, each read
+/// from the user's training items in order (see [`sequences`]).
 ///
 /// # Errors
 /// On a tensor failure.
-pub fn score_phase(model: &SasRec, phase: &Phase, seqs: &[Vec<u32>]) -> Result<Mat<f64>, SasRecError> {
+pub fn score_phase(model: &SasRec, phase: &Phase, users: usize) -> Result<Mat<f64>, SasRecError> {
+    let seqs = sequences(phase, users);
     let histories: Vec<&[u32]> = phase.split.targets.iter().map(|t| seqs[t.user as usize].as_slice()).collect();
     let rows = model.scores(&histories)?;
     Ok(Mat::from_fn(rows.len(), phase.space.len(), |r, c| rows[r][c] as f64))
@@ -94,8 +95,8 @@ pub struct Tuned {
     pub ndcg: f64,
     /// Validation NDCG@20 per tried setting.
     pub tried: Vec<(String, f64)>,
-    /// The winning model (fit on the validation training part), for blending on validation.
-    pub model: SasRec,
+    /// The winning model's logits for the validation users, `[targets, n]`, for blending on validation.
+    pub scores: Mat<f64>,
 }
 
 fn epoch_bar(label: &str, epochs: usize) -> ProgressBar {
@@ -116,7 +117,7 @@ pub fn tune(val: &Phase, users: usize, candidates: &[SasRecConfig]) -> Result<Op
         let started = Instant::now();
         let pb = epoch_bar(&format!("SASRec {}", cfg.label()), cfg.max_epochs);
         let (model, epochs) = sasrec::train(&seqs, val.space.len(), cfg, |model, report| {
-            let ndcg = val.evaluate_scores(score_phase(model, val, &seqs)?.as_ref()).ndcg_at_20;
+            let ndcg = val.evaluate_scores(score_phase(model, val, users)?.as_ref()).ndcg_at_20;
             pb.set_position(report.epoch as u64);
             pb.suspend(|| {
                 eprintln!("    epoch {:>2}: loss {:.4}, validation NDCG@20 {ndcg:.4} ({:.1} s)", report.epoch, report.loss, started.elapsed().as_secs_f64())
@@ -124,11 +125,12 @@ pub fn tune(val: &Phase, users: usize, candidates: &[SasRecConfig]) -> Result<Op
             Ok(Some(ndcg))
         })?;
         pb.finish_and_clear();
-        let ndcg = val.evaluate_scores(score_phase(&model, val, &seqs)?.as_ref()).ndcg_at_20;
+        let scores = score_phase(&model, val, users)?; // the best epoch's parameters, restored by `train`
+        let ndcg = val.evaluate_scores(scores.as_ref()).ndcg_at_20;
         eprintln!("  SASRec {}: best epoch {epochs}, validation NDCG@20 {ndcg:.4} ({:.1} s)", cfg.label(), started.elapsed().as_secs_f64());
         tried.push((format!("sasrec {} epochs={epochs}", cfg.label()), ndcg));
         if best.as_ref().is_none_or(|b| ndcg > b.ndcg) {
-            best = Some(Tuned { config: SasRecConfig { max_epochs: epochs, ..cfg.clone() }, ndcg, tried: Vec::new(), model });
+            best = Some(Tuned { config: SasRecConfig { max_epochs: epochs, ..cfg.clone() }, ndcg, tried: Vec::new(), scores });
         }
     }
     Ok(best.map(|b| Tuned { tried, ..b }))
@@ -149,13 +151,4 @@ pub fn fit(phase: &Phase, users: usize, config: &SasRecConfig) -> Result<SasRec,
     })?;
     pb.finish_and_clear();
     Ok(model)
-}
-
-/// Test metrics of a fitted model on a phase.
-///
-/// # Errors
-/// On a tensor failure.
-pub fn evaluate(model: &SasRec, phase: &Phase, users: usize) -> Result<Metrics, SasRecError> {
-    let seqs = sequences(phase, users);
-    Ok(phase.evaluate_scores(score_phase(model, phase, &seqs)?.as_ref()))
 }

@@ -165,6 +165,7 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
     let val = Phase::new(log, val_split, cfg.protocol, cfg.weighting, cfg.min_count);
     let n_val = val.space.len();
     let (mut best_lambda, mut best_beta, mut best) = (cfg.lambdas[0], 0.0, f64::MIN);
+    let mut best_ease_scores = None; // the winner's validation scores, for the blend below
     let pb = bar(cfg.lambdas.len(), "tuning EASE λ, β");
     for &lambda in &cfg.lambdas {
         let b = ease(val.gram.as_ref(), n_val, lambda)?;
@@ -178,6 +179,7 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
             tuning.insert(format!("ease lambda={lambda} beta={beta}"), ndcg);
             if ndcg > best {
                 (best_lambda, best_beta, best) = (lambda, beta, ndcg);
+                best_ease_scores = Some(s);
             }
         }
         pb.inc(1);
@@ -215,13 +217,12 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
         for (k, v) in &t.tried {
             tuning.insert(k.clone(), *v);
         }
-        let seq_scores = crate::sequence::score_phase(&t.model, &val, &crate::sequence::sequences(&val, log.users.len()))?;
-        let ease_scores = Scorer::Ease { b: ease(val.gram.as_ref(), n_val, best_lambda)?, beta: best_beta }.scores(val.x_eval.as_ref());
+        let ease_scores = best_ease_scores.as_ref().expect("EASE was tuned above");
         if t.ndcg > best_full {
             (choice, best_full) = (FullChoice::Sequence, t.ndcg);
         }
         for &gamma in BLEND_GAMMAS {
-            let blended = &seq_scores + &ease_scores * faer::Scale(gamma);
+            let blended = &t.scores + ease_scores * faer::Scale(gamma);
             let ndcg = val.evaluate_scores(blended.as_ref()).ndcg_at_20;
             tuning.insert(format!("blend gamma={gamma}"), ndcg);
             if ndcg > best_full {
@@ -259,7 +260,7 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
         let t = Instant::now();
         let model = crate::sequence::fit(&test, log.users.len(), &tuned.config)?;
         let seq_fit = t.elapsed().as_secs_f64();
-        let seq_scores = crate::sequence::score_phase(&model, &test, &crate::sequence::sequences(&test, log.users.len()))?;
+        let seq_scores = crate::sequence::score_phase(&model, &test, log.users.len())?;
         let seq_metrics = test.evaluate_scores(seq_scores.as_ref());
         let gamma = match choice {
             FullChoice::Blend(g) => g,
@@ -311,7 +312,6 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
     };
     let metrics = serde_json::json!({
         "protocol": cfg.protocol.describe(),
-        "full_architecture": choice.name(),
         "schedule": cfg.schedule.as_str(),
         "full": served_metrics,
         "ease": full_metrics,
@@ -322,12 +322,14 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
 
     stage("refit on the whole log, export, parity", t_stage);
     let param = |pairs: &[(&str, serde_json::Value)]| pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
-    let served = |c: FullChoice| if c == choice { " (full, served)" } else { "" };
+    // Names are one per kind, so a blend row is the served one whatever its γ.
+    let served = |c: FullChoice| c.name() == choice.name();
+    let label = |c: FullChoice| format!("{}{}", c.name(), if served(c) { " (full, served)" } else { "" });
     rows.push(ReportRow {
-        model: format!("EASE{}", served(FullChoice::Ease)),
+        model: label(FullChoice::Ease),
         metrics: full_metrics,
         fit_seconds: full_fit,
-        onnx_bytes: (choice == FullChoice::Ease).then_some(exported.full_bytes),
+        onnx_bytes: served(FullChoice::Ease).then_some(exported.full_bytes),
         params: param(&[("lambda", best_lambda.into()), ("beta", best_beta.into()), ("items", n.into())]),
     });
     rows.push(ReportRow {
@@ -338,14 +340,7 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
         params: param(&[("rank", best_rank.into()), ("items", m_test.into()), ("beta", best_beta.into())]),
     });
     for (c, metrics, fit_seconds, params) in seq_rows {
-        let same_kind = matches!((c, choice), (FullChoice::Sequence, FullChoice::Sequence) | (FullChoice::Blend(_), FullChoice::Blend(_)));
-        rows.push(ReportRow {
-            model: format!("{}{}", c.name(), if same_kind { " (full, served)" } else { "" }),
-            metrics,
-            fit_seconds,
-            onnx_bytes: same_kind.then_some(exported.full_bytes),
-            params: param(&params),
-        });
+        rows.push(ReportRow { model: label(c), metrics, fit_seconds, onnx_bytes: served(c).then_some(exported.full_bytes), params: param(&params) });
     }
     rows.push(ReportRow { model: "most popular".into(), metrics: test.popular(), fit_seconds: 0.0, onnx_bytes: None, params: BTreeMap::new() });
     if !cfg.protocol.exclude_seen() {

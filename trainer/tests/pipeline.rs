@@ -42,11 +42,11 @@ fn temp_dir(name: &str) -> PathBuf {
     dir
 }
 
-#[test]
-fn trains_beats_popular_exports_and_verifies() {
-    let out = temp_dir("pipeline");
-    let cfg = TrainConfig {
-        dataset: "synthetic".into(),
+/// The settings the tests share: last-20 % protocol, binary weights, every item
+/// modelled, no peer splits, EASE within 1 GiB.
+fn config(dataset: &str, out: &std::path::Path, schedule: Schedule) -> TrainConfig {
+    TrainConfig {
+        dataset: dataset.into(),
         protocol: Protocol::LastFraction { fraction: 0.2 },
         weighting: Weighting::Binary,
         min_count: 1,
@@ -54,12 +54,18 @@ fn trains_beats_popular_exports_and_verifies() {
         betas: vec![0.0],
         edge_ranks: vec![4, 8],
         edge_budget_bytes: 3_000,
-        out_dir: out.clone(),
-        splits_dir: Some(out.join("splits")),
-        schedule: Schedule::Off,
+        out_dir: out.to_path_buf(),
+        splits_dir: None,
+        schedule,
         seed: 1,
         ease_memory_budget: 1 << 30,
-    };
+    }
+}
+
+#[test]
+fn trains_beats_popular_exports_and_verifies() {
+    let out = temp_dir("pipeline");
+    let cfg = TrainConfig { splits_dir: Some(out.join("splits")), ..config("synthetic", &out, Schedule::Off) };
     let report = run(&clustered_log(), &cfg).unwrap();
     let ndcg = |name: &str| report.rows.iter().find(|r| r.model.starts_with(name)).unwrap().metrics.ndcg_at_20;
     assert!(ndcg("EASE") > 1.5 * ndcg("most popular"), "EASE {} vs popular {}", ndcg("EASE"), ndcg("most popular"));
@@ -107,21 +113,7 @@ fn cyclic_log() -> InteractionLog {
 #[test]
 fn an_ordered_log_is_served_by_the_sequence_model_which_beats_ease() {
     let out = temp_dir("sequence");
-    let cfg = TrainConfig {
-        dataset: "cyclic".into(),
-        protocol: Protocol::LastFraction { fraction: 0.2 },
-        weighting: Weighting::Binary,
-        min_count: 1,
-        lambdas: vec![1.0, 10.0, 100.0],
-        betas: vec![0.0],
-        edge_ranks: vec![8],
-        edge_budget_bytes: 10_000,
-        out_dir: out.clone(),
-        splits_dir: None,
-        schedule: Schedule::Full,
-        seed: 1,
-        ease_memory_budget: 1 << 30,
-    };
+    let cfg = TrainConfig { lambdas: vec![1.0, 10.0, 100.0], edge_ranks: vec![8], edge_budget_bytes: 10_000, ..config("cyclic", &out, Schedule::Full) };
     let report = run(&cyclic_log(), &cfg).unwrap();
     let row = |name: &str| report.rows.iter().find(|r| r.model.starts_with(name)).unwrap();
     let served = report.rows.iter().find(|r| r.model.contains("served")).unwrap();
@@ -150,21 +142,8 @@ fn an_ordered_log_is_served_by_the_sequence_model_which_beats_ease() {
 #[test]
 fn ease_over_its_memory_budget_is_refused_before_anything_is_written() {
     let out = temp_dir("capacity");
-    let cfg = TrainConfig {
-        dataset: "synthetic".into(),
-        protocol: Protocol::LastFraction { fraction: 0.2 },
-        weighting: Weighting::Binary,
-        min_count: 1,
-        lambdas: vec![1.0],
-        betas: vec![0.0],
-        edge_ranks: vec![4],
-        edge_budget_bytes: 3_000,
-        out_dir: out.clone(),
-        splits_dir: None,
-        schedule: Schedule::Off,
-        seed: 1,
-        ease_memory_budget: 100_000, // 61 items need 4·61²·8 + 120·61·8 = 177,632 bytes
-    };
+    // 61 items need 4·61²·8 + 120·61·8 = 177,632 bytes.
+    let cfg = TrainConfig { lambdas: vec![1.0], edge_ranks: vec![4], ease_memory_budget: 100_000, ..config("synthetic", &out, Schedule::Off) };
     let err = run(&clustered_log(), &cfg).unwrap_err();
     let capacity = err.downcast_ref::<trainer::model::CapacityError>().expect("a typed capacity error");
     assert!(capacity.to_string().contains("EASE over 61 items"), "{capacity}");
