@@ -128,7 +128,7 @@ fn healthz(env: &Env) -> Result<Response, RequestError> {
     let body = serde_json::json!({
         "status": if ok { "ok" } else { "unhealthy" },
         "model": match model.as_ref() {
-            Ok(m) => serde_json::json!({ "name": "edge", "version": m.version, "dataset": m.dataset, "backend": model::BACKEND, "n_items": m.n_items(), "catalog_items": m.catalog_items() }),
+            Ok(m) => serde_json::json!({ "name": "edge", "version": m.version, "dataset": m.dataset, "backend": model::BACKEND, "n_items": m.n_items(), "catalog_items": m.catalog_items(), "head_items_embedded": m.head_items(), "coverage": m.coverage }),
             Err(_) => serde_json::json!({ "error": "the edge model failed to load (see the worker's log)" }),
         },
         "breaker": breaker_state,
@@ -192,8 +192,8 @@ impl EdgeEnv for WorkerEnv {
         }
     }
 
-    fn catalog_index(&self, id: &str) -> Option<usize> {
-        self.model.as_ref().as_ref().ok().and_then(|m| m.catalog_index(id))
+    fn knows_item(&self, id: &str) -> bool {
+        self.model.as_ref().as_ref().is_ok_and(|m| m.knows(id))
     }
 
     fn catalog_len(&self) -> usize {

@@ -134,9 +134,117 @@ impl Catalog {
     }
 }
 
+/// Name of the file with every catalog id's fingerprint ([`CatalogIds`]).
+pub const CATALOG_IDS_FILE: &str = "catalog_ids.bin";
+/// Name of the head of the catalog the edge worker embeds: the items its
+/// model scores, with titles ([`edge_catalog_items`]).
+pub const EDGE_CATALOG_FILE: &str = "edge_catalog.json";
+/// The edge catalog holds at least this many items (all of a smaller
+/// catalog), so the shop page lists a real catalog; more when the edge model
+/// scores more. At ~60 bytes per item in memory it stays under 4 MB.
+pub const EDGE_CATALOG_MIN_ITEMS: usize = 50_000;
+
+/// Items of the edge catalog for a catalog of `catalog_items` whose edge model scores `edge_items`.
+pub fn edge_catalog_items(catalog_items: usize, edge_items: usize) -> usize {
+    catalog_items.min(edge_items.max(EDGE_CATALOG_MIN_ITEMS))
+}
+
+/// Fingerprint of an item id: the first 8 bytes of its sha256 (FIPS 180-4),
+/// big-endian. Finding an id that collides with one of `n` catalog ids takes
+/// about `2⁶⁴ / n` hashes (2⁴⁴ at 10⁶ items), so junk ids cannot pass for
+/// catalog ids by accident or cheaply by design.
+pub fn fingerprint(id: &str) -> u64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(id.as_bytes());
+    u64::from_be_bytes(digest[..8].try_into().expect("sha256 has 32 bytes"))
+}
+
+/// Every catalog id, as a sorted set of fingerprints (`catalog_ids.bin`:
+/// little-endian `u64`s, ascending, 8 bytes per item): what the edge knows of
+/// a catalog too large to embed with titles (8 MB at 10⁶ items, where
+/// `catalog.json` takes ~40 MB and several times that in memory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogIds {
+    sorted: Vec<u64>,
+}
+
+/// Why `catalog_ids.bin` was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogIdsError {
+    /// The length is not a multiple of 8 bytes.
+    #[error("catalog_ids.bin has {0} bytes, not a multiple of 8")]
+    Length(usize),
+    /// Fingerprints are not strictly ascending (unsorted, or two ids collide).
+    #[error("catalog_ids.bin is not strictly ascending at entry {0}")]
+    Order(usize),
+}
+
+impl CatalogIds {
+    /// The fingerprints of `ids` (any order).
+    pub fn of<S: AsRef<str>>(ids: impl IntoIterator<Item = S>) -> Self {
+        let mut sorted: Vec<u64> = ids.into_iter().map(|id| fingerprint(id.as_ref())).collect();
+        sorted.sort_unstable();
+        sorted.dedup();
+        CatalogIds { sorted }
+    }
+
+    /// Parses `catalog_ids.bin`.
+    ///
+    /// # Errors
+    /// [`CatalogIdsError`] on a ragged length or entries out of order.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CatalogIdsError> {
+        if !bytes.len().is_multiple_of(8) {
+            return Err(CatalogIdsError::Length(bytes.len()));
+        }
+        let sorted: Vec<u64> = bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8-byte chunk"))).collect();
+        if let Some(i) = sorted.windows(2).position(|w| w[0] >= w[1]) {
+            return Err(CatalogIdsError::Order(i + 1));
+        }
+        Ok(CatalogIds { sorted })
+    }
+
+    /// The `catalog_ids.bin` bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        self.sorted.iter().flat_map(|f| f.to_le_bytes()).collect()
+    }
+
+    /// Whether `id` is in the catalog (false positives: ~`len / 2⁶⁴`).
+    pub fn contains(&self, id: &str) -> bool {
+        self.sorted.binary_search(&fingerprint(id)).is_ok()
+    }
+
+    /// Items in the catalog.
+    pub fn len(&self) -> usize {
+        self.sorted.len()
+    }
+
+    /// True when the catalog has no items.
+    pub fn is_empty(&self) -> bool {
+        self.sorted.is_empty()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn catalog_ids_know_every_id_and_nothing_else_and_refuse_bad_files() {
+        let ids: Vec<String> = (0..10_000).map(|i| format!("i{i}")).collect();
+        let set = CatalogIds::of(&ids);
+        assert_eq!(set.len(), 10_000);
+        let back = CatalogIds::from_bytes(&set.to_bytes()).unwrap();
+        assert_eq!(back, set);
+        assert!(ids.iter().all(|id| back.contains(id)));
+        assert!((10_000..20_000).all(|i| !back.contains(&format!("i{i}"))));
+        assert!(matches!(CatalogIds::from_bytes(&[0u8; 9]), Err(CatalogIdsError::Length(9))));
+        let mut swapped = set.to_bytes();
+        swapped[..16].rotate_left(8);
+        assert!(matches!(CatalogIds::from_bytes(&swapped), Err(CatalogIdsError::Order(1))));
+        assert_eq!(edge_catalog_items(1_682, 1_682), 1_682);
+        assert_eq!(edge_catalog_items(1_000_000, 7_804), EDGE_CATALOG_MIN_ITEMS);
+        assert_eq!(edge_catalog_items(1_000_000, 80_000), 80_000);
+    }
 
     fn item(id: &str, title: Option<&str>, popularity: u64) -> CatalogItem {
         CatalogItem { id: id.into(), title: title.map(Into::into), popularity }

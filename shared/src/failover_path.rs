@@ -137,9 +137,10 @@ pub trait EdgeEnv {
     fn edge_model(&self, req: &ValidRequest) -> Result<RecommendationResponse, String>;
     /// The bundled popular list (`source` popular), never fails.
     fn popular(&self, req: &ValidRequest) -> RecommendationResponse;
-    /// Catalog index of `id` in the edge's catalog.
-    fn catalog_index(&self, id: &str) -> Option<usize>;
-    /// Items in the edge's catalog.
+    /// Whether `id` is in the catalog of the edge's model directory (the
+    /// whole catalog, not only the head the edge model scores).
+    fn knows_item(&self, id: &str) -> bool;
+    /// Items in the whole catalog.
     fn catalog_len(&self) -> usize;
     /// `(dataset, version)` of the edge's own model directory.
     fn model_identity(&self) -> (&str, &str);
@@ -272,8 +273,8 @@ async fn call_origin<E: EdgeEnv>(
 ) -> Result<RecommendationResponse, OriginFailure> {
     let result = env.origin(&call.query, deadline_ms).await.and_then(|body| {
         let (dataset, version) = env.model_identity();
-        let index_of = |id: &str| env.catalog_index(id);
-        let expected = Expected { dataset, version, catalog_len: env.catalog_len(), index_of: &index_of };
+        let knows = |id: &str| env.knows_item(id);
+        let expected = Expected { dataset, version, catalog_len: env.catalog_len(), knows: &knows };
         origin_answer::check(&body, &call.request, &expected).map(|()| body).map_err(OriginFailure::Malformed)
     });
     let outcome = match &result {
@@ -327,7 +328,7 @@ async fn ask_origin<E: EdgeEnv>(
 pub async fn serve<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, state: &RefCell<EdgeState>, req: &ValidRequest) -> Served {
     let start = env.now_ms();
     let mut timing = Timing::default();
-    let Canonical { request: canonical, unknown } = canonicalize(req, |id| env.catalog_index(id));
+    let Canonical { request: canonical, unknown } = canonicalize(req, |id| env.knows_item(id));
     // No id the edge knows: the origin may (a newer model); its answer is
     // not cached, so junk ids cannot fill the cache.
     let unknown_only = canonical.history.is_empty() && !req.history.is_empty();

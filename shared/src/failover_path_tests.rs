@@ -22,8 +22,8 @@ fn block_on<F: Future>(f: F) -> F::Output {
 }
 
 /// The fake catalog: ids "0".."99"; the edge model is version v1 of movielens.
-fn catalog_index(id: &str) -> Option<usize> {
-    id.parse::<usize>().ok().filter(|&i| i < 100)
+fn knows_item(id: &str) -> bool {
+    id.parse::<usize>().is_ok_and(|i| i < 100)
 }
 
 fn answer(source: Source, first: &str) -> RecommendationResponse {
@@ -110,8 +110,8 @@ impl EdgeEnv for Fake {
     fn popular(&self, _req: &ValidRequest) -> RecommendationResponse {
         answer(Source::Popular, "popular")
     }
-    fn catalog_index(&self, id: &str) -> Option<usize> {
-        catalog_index(id)
+    fn knows_item(&self, id: &str) -> bool {
+        knows_item(id)
     }
     fn catalog_len(&self) -> usize {
         100

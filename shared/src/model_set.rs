@@ -70,11 +70,24 @@ impl ModelFiles {
     ///
     /// # Errors
     /// [`ModelSetError`] on the first unreadable or mismatching file.
-    pub fn load<E: std::fmt::Display>(mut read: impl FnMut(&str) -> Result<Vec<u8>, E>, kinds: &[ModelKind]) -> Result<Self, ModelSetError> {
+    pub fn load<E: std::fmt::Display>(read: impl FnMut(&str) -> Result<Vec<u8>, E>, kinds: &[ModelKind]) -> Result<Self, ModelSetError> {
+        ModelFiles::load_with_catalog(read, kinds, CATALOG_FILE)
+    }
+
+    /// [`ModelFiles::load`] with the catalog read from `catalog_file`: the
+    /// edge reads the head of the catalog ([`crate::catalog::EDGE_CATALOG_FILE`]).
+    ///
+    /// # Errors
+    /// As [`ModelFiles::load`].
+    pub fn load_with_catalog<E: std::fmt::Display>(
+        mut read: impl FnMut(&str) -> Result<Vec<u8>, E>,
+        kinds: &[ModelKind],
+        catalog_file: &str,
+    ) -> Result<Self, ModelSetError> {
         let mut read_file = |file: &str| read(file).map_err(|e| ModelSetError::Read { file: file.into(), reason: e.to_string() });
         let manifest = Manifest::from_json(&read_file(MANIFEST_FILE)?)?;
-        let catalog_bytes = read_file(CATALOG_FILE)?;
-        manifest.verify(CATALOG_FILE, &catalog_bytes)?;
+        let catalog_bytes = read_file(catalog_file)?;
+        manifest.verify(catalog_file, &catalog_bytes)?;
         let catalog = Catalog::from_json(&catalog_bytes)?;
         let mut models = Vec::with_capacity(kinds.len());
         for &kind in kinds {
@@ -111,7 +124,20 @@ impl ModelSet {
     /// # Errors
     /// [`ModelSetError`] on the first unreadable, mismatching or invalid file.
     pub fn load<E: std::fmt::Display>(read: impl FnMut(&str) -> Result<Vec<u8>, E>, kinds: &[ModelKind]) -> Result<Self, ModelSetError> {
-        let files = ModelFiles::load(read, kinds)?;
+        ModelSet::load_with_catalog(read, kinds, CATALOG_FILE)
+    }
+
+    /// [`ModelSet::load`] with the catalog read from `catalog_file` (see
+    /// [`ModelFiles::load_with_catalog`]).
+    ///
+    /// # Errors
+    /// As [`ModelSet::load`].
+    pub fn load_with_catalog<E: std::fmt::Display>(
+        read: impl FnMut(&str) -> Result<Vec<u8>, E>,
+        kinds: &[ModelKind],
+        catalog_file: &str,
+    ) -> Result<Self, ModelSetError> {
+        let files = ModelFiles::load_with_catalog(read, kinds, catalog_file)?;
         let mut models = Vec::with_capacity(kinds.len());
         for (kind, bytes) in &files.models {
             let entry = files.manifest.model(*kind)?;

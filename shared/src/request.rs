@@ -144,19 +144,20 @@ pub struct Canonical {
 
 /// Reduces `req` to the request that gets the same answer, so that every
 /// spelling of one question shares one cache entry and junk cannot mint new
-/// ones: ids `index_of` does not know are dropped (and returned, to be named
+/// ones: ids `knows` rejects are dropped (and returned, to be named
 /// in `warnings`), the rest keep the shopper's order, oldest first.
 ///
 /// Order and duplicates are both kept because both change the answer: the
 /// full model may be a sequence model (SASRec), which reads the order, and a
 /// repeated item weighs twice in EASE (`s = x·B`). See [`crate::contract`].
-pub fn canonicalize(req: &ValidRequest, index_of: impl Fn(&str) -> Option<usize>) -> Canonical {
+pub fn canonicalize(req: &ValidRequest, knows: impl Fn(&str) -> bool) -> Canonical {
     let mut known = Vec::with_capacity(req.history.len());
     let mut unknown = Vec::new();
     for id in &req.history {
-        match index_of(id) {
-            Some(_) => known.push(id),
-            None => unknown.push(id.clone()),
+        if knows(id) {
+            known.push(id);
+        } else {
+            unknown.push(id.clone());
         }
     }
     let history = known.into_iter().cloned().collect();
@@ -195,7 +196,7 @@ mod tests {
 
     #[test]
     fn canonical_requests_drop_unknown_ids_but_keep_order_and_duplicates() {
-        let index = |id: &str| id.parse::<usize>().ok();
+        let index = |id: &str| id.parse::<usize>().is_ok();
         let r = |h: &[&str]| ValidRequest { history: h.iter().map(|s| s.to_string()).collect(), k: 5, exclude_seen: true };
         let a = canonicalize(&r(&["50", "172", "junk-1"]), index);
         let b = canonicalize(&r(&["junk-2", "50", "172"]), index);

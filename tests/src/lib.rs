@@ -6,6 +6,7 @@
 pub mod chaos;
 pub mod fault_proxy;
 pub mod load;
+pub mod measure;
 pub mod nginx;
 pub mod procs;
 

@@ -19,15 +19,17 @@ pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
 }
 
-async fn wait_for(child: &mut Child, what: &str, url: &str, limit: Duration) {
+/// Polls `url` until it answers 2xx; returns how long that first good answer took.
+async fn wait_for(child: &mut Child, what: &str, url: &str, limit: Duration) -> Duration {
     let client = reqwest::Client::new();
     let started = Instant::now();
     loop {
         if let Some(status) = child.try_wait().expect("poll child") {
             panic!("{what} exited before it answered {url}: {status}");
         }
-        if client.get(url).timeout(Duration::from_secs(2)).send().await.is_ok_and(|r| r.status().is_success()) {
-            return;
+        let asked = Instant::now();
+        if client.get(url).timeout(Duration::from_secs(5)).send().await.is_ok_and(|r| r.status().is_success()) {
+            return asked.elapsed();
         }
         assert!(started.elapsed() < limit, "{what} did not answer {url} within {limit:?}");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -171,6 +173,16 @@ impl Edge {
     /// # Panics
     /// If the worker is not built, wrangler is not installed, or it does not answer `/healthz` within 90 s.
     pub async fn start(vars: &[(&str, &str)]) -> Edge {
+        Edge::start_timed(vars).await.0
+    }
+
+    /// [`Edge::start`], also returning how long the first good `/healthz`
+    /// answer took (the isolate's start-up, model included, when workerd
+    /// starts it on the first request).
+    ///
+    /// # Panics
+    /// As [`Edge::start`].
+    pub async fn start_timed(vars: &[(&str, &str)]) -> (Edge, Duration) {
         let root = repo();
         assert!(root.join("edge/build/index.js").exists(), "the worker is not built: run `cargo xtask build-edge`");
         let wrangler = root.join("node_modules/.bin/wrangler");
@@ -195,8 +207,8 @@ impl Edge {
             cmd.arg("--var").arg(format!("{k}:{v}"));
         }
         let mut child = cmd.spawn().expect("wrangler dev starts");
-        wait_for(&mut child, "wrangler dev", &format!("http://127.0.0.1:{port}/healthz"), Duration::from_secs(90)).await;
-        Edge { child, port, _state: TempDir(state) }
+        let first = wait_for(&mut child, "wrangler dev", &format!("http://127.0.0.1:{port}/healthz"), Duration::from_secs(90)).await;
+        (Edge { child, port, _state: TempDir(state) }, first)
     }
 
     /// Its base URL.

@@ -5,6 +5,8 @@
 //! | `full.onnx` | the full model over the catalog, [`shared::contract`]: EASE (+ buy-again diagonal), SASRec, or SASRec blended with EASE |
 //! | `edge.onnx` | low-rank edge model over the catalog's most popular prefix |
 //! | `catalog.json` | model index ↔ item id, title, popularity ([`shared::Catalog`]) |
+//! | `edge_catalog.json` | its head, the items the edge worker embeds with titles ([`shared::catalog::edge_catalog_items`]) |
+//! | `catalog_ids.bin` | every item id's fingerprint, so the edge knows the whole catalog ([`shared::catalog::CatalogIds`]) |
 //! | `popular.json` | the 100 most popular items (fallback list for edge and frontend) |
 //! | `parity.json` | 100 test users' histories with the trainer's own top-20 per model |
 //! | `manifest.json` | version, created-at, dataset, per-file sha256 and bytes, dims, metrics |
@@ -286,6 +288,10 @@ pub fn write(
             .collect(),
     )?;
     files.insert("catalog.json".into(), catalog.to_json());
+    // What the edge worker embeds: every id's fingerprint, and the head of the catalog with titles.
+    files.insert(shared::catalog::CATALOG_IDS_FILE.into(), shared::catalog::CatalogIds::of(catalog.items().iter().map(|i| i.id.as_str())).to_bytes());
+    let edge_head = shared::catalog::edge_catalog_items(catalog.len(), edge.n_items());
+    files.insert(shared::catalog::EDGE_CATALOG_FILE.into(), Catalog::new(catalog.items()[..edge_head].to_vec())?.to_json());
     let popular: Vec<&CatalogItem> = catalog.items().iter().take(contract::MAX_K).collect();
     files.insert("popular.json".into(), serde_json::to_vec(&serde_json::json!({ "items": popular }))?);
 

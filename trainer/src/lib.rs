@@ -1,5 +1,5 @@
-//! edgerec's trainer: turns a shop's interaction log into the full (EASE) and
-//! edge (low-rank EASE) models, evaluates them with full-ranking metrics
+//! edgerec's trainer: turns a shop's interaction log into the full (SASRec,
+//! EASE or their blend) and edge (low-rank EASE) models, evaluates them with full-ranking metrics
 //! against baselines and peers, and exports ONNX files plus a manifest.
 //!
 //! * [`data`] — loaders (MovieLens, Instacart, generic CSV)
@@ -8,6 +8,8 @@
 //! * [`model`] — EASE and its low-rank approximation (the math)
 //! * [`evaluate`] — one validation/test phase, baselines
 //! * [`train`] — the pipeline: tune, test once, refit, export
+//! * [`large_catalog`] — the pipeline for catalogs EASE cannot hold (SASRec, head-of-catalog edge)
+//! * [`synthetic`] — shop-shaped synthetic logs for the scale benchmark
 //! * [`onnx_export`] — the ONNX graphs
 //! * [`artifacts`] — the model directory and the tract parity check
 //! * [`peers`] — splits for, and scoring of, the `implicit` peers
@@ -17,6 +19,7 @@
 pub mod artifacts;
 pub mod data;
 pub mod evaluate;
+pub mod large_catalog;
 pub mod metrics;
 pub mod model;
 pub mod onnx_export;
@@ -26,4 +29,5 @@ pub mod report;
 pub mod sasrec;
 pub mod sequence;
 pub mod split;
+pub mod synthetic;
 pub mod train;

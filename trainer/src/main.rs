@@ -5,6 +5,7 @@
 //! trainer eval-peers --format movielens --input data/ml-100k --report models/movielens/report.json --peers bench/out/movielens/peers.json
 //! trainer report --models models [--write-docs docs/quality.md]
 //! trainer query --models models/movielens --users 3
+//! trainer generate --items 1000000 --events 10000000 --out data/synthetic/shop-1e6.csv
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -117,6 +118,21 @@ enum Command {
         #[arg(long)]
         write_docs: Option<PathBuf>,
     },
+    /// Write a synthetic shop log (Zipf popularity, topics, item chains) as CSV.
+    Generate {
+        /// Catalog size.
+        #[arg(long)]
+        items: usize,
+        /// Interactions (rows) to write.
+        #[arg(long)]
+        events: usize,
+        /// Seed of every random choice.
+        #[arg(long, default_value_t = 7)]
+        seed: u64,
+        /// CSV file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Answer real queries through `shared` (tract) with the exported models.
     Query {
         /// A model directory (models/<dataset>).
@@ -217,6 +233,11 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Query { models, users } => query::run(&models, users)?,
+        Command::Generate { items, events, seed, out } => {
+            let started = std::time::Instant::now();
+            let users = trainer::synthetic::write_csv(trainer::synthetic::ShopShape { items, events, seed }, &out)?;
+            eprintln!("wrote {}: {events} events of {users} users over {items} items in {:.1} s", out.display(), started.elapsed().as_secs_f64());
+        }
     }
     Ok(())
 }

@@ -375,6 +375,8 @@ mod tests {
             patience: 1,
             negatives: None,
             seed: 3,
+            sparse_embeddings: false,
+            popularity_negatives: false,
         };
         let n = 6;
         let model = crate::sasrec::SasRec::new(cfg, n, &mut rand::rngs::StdRng::seed_from_u64(3)).unwrap();

@@ -58,7 +58,30 @@ pub struct SasRecConfig {
     pub negatives: Option<usize>,
     /// Seed of every random number in training.
     pub seed: u64,
+    /// Update the item embeddings lazily: only the rows a batch touched, each
+    /// with its own Adam moments (as PyTorch's `SparseAdam`, TensorFlow's
+    /// `LazyAdam`), so a step costs the batch rather than the catalog. Needs
+    /// `negatives` (a full softmax touches every row anyway). See [`SPARSE_ABOVE`].
+    #[serde(default)]
+    pub sparse_embeddings: bool,
+    /// Draw the shared negatives in proportion to `count^0.75` of the training
+    /// items instead of uniformly, and subtract `ln(k·q_j)` from every logit
+    /// of the sampled softmax (the log-Q correction of TensorFlow's
+    /// `sampled_softmax_loss`; Yi et al., "Sampling-Bias-Corrected Neural
+    /// Modeling for Large Corpus Item Recommendations", RecSys 2019), so the
+    /// served logits still estimate the full softmax. Over a long-tailed
+    /// catalog of 10⁵+ items, uniform negatives are almost all tail items and
+    /// teach the model little about the head that shoppers actually meet.
+    #[serde(default)]
+    pub popularity_negatives: bool,
 }
+
+/// Catalog size above which the pipeline trains the item embeddings lazily
+/// ([`SasRecConfig::sparse_embeddings`]): a dense AdamW step reads and writes
+/// the whole `n × d` table about ten times (gradient, moments, update), which
+/// at 10⁶ items and `d = 32` is ~1.3 GB of memory traffic per step, more than
+/// the batch's own compute.
+pub const SPARSE_ABOVE: usize = 1 << 16;
 
 impl SasRecConfig {
     /// Short label for tuning tables.
@@ -177,6 +200,8 @@ fn to_vec(v: &Var) -> candle_core::Result<Vec<f32>> {
 
 /// One batch of left-padded windows.
 struct Batch {
+    /// `[B, L]` item indices, padding `n`, as built (row-major).
+    ids: Vec<u32>,
     /// `[B, L]` item indices, padding `n`.
     items: Tensor,
     /// `[B, L, 1]` 1.0 for an item, 0.0 for padding.
@@ -207,7 +232,8 @@ fn batch(windows: &[&[u32]], max_len: usize, n: usize) -> candle_core::Result<Ba
     }
     let dev = Device::Cpu;
     Ok(Batch {
-        items: Tensor::from_vec(items, (b, max_len), &dev)?,
+        items: Tensor::from_vec(items.clone(), (b, max_len), &dev)?,
+        ids: items,
         mask: Tensor::from_vec(mask, (b, max_len, 1), &dev)?,
         bias: Tensor::from_vec(bias, (b, 1, max_len, max_len), &dev)?,
     })
@@ -267,12 +293,18 @@ impl SasRec {
     }
 
     /// Hidden states `[B, L, d]` of a batch; dropout only when `rng` is given.
-    fn hidden(&self, batch: &Batch, mut rng: Option<&mut StdRng>) -> candle_core::Result<Tensor> {
+    fn hidden(&self, batch: &Batch, rng: Option<&mut StdRng>) -> candle_core::Result<Tensor> {
+        self.hidden_from(self.item_emb.as_tensor(), &batch.items, batch, rng)
+    }
+
+    /// [`SasRec::hidden`] reading the embeddings of `items` (`[B, L]`) from
+    /// `table`: the whole table, or the rows a sparse step gathered.
+    fn hidden_from(&self, table: &Tensor, items: &Tensor, batch: &Batch, mut rng: Option<&mut StdRng>) -> candle_core::Result<Tensor> {
         let cfg = &self.config;
-        let (b, l) = batch.items.dims2()?;
+        let (b, l) = items.dims2()?;
         let (d, heads) = (cfg.dim, cfg.heads);
         let dh = d / heads;
-        let emb = self.item_emb.as_tensor().index_select(&batch.items.flatten_all()?, 0)?.reshape((b, l, d))?;
+        let emb = table.index_select(&items.flatten_all()?, 0)?.reshape((b, l, d))?;
         let x = (emb * (d as f64).sqrt())?.broadcast_add(self.pos_emb.as_tensor())?;
         let mut x = dropout(&x, cfg.dropout, rng.as_deref_mut())?.broadcast_mul(&batch.mask)?;
         let scale = 1.0 / (dh as f64).sqrt();
@@ -316,6 +348,31 @@ impl SasRec {
         Ok(out)
     }
 
+    /// The `k` best items after each history, best first, leaving out the
+    /// items of `excluded[i]` for history `i` (item indices `< n`): `[histories, ≤ k]`.
+    /// Logits are computed 32 histories at a time, so memory stays at
+    /// `32 · n` floats whatever the catalog.
+    ///
+    /// # Errors
+    /// On a tensor failure; [`SasRecError::Config`] when `excluded` is not one slice per history.
+    pub fn top_k(&self, histories: &[&[u32]], k: usize, excluded: &[&[u32]]) -> Result<Vec<Vec<u32>>, SasRecError> {
+        if excluded.len() != histories.len() {
+            return Err(SasRecError::Config(format!("{} exclusion lists for {} histories", excluded.len(), histories.len())));
+        }
+        let l = self.config.max_len;
+        let table = self.output_table()?.t()?;
+        let mut out = Vec::with_capacity(histories.len());
+        for (chunk, skip) in histories.chunks(32).zip(excluded.chunks(32)) {
+            let b = batch(chunk, l, self.n_items)?;
+            let h = self.hidden(&b, None)?.narrow(1, l - 1, 1)?.squeeze(1)?;
+            let logits = h.matmul(&table)?.flatten_all()?.to_vec1::<f32>()?;
+            for (row, skip) in logits.chunks(self.n_items).zip(skip) {
+                out.push(best_k(row, k, skip));
+            }
+        }
+        Ok(out)
+    }
+
     /// The parameters as plain arrays (see [`SasRecWeights`]).
     ///
     /// # Errors
@@ -340,8 +397,16 @@ impl SasRec {
         })
     }
 
-    /// Mean cross-entropy of the next item at every non-padding position of a batch.
-    fn loss(&self, windows: &[&[u32]], rng: &mut StdRng) -> candle_core::Result<Tensor> {
+    /// Mean cross-entropy of the next item at every non-padding position of a
+    /// batch. With `sparse`, the embeddings come from its host table: only the
+    /// rows the batch touches become a variable, returned for the update.
+    fn loss(
+        &self,
+        windows: &[&[u32]],
+        rng: &mut StdRng,
+        sparse: Option<&SparseAdam>,
+        sampler: Option<&NegativeSampler>,
+    ) -> candle_core::Result<(Tensor, Option<TouchedRows>)> {
         let cfg = &self.config;
         let l = cfg.max_len;
         // Inputs are each window without its last item; targets are shifted by one.
@@ -360,25 +425,172 @@ impl SasRec {
         let dev = Device::Cpu;
         let n_pos = positions.len();
         let d = cfg.dim;
-        let h = self.hidden(&b, Some(rng))?.reshape((windows.len() * l, d))?.index_select(&Tensor::new(positions, &dev)?, 0)?;
-        let table = self.output_table()?;
-        match cfg.negatives.filter(|&k| self.n_items > 2 * k) {
-            None => {
-                let logits = h.matmul(&table.t()?)?;
-                candle_nn::loss::cross_entropy(&logits, &Tensor::new(targets, &dev)?)
+        let negatives = cfg.negatives.filter(|&k| self.n_items > 2 * k);
+        // Negatives are drawn before the forward pass: a sparse step must know every row it touches.
+        let mut negs: Vec<u32> = match (negatives, sampler) {
+            (None, _) => Vec::new(),
+            (Some(k), None) => (0..k).map(|_| rng.random_range(0..self.n_items as u32)).collect(),
+            (Some(k), Some(q)) => (0..k).map(|_| q.draw(rng)).collect(),
+        };
+        // log-Q correction terms (see `popularity_negatives`), before the indices become local.
+        let correction = match (negatives, sampler) {
+            (Some(k), Some(q)) => Some((q.log_expected(&targets, k), q.log_expected(&negs, k))),
+            _ => None,
+        };
+        let (table, items, touched) = match sparse {
+            None => (self.item_emb.as_tensor().clone(), b.items.clone(), None),
+            Some(host) => {
+                let mut rows: Vec<u32> = b.ids.iter().chain(&targets).chain(&negs).copied().collect();
+                rows.sort_unstable();
+                rows.dedup();
+                let local = |i: &mut u32| *i = rows.binary_search(i).expect("every touched row is gathered") as u32;
+                let mut ids = b.ids.clone();
+                ids.iter_mut().for_each(local);
+                targets.iter_mut().for_each(local);
+                negs.iter_mut().for_each(local);
+                let var = Var::from_tensor(&Tensor::from_vec(host.gather(&rows), (rows.len(), d), &dev)?)?;
+                let items = Tensor::from_vec(ids, b.items.dims2()?, &dev)?;
+                (var.as_tensor().clone(), items, Some(TouchedRows { var, rows }))
             }
-            Some(k) => {
-                // Shared uniform negatives: [positive, k negatives] per position, the
+        };
+        let h = self.hidden_from(&table, &items, &b, Some(rng))?.reshape((windows.len() * l, d))?.index_select(&Tensor::new(positions, &dev)?, 0)?;
+        let loss = match negatives {
+            None => {
+                let logits = h.matmul(&table.narrow(0, 0, self.n_items)?.t()?)?;
+                candle_nn::loss::cross_entropy(&logits, &Tensor::new(targets, &dev)?)?
+            }
+            Some(_) => {
+                // Shared negatives (uniform, or by popularity with log-Q correction):
+                // [positive, k negatives] per position, the
                 // positive at column 0. A negative that equals the positive is rare
                 // (k / n) and left in, as SASRec+ does.
-                let negs: Vec<u32> = (0..k).map(|_| rng.random_range(0..self.n_items as u32)).collect();
                 let pos_emb = table.index_select(&Tensor::new(targets, &dev)?, 0)?;
-                let pos = (&h * &pos_emb)?.sum_keepdim(1)?;
-                let neg = h.matmul(&table.index_select(&Tensor::new(negs, &dev)?, 0)?.t()?)?;
+                let mut pos = (&h * &pos_emb)?.sum_keepdim(1)?;
+                let mut neg = h.matmul(&table.index_select(&Tensor::new(negs, &dev)?, 0)?.t()?)?;
+                if let Some((pos_q, neg_q)) = correction {
+                    let k = neg_q.len();
+                    pos = (pos - Tensor::from_vec(pos_q, (n_pos, 1), &dev)?)?;
+                    neg = neg.broadcast_sub(&Tensor::from_vec(neg_q, (1, k), &dev)?)?;
+                }
                 let logits = Tensor::cat(&[pos, neg], 1)?;
-                candle_nn::loss::cross_entropy(&logits, &Tensor::zeros(n_pos, DType::U32, &dev)?)
+                candle_nn::loss::cross_entropy(&logits, &Tensor::zeros(n_pos, DType::U32, &dev)?)?
+            }
+        };
+        Ok((loss, touched))
+    }
+}
+
+/// The `k` largest entries of `row` by value (ties: lower index first), best
+/// first, skipping the indices in `skip`. One pass with a `k`-long sorted
+/// buffer: `O(n)` for a catalog row when `k ≪ n`.
+pub fn best_k(row: &[f32], k: usize, skip: &[u32]) -> Vec<u32> {
+    let mut best: Vec<(f32, u32)> = Vec::with_capacity(k + 1);
+    for (i, &s) in row.iter().enumerate() {
+        if best.len() == k && best.last().is_none_or(|&(worst, _)| s <= worst) || k == 0 || skip.contains(&(i as u32)) {
+            continue;
+        }
+        let at = best.partition_point(|&(b, _)| b >= s);
+        best.insert(at, (s, i as u32));
+        best.truncate(k);
+    }
+    best.into_iter().map(|(_, i)| i).collect()
+}
+
+/// Draws items in proportion to `(count + 1)^0.75` (word2vec's smoothing;
+/// Mikolov et al., NeurIPS 2013) of their training occurrences.
+struct NegativeSampler {
+    cumulative: Vec<f64>,
+    /// `ln q_j` per item.
+    log_q: Vec<f32>,
+}
+
+impl NegativeSampler {
+    fn new(sequences: &[Vec<u32>], n: usize) -> Self {
+        let mut counts = vec![0u64; n];
+        for &i in sequences.iter().flatten() {
+            counts[i as usize] += 1;
+        }
+        let weights: Vec<f64> = counts.iter().map(|&c| ((c + 1) as f64).powf(0.75)).collect();
+        let total: f64 = weights.iter().sum();
+        let mut acc = 0.0;
+        let cumulative = weights
+            .iter()
+            .map(|w| {
+                acc += w;
+                acc
+            })
+            .collect();
+        NegativeSampler { cumulative, log_q: weights.iter().map(|w| (w / total).ln() as f32).collect() }
+    }
+
+    fn draw(&self, rng: &mut StdRng) -> u32 {
+        let x = rng.random::<f64>() * self.cumulative.last().copied().unwrap_or(0.0);
+        self.cumulative.partition_point(|&c| c <= x).min(self.cumulative.len() - 1) as u32
+    }
+
+    /// `ln(k · q_j)` of each item: the log of its expected count among `k` draws.
+    fn log_expected(&self, items: &[u32], k: usize) -> Vec<f32> {
+        let ln_k = (k as f32).ln();
+        items.iter().map(|&i| self.log_q[i as usize] + ln_k).collect()
+    }
+}
+
+/// The rows of the item table one sparse step gathered, as a variable.
+struct TouchedRows {
+    var: Var,
+    /// Table rows, ascending; row `r` of `var` is table row `rows[r]`.
+    rows: Vec<u32>,
+}
+
+/// Adam (Kingma & Ba, ICLR 2015) over the item table, applied to the rows a
+/// step touched only ("lazy" Adam): the moments of untouched rows stay as
+/// they are, bias correction uses the global step count.
+struct SparseAdam {
+    table: Vec<f32>,
+    m: Vec<f32>,
+    v: Vec<f32>,
+    dim: usize,
+    step: i32,
+    lr: f32,
+}
+
+const ADAM_BETAS: (f32, f32) = (0.9, 0.98);
+/// Learning rate of the lazily updated item table relative to the model's.
+/// A tail item of a 10⁶ catalog is in a batch a few dozen times per run, and
+/// an Adam step moves a weight by about the learning rate: at 3e-3 its
+/// embedding would barely leave its random start (std 1/√d ≈ 0.18). Sparse
+/// embeddings are commonly trained with a larger rate than dense layers.
+pub const SPARSE_LR_SCALE: f64 = 10.0;
+const ADAM_EPS: f32 = 1e-8;
+
+impl SparseAdam {
+    fn new(table: Vec<f32>, dim: usize, lr: f64) -> Self {
+        let len = table.len();
+        SparseAdam { table, m: vec![0.0; len], v: vec![0.0; len], dim, step: 0, lr: lr as f32 }
+    }
+
+    fn gather(&self, rows: &[u32]) -> Vec<f32> {
+        let d = self.dim;
+        rows.iter().flat_map(|&r| &self.table[r as usize * d..(r as usize + 1) * d]).copied().collect()
+    }
+
+    fn update(&mut self, touched: &TouchedRows, grad: &Tensor) -> candle_core::Result<()> {
+        let grad = grad.flatten_all()?.to_vec1::<f32>()?;
+        let (b1, b2) = ADAM_BETAS;
+        self.step += 1;
+        let (c1, c2) = (1.0 - b1.powi(self.step), 1.0 - b2.powi(self.step));
+        let d = self.dim;
+        for (local, &row) in touched.rows.iter().enumerate() {
+            let g = &grad[local * d..(local + 1) * d];
+            let at = row as usize * d;
+            let rows = self.table[at..at + d].iter_mut().zip(&mut self.m[at..at + d]).zip(&mut self.v[at..at + d]);
+            for (((w, m), v), &g) in rows.zip(g) {
+                *m = b1 * *m + (1.0 - b1) * g;
+                *v = b2 * *v + (1.0 - b2) * g * g;
+                *w -= self.lr * (*m / c1) / ((*v / c2).sqrt() + ADAM_EPS);
             }
         }
+        Ok(())
     }
 }
 
@@ -432,18 +644,32 @@ pub fn train(
     if all.is_empty() {
         return Err(SasRecError::NoSequences);
     }
-    let params = ParamsAdamW { lr: config.learning_rate, beta1: 0.9, beta2: 0.98, eps: 1e-8, weight_decay: 0.0 };
-    let mut opt = AdamW::new(model.vars(), params)?;
+    let params = ParamsAdamW { lr: config.learning_rate, beta1: ADAM_BETAS.0 as f64, beta2: ADAM_BETAS.1 as f64, eps: ADAM_EPS as f64, weight_decay: 0.0 };
+    let sparse = config.sparse_embeddings && config.negatives.is_some_and(|k| n_items > 2 * k);
+    let mut sparse_adam = sparse
+        .then(|| model.item_emb.as_tensor().flatten_all()?.to_vec1::<f32>().map(|t| SparseAdam::new(t, config.dim, config.learning_rate * SPARSE_LR_SCALE)))
+        .transpose()?;
+    let dense_vars = model.vars().into_iter().skip(usize::from(sparse)).collect(); // item_emb is first
+    let mut opt = AdamW::new(dense_vars, params)?;
+    let sampler = config.popularity_negatives.then(|| NegativeSampler::new(sequences, n_items));
     let (mut best, mut best_epoch, mut best_weights) = (f64::MIN, 0, None);
     for epoch in 1..=config.max_epochs {
         all.shuffle(&mut rng);
         let mut total = 0.0;
         let mut batches = 0;
         for chunk in all.chunks(config.batch_size) {
-            let loss = model.loss(chunk, &mut rng)?;
+            let (loss, touched) = model.loss(chunk, &mut rng, sparse_adam.as_ref(), sampler.as_ref())?;
             total += loss.to_scalar::<f32>()? as f64;
             batches += 1;
-            opt.backward_step(&loss)?;
+            let grads = loss.backward()?;
+            opt.step(&grads)?;
+            if let (Some(adam), Some(touched)) = (sparse_adam.as_mut(), touched) {
+                let grad = grads.get(touched.var.as_tensor()).ok_or_else(|| candle_core::Error::Msg("no gradient for the gathered embeddings".into()))?;
+                adam.update(&touched, grad)?;
+            }
+        }
+        if let Some(adam) = &sparse_adam {
+            model.item_emb.set(&Tensor::from_slice(&adam.table, (n_items + 1, config.dim), &Device::Cpu)?)?;
         }
         let report = EpochReport { epoch, loss: total / batches as f64 };
         match after_epoch(&model, report)? {
@@ -481,6 +707,8 @@ mod tests {
             patience: 100,
             negatives: None,
             seed,
+            sparse_embeddings: false,
+            popularity_negatives: false,
         }
     }
 
@@ -491,6 +719,36 @@ mod tests {
         assert_eq!(w, vec![&[5, 6, 7, 8, 9][..], &[1, 2, 3, 4, 5][..], &[0, 1][..], &[4, 5][..]]);
         let pairs: usize = w.iter().map(|w| w.len() - 1).sum();
         assert_eq!(pairs, 9 + 1, "every consecutive pair exactly once");
+    }
+
+    #[test]
+    fn sparse_embeddings_with_popularity_negatives_learn_successors_too() {
+        // 40 items in a cycle; 8 shared negatives per batch, so only the rows a
+        // batch touches are updated, and the log-Q correction is applied.
+        let n = 40;
+        let seqs: Vec<Vec<u32>> = (0..200).map(|s| (0..10).map(|j| ((s + j) % n) as u32).collect()).collect();
+        let cfg = SasRecConfig { negatives: Some(8), sparse_embeddings: true, popularity_negatives: true, max_epochs: 20, ..tiny(3) };
+        let (model, _) = train(&seqs, n, &cfg, |_, _| Ok(None)).unwrap();
+        let histories: Vec<Vec<u32>> = (0..n as u32).map(|i| vec![(i + n as u32 - 2) % n as u32, (i + n as u32 - 1) % n as u32, i]).collect();
+        let refs: Vec<&[u32]> = histories.iter().map(Vec::as_slice).collect();
+        let none: Vec<&[u32]> = vec![&[]; refs.len()];
+        let top = model.top_k(&refs, 1, &none).unwrap();
+        let right = top.iter().enumerate().filter(|(i, t)| t[0] == (*i as u32 + 1) % n as u32).count();
+        assert!(right >= 36, "{right} of {n} successors ranked first");
+        // top_k agrees with the full logits and leaves out what it is told to.
+        let full = model.scores(&refs[..1]).unwrap().remove(0);
+        let best = full.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0 as u32;
+        assert_eq!(top[0][0], best);
+        assert!(!model.top_k(&refs[..1], 5, &[&[best]]).unwrap()[0].contains(&best));
+    }
+
+    #[test]
+    fn best_k_keeps_the_largest_in_order_and_skips() {
+        let row = [0.5f32, 3.0, -1.0, 3.0, 2.0, 9.0];
+        assert_eq!(best_k(&row, 3, &[]), vec![5, 1, 3]); // ties: lower index first
+        assert_eq!(best_k(&row, 3, &[5, 1]), vec![3, 4, 0]);
+        assert_eq!(best_k(&row, 10, &[]).len(), 6);
+        assert!(best_k(&row, 0, &[]).is_empty());
     }
 
     #[test]

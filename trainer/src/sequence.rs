@@ -55,6 +55,8 @@ pub fn candidates(schedule: Schedule, n: usize, seed: u64) -> Vec<SasRecConfig> 
         patience: 3,
         negatives: (n > 4096).then_some(512),
         seed,
+        sparse_embeddings: n > sasrec::SPARSE_ABOVE,
+        popularity_negatives: false,
     };
     match schedule {
         Schedule::Off => Vec::new(),
@@ -63,12 +65,42 @@ pub fn candidates(schedule: Schedule, n: usize, seed: u64) -> Vec<SasRecConfig> 
     }
 }
 
+/// The one setting trained for a catalog EASE cannot hold
+/// ([`crate::large_catalog`]), without tuning: a fixed number of epochs over
+/// the training split. Width 32 rather than 64 halves the `n × d` table the
+/// origin reads for every request (128 MB at 10⁶ items), which is what its
+/// latency is made of at that size; batches of 256 halve the steps per epoch.
+pub fn large_catalog_config(schedule: Schedule, n: usize, seed: u64) -> Option<SasRecConfig> {
+    let base = SasRecConfig {
+        dim: 32,
+        batch_size: 256,
+        max_epochs: LARGE_CATALOG_EPOCHS,
+        negatives: Some(512),
+        sparse_embeddings: n > sasrec::SPARSE_ABOVE,
+        popularity_negatives: true,
+        ..candidates(Schedule::Full, n, seed).pop()?
+    };
+    match schedule {
+        Schedule::Off => None,
+        Schedule::Short => Some(SasRecConfig { dim: 16, layers: 1, max_len: 20, max_epochs: 1, ..base }),
+        Schedule::Full => Some(base),
+    }
+}
+
+/// Epochs of the large-catalog sequence model (see [`large_catalog_config`]).
+pub const LARGE_CATALOG_EPOCHS: usize = 4;
+
 /// Each log user's training items as model indices, oldest first (items
 /// outside the phase's item space are skipped).
 pub fn sequences(phase: &Phase, users: usize) -> Vec<Vec<u32>> {
+    sequences_of(&phase.split.train, &phase.space, users)
+}
+
+/// [`sequences`] of any training events (grouped by user, in time order).
+pub fn sequences_of(train: &[crate::data::Event], space: &crate::model::ItemSpace, users: usize) -> Vec<Vec<u32>> {
     let mut seqs = vec![Vec::new(); users];
-    for e in &phase.split.train {
-        if let Some(m) = phase.space.index[e.item as usize] {
+    for e in train {
+        if let Some(m) = space.index[e.item as usize] {
             seqs[e.user as usize].push(m as u32);
         }
     }

@@ -96,6 +96,22 @@ pub struct Report {
     pub peers: Vec<ReportRow>,
     /// Validation NDCG@20 per tried setting, for the record.
     pub tuning: BTreeMap<String, f64>,
+    /// What the pipeline could not do and why, in words (e.g. EASE refused).
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// Peak resident memory of the training process, bytes (Linux `VmHWM`).
+    #[serde(default)]
+    pub peak_rss_bytes: Option<u64>,
+    /// How much of the catalog the edge model covers (large-catalog pipeline).
+    #[serde(default)]
+    pub edge_coverage: Option<crate::large_catalog::EdgeCoverage>,
+}
+
+/// Peak resident memory of this process so far, bytes (`VmHWM` in
+/// `/proc/self/status`); `None` off Linux.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()).map(|kib| kib * 1024)
 }
 
 fn bar(len: usize, what: &str) -> ProgressBar {
@@ -146,7 +162,12 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
     let started = Instant::now();
     // The whole log covers the most items of any phase: if EASE fits there it fits everywhere.
     let whole_space = crate::model::ItemSpace::new(&log.events, log.items.len(), cfg.min_count);
-    crate::model::check_ease_fits(whole_space.len(), log.users.len(), cfg.ease_memory_budget)?;
+    if let Err(refused) = crate::model::check_ease_fits(whole_space.len(), log.users.len(), cfg.ease_memory_budget) {
+        if cfg.schedule == crate::sequence::Schedule::Off {
+            return Err(refused.into()); // EASE was the only model asked for
+        }
+        return crate::large_catalog::run(log, cfg, &refused);
+    }
     let test_split = split(&log.events, cfg.protocol);
     let val_split = split(&test_split.train, cfg.protocol);
     if test_split.targets.is_empty() || val_split.targets.is_empty() {
@@ -310,7 +331,9 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
         (Some(model), FullChoice::Blend(gamma)) => crate::artifacts::FullModel::Sequence { model, ease: Some((&full_all, gamma)) },
         _ => crate::artifacts::FullModel::Ease(&full_all),
     };
+    let coverage = crate::large_catalog::EdgeCoverage::of(&all.space, m_all);
     let metrics = serde_json::json!({
+        "edge_coverage": coverage,
         "protocol": cfg.protocol.describe(),
         "schedule": cfg.schedule.as_str(),
         "full": served_metrics,
@@ -357,6 +380,9 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
         rows,
         peers: Vec::new(),
         tuning,
+        notes: Vec::new(),
+        peak_rss_bytes: peak_rss_bytes(),
+        edge_coverage: Some(coverage),
     };
     std::fs::write(cfg.out_dir.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
     Ok(report)

@@ -149,8 +149,9 @@ fn model_dir() -> PathBuf {
     if dir.is_absolute() { dir } else { root().join(dir) }
 }
 
-/// Writes `www/generated/catalog.json` (dataset, model version, every item's
-/// id, title and popularity) so the shop page lists the catalog the worker
+/// Writes `www/generated/catalog.json` (dataset, model version, the id, title
+/// and popularity of every item of the worker's catalog head, the whole
+/// catalog up to 50,000 items) so the shop page lists the catalog the worker
 /// serves and can show popular items when the API is unreachable.
 fn shop_catalog() -> anyhow::Result<()> {
     let dir = model_dir();
@@ -159,7 +160,7 @@ fn shop_catalog() -> anyhow::Result<()> {
         let bytes = std::fs::read(&path).with_context(|| format!("reading {} (run `cargo xtask train`)", path.display()))?;
         serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
     };
-    let (manifest, catalog) = (read("manifest.json")?, read("catalog.json")?);
+    let (manifest, catalog) = (read("manifest.json")?, read("edge_catalog.json")?);
     let page = serde_json::json!({
         "dataset": manifest["dataset"],
         "version": manifest["version"],

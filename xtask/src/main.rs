@@ -14,9 +14,13 @@
 //!   playwright-core) and Debian's Chromium.
 //! * `build-edge` — the worker (`edge/build/`) and the shop's catalog
 //!   (`www/generated/`); wrangler's `[build]` command.
+//! * `bench-scale [--sizes 1e4,1e5,1e6] [--retrain]` — synthetic shops of
+//!   10⁴–10⁶ items: training time and memory, quality, origin latency and the
+//!   worker's size, start-up and compute per size (`docs/scale.md`).
 
 mod datasets;
 mod edge;
+mod scale;
 mod setup;
 
 use std::path::{Path, PathBuf};
@@ -65,6 +69,15 @@ enum Cmd {
     },
     /// Measure the worker (upload size, latency through wrangler dev, compute vs native tract); writes docs/performance.md.
     BenchEdge,
+    /// The scale benchmark: synthetic shops of 10⁴–10⁶ items trained, served by origin and worker; writes docs/scale.md.
+    BenchScale {
+        /// Sizes to run (1e4, 1e5, 1e6); all when omitted.
+        #[arg(long, value_delimiter = ',')]
+        sizes: Vec<String>,
+        /// Train sizes that are already trained again.
+        #[arg(long)]
+        retrain: bool,
+    },
     /// The full failover suite (edge vs nginx under every fault, overload, soak); writes docs/reliability.md.
     Chaos {
         /// Seconds of origin soak at the end (0 skips it).
@@ -137,8 +150,11 @@ impl Schedule {
 }
 
 /// The schedule a model directory was trained with (`None`: no manifest, or
-/// one from before the sequence model).
+/// one from before the sequence model or the edge catalog).
 fn trained_schedule(dir: &Path) -> Option<String> {
+    if !dir.join("edge_catalog.json").is_file() {
+        return None;
+    }
     let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).ok()?).ok()?;
     manifest["metrics"]["schedule"].as_str().map(str::to_string)
 }
@@ -361,6 +377,11 @@ fn main() -> anyhow::Result<()> {
             train(false, Schedule::Full)?;
             edge::build()?;
             run(Command::new(bin("chaos")).args(["docs/reliability.md", &soak_secs.to_string()]))
+        }
+        Cmd::BenchScale { sizes, retrain } => {
+            setup::all()?;
+            build_workspace()?;
+            scale::bench(&sizes, retrain)
         }
         Cmd::BenchEdge => {
             setup::all()?;

@@ -7,11 +7,11 @@
 //! Usage: `bench-edge <model-dir> <docs/performance.md>`.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
-use e2e::{Edge, chaos, load, repo};
+use anyhow::bail;
+use e2e::measure::{stats, timed_get, today, upload_size};
+use e2e::{Edge, chaos};
 use shared::ModelSet;
 use shared::contract::ModelKind;
 
@@ -20,52 +20,6 @@ const MARKER: &str = "<!-- edge measurements: cargo xtask bench-edge -->";
 const HTTP_REQUESTS: usize = 400;
 /// Passes over the histories for native tract.
 const NATIVE_PASSES: usize = 20;
-
-struct Stats {
-    p50: f64,
-    p99: f64,
-    mean: f64,
-}
-
-fn stats(mut ms: Vec<f64>) -> Stats {
-    ms.sort_by(f64::total_cmp);
-    Stats { p50: load::percentile(&ms, 0.5), p99: load::percentile(&ms, 0.99), mean: ms.iter().sum::<f64>() / ms.len() as f64 }
-}
-
-/// (raw KiB, gzip KiB) from `wrangler deploy --dry-run`.
-fn upload_size() -> anyhow::Result<(f64, f64, String)> {
-    let out = tempdir("dry-run");
-    let output = Command::new(repo().join("node_modules/.bin/wrangler"))
-        .args(["deploy", "--dry-run", "--outdir"])
-        .arg(&out)
-        .current_dir(repo())
-        .env("EDGEREC_SKIP_EDGE_BUILD", "1")
-        .env("WRANGLER_SEND_METRICS", "false")
-        .env("CI", "true")
-        .output()
-        .context("running wrangler deploy --dry-run")?;
-    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    let line = text.lines().find(|l| l.contains("Total Upload")).with_context(|| format!("no 'Total Upload' in:\n{text}"))?.trim().to_string();
-    // "Total Upload: 4321.00 KiB / gzip: 1234.00 KiB"
-    let nums: Vec<f64> = line.split(|c: char| !(c.is_ascii_digit() || c == '.')).filter_map(|s| s.parse().ok()).collect();
-    if nums.len() < 2 {
-        bail!("cannot read sizes from {line:?}");
-    }
-    let _ = std::fs::remove_dir_all(out);
-    Ok((nums[0], nums[1], line))
-}
-
-fn tempdir(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("edgerec-bench-{name}-{}", std::process::id()))
-}
-
-async fn timed_get(client: &reqwest::Client, url: &str) -> anyhow::Result<(f64, String)> {
-    let started = Instant::now();
-    let r = client.get(url).send().await?;
-    let source = r.headers().get("x-rec-source").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let _ = r.bytes().await?;
-    Ok((started.elapsed().as_secs_f64() * 1e3, source))
-}
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
@@ -116,7 +70,7 @@ async fn main() -> anyhow::Result<()> {
     let workerd_compute = m.mean - p.mean;
 
     let mean_len = hist.iter().map(Vec::len).sum::<usize>() as f64 / hist.len() as f64;
-    let date = Command::new("date").arg("-u").arg("+%Y-%m-%d").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())?;
+    let date = today();
     let entry = set.manifest.model(ModelKind::Edge)?;
     let section = format!(
         "{MARKER}\n## Edge worker\n\n\

@@ -1,0 +1,76 @@
+//! Helpers the benchmark binaries share (`bench-edge`, `bench-scale`): the
+//! worker's upload size, timed requests and latency statistics.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, bail};
+
+use crate::{load, repo};
+
+/// Latency statistics, ms.
+#[derive(Debug, Clone, Copy)]
+pub struct Stats {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Mean.
+    pub mean: f64,
+}
+
+/// Statistics of `ms` (latencies in ms).
+pub fn stats(mut ms: Vec<f64>) -> Stats {
+    ms.sort_by(f64::total_cmp);
+    Stats { p50: load::percentile(&ms, 0.5), p99: load::percentile(&ms, 0.99), mean: ms.iter().sum::<f64>() / ms.len().max(1) as f64 }
+}
+
+/// A fresh directory name under the system temp dir.
+pub fn tempdir(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("edgerec-bench-{name}-{}", std::process::id()))
+}
+
+/// The worker's upload as `wrangler deploy --dry-run` reports it: (raw KiB,
+/// gzip KiB, the line it printed). The worker must be built.
+///
+/// # Errors
+/// When wrangler cannot run or prints no sizes.
+pub fn upload_size() -> anyhow::Result<(f64, f64, String)> {
+    let out = tempdir("dry-run");
+    let output = Command::new(repo().join("node_modules/.bin/wrangler"))
+        .args(["deploy", "--dry-run", "--outdir"])
+        .arg(&out)
+        .current_dir(repo())
+        .env("EDGEREC_SKIP_EDGE_BUILD", "1")
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("CI", "true")
+        .output()
+        .context("running wrangler deploy --dry-run")?;
+    let text = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    let line = text.lines().find(|l| l.contains("Total Upload")).with_context(|| format!("no 'Total Upload' in:\n{text}"))?.trim().to_string();
+    // "Total Upload: 4321.00 KiB / gzip: 1234.00 KiB"
+    let nums: Vec<f64> = line.split(|c: char| !(c.is_ascii_digit() || c == '.')).filter_map(|s| s.parse().ok()).collect();
+    if nums.len() < 2 {
+        bail!("cannot read sizes from {line:?}");
+    }
+    let _ = std::fs::remove_dir_all(out);
+    Ok((nums[0], nums[1], line))
+}
+
+/// One GET: (round trip in ms, `x-rec-source`).
+///
+/// # Errors
+/// On a transport error.
+pub async fn timed_get(client: &reqwest::Client, url: &str) -> anyhow::Result<(f64, String)> {
+    let started = Instant::now();
+    let r = client.get(url).send().await?;
+    let source = r.headers().get("x-rec-source").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let _ = r.bytes().await?;
+    Ok((started.elapsed().as_secs_f64() * 1e3, source))
+}
+
+/// Today's date, UTC, `YYYY-MM-DD`.
+pub fn today() -> String {
+    Command::new("date").arg("-u").arg("+%Y-%m-%d").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+}
