@@ -69,6 +69,16 @@ async fn origin_answers_then_cache_then_killed_origin_then_failback() {
     let edge = Edge::start(&[("ORIGIN_URL", &origin.url()), ("ORIGIN_SECRET", EDGE_KEY), ("BREAKER_FAILURES", "3"), ("BREAKER_OPEN_MS", "3000")]).await;
     let client = reqwest::Client::new();
 
+    // `/healthz` says how much of the catalog the worker knows and its model covers.
+    let manifest: Value = serde_json::from_slice(&std::fs::read(models.join("manifest.json")).expect("manifest")).expect("JSON");
+    let h: Value = client.get(format!("{}/healthz", edge.url())).send().await.expect("healthz").json().await.expect("JSON");
+    let model = &h["model"];
+    assert_eq!(model["catalog_items"], manifest["catalog_items"], "{h}");
+    assert_eq!(model["n_items"], manifest["models"]["edge"]["n_items"], "{h}");
+    assert_eq!(model["coverage"]["items"], model["n_items"], "{h}");
+    let share = model["coverage"]["interaction_share"].as_f64().expect("interaction share");
+    assert!(share > 0.0 && share <= 1.0, "{h}");
+
     // The origin answers its edge only (hardening 11); the edge's public
     // health check names no origin (hardening 10).
     let direct = client.get(format!("{}/v1/recommendations?history=50", origin.url())).send().await.expect("origin answers");
