@@ -101,6 +101,7 @@ async fn measure_edge(dir: &Path, hist: &[Vec<String>]) -> anyhow::Result<Value>
         anyhow::ensure!(source == "popular", "unknown-id answer {i} came from {source}");
         popular_ms.push(ms);
     }
+    let workerd_rss_mib = workerd_rss_kib().map(|k| k as f64 / 1024.0);
     drop(edge);
     let (m, p) = (stats(model_ms), stats(popular_ms));
     Ok(json!({
@@ -111,11 +112,19 @@ async fn measure_edge(dir: &Path, hist: &[Vec<String>]) -> anyhow::Result<Value>
         "first_recommendation_ms": first_ms,
         "healthz_model": health["model"],
         "edge_answer_share": edge_answers as f64 / EDGE_REQUESTS as f64,
+        "workerd_rss_mib": workerd_rss_mib,
         "warm_p50_ms": m.p50,
         "warm_p99_ms": m.p99,
         "workerd_compute_ms": m.mean - p.mean,
         "native_compute_ms": native_ms,
     }))
+}
+
+/// Resident memory of the largest `workerd` process (the runtime with the
+/// worker's isolate in it: an upper bound of the isolate's memory), KiB.
+fn workerd_rss_kib() -> Option<u64> {
+    let out = std::process::Command::new("pgrep").args(["-f", "workerd"]).output().ok()?;
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(|pid| procs::rss_kib(pid.trim().parse().ok()?)).max()
 }
 
 async fn measure(dir: &Path) -> anyhow::Result<()> {
@@ -141,10 +150,17 @@ fn f(v: &Value, digits: usize) -> String {
     v.as_f64().map_or("–".into(), |x| format!("{x:.digits$}"))
 }
 
+/// The report's notes of one size (why EASE was not trained, how many users were scored), as bullets.
+fn size_notes(dir: &Path) -> String {
+    let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+    let notes = read_json(&dir.join("report.json")).and_then(|r| r["notes"].as_array().cloned()).unwrap_or_default();
+    notes.iter().filter_map(Value::as_str).map(|n| format!("- {name}: {n}\n")).collect()
+}
+
 /// One size's rows: training, quality, origin, edge; or why it has none.
 fn size_rows(dir: &Path) -> [String; 4] {
     let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let failed = |why: String| [format!("| {name} | {why} |||||||"), String::new(), String::new(), String::new()];
+    let failed = |why: String| [format!("| {name} | {why} | | | | | |"), String::new(), String::new(), String::new()];
     if let Ok(why) = std::fs::read_to_string(dir.join("FAILED")) {
         return failed(format!("did not train: {}", why.trim()));
     }
@@ -193,25 +209,26 @@ fn size_rows(dir: &Path) -> [String; 4] {
                 f(&o["rss_mib"], 0)
             )
         }
-        None => format!("| {name} | not measured: {} |||||", o["error"].as_str().unwrap_or("no serving.json")),
+        None => format!("| {name} | not measured: {} | | | | |", o["error"].as_str().unwrap_or("no serving.json")),
     };
     let e = &serving["edge"];
     let edge = if e["upload_raw_kib"].is_number() {
         format!(
-            "| {name} | {:.1} MiB ({:.1} MiB gzip) | {} ms | {} / {} ms | {} ms | {} ms ({:.1}×) | {}, {} |",
+            "| {name} | {:.1} MiB ({:.1} MiB gzip) | {} ms | {} MiB | {} / {} ms | {} ms ({:.1}× native) | {} ms | {}, {} |",
             e["upload_raw_kib"].as_f64().unwrap_or(0.0) / 1024.0,
             e["upload_gzip_kib"].as_f64().unwrap_or(0.0) / 1024.0,
             f(&e["first_healthz_ms"], 0),
+            f(&e["workerd_rss_mib"], 0),
             f(&e["warm_p50_ms"], 2),
             f(&e["warm_p99_ms"], 2),
             f(&e["workerd_compute_ms"], 2),
-            f(&e["native_compute_ms"], 3),
             e["workerd_compute_ms"].as_f64().unwrap_or(0.0) / e["native_compute_ms"].as_f64().unwrap_or(f64::NAN),
+            f(&e["native_compute_ms"], 3),
             e["healthz_model"]["n_items"],
             e["healthz_model"]["catalog_items"],
         )
     } else {
-        format!("| {name} | not measured: {} |||||", e["error"].as_str().unwrap_or("no serving.json"))
+        format!("| {name} | not measured: {} | | | | | |", e["error"].as_str().unwrap_or("no serving.json"))
     };
     [train, quality, origin, edge]
 }
@@ -230,7 +247,7 @@ Goals on this machine: 10⁶ items and 10⁷ events train in ≤ 60 min with pea
 a 10⁶-item catalog at p50 ≤ 20 ms on CPU; the worker fits Cloudflare's limits at every size \
 ({BUNDLE_LIMIT_MIB:.0} MiB bundle, 128 MB isolate memory, {STARTUP_LIMIT_MS:.0} ms start-up).\n\n\
 ## Training\n\n\
-| size | items in the log | events | users | training, wall | peak RSS | full model |\n|---|---|---|---|---|---|---|\n{train}\n\n\
+| size | items in the log | events | users | training, wall | peak RSS | full model |\n|---|---|---|---|---|---|---|\n{train}\n\n{notes}\n\
 EASE's dense `n × n` matrices do not fit above ~2·10⁴ items (`--ease-memory-budget-gib`, 12): the trainer says so \
 (the bytes it would need, and SASRec as the model to use instead) and takes the large-catalog pipeline \
 (`trainer/src/large_catalog.rs`): SASRec over the whole catalog, fitted once for a fixed number of epochs with \
@@ -241,13 +258,24 @@ model is low-rank EASE over the head of the catalog.\n\n\
 ## Origin (ONNX Runtime, CPU, `k = 10`, closed loop over loopback)\n\n\
 | size | c=1 p50 / p99 | c=32 p50 / p99 | c=1 req/s | c=32 req/s | RSS after |\n|---|---|---|---|---|---|\n{origin}\n\n\
 ## Edge worker (`wrangler dev`, edge-only)\n\n\
-| size | upload (limit {BUNDLE_LIMIT_MIB:.0} MiB) | first `/healthz` (start-up, limit {STARTUP_LIMIT_MS:.0} ms) | warm p50 / p99 | model compute in workerd | native tract | `/healthz`: items scored, catalog items known |\n|---|---|---|---|---|---|---|\n{edge}\n\n\
+| size | upload (limit {BUNDLE_LIMIT_MIB:.0} MiB) | first `/healthz` (start-up, limit {STARTUP_LIMIT_MS:.0} ms) | workerd RSS (isolate limit 128 MB) | warm p50 / p99 | model compute in workerd | native tract | `/healthz`: items scored, catalog items known |\n|---|---|---|---|---|---|---|---|\n{edge}\n\n\
 - The worker embeds the head of the catalog with titles (the items its model scores, at least 50,000) and every \
 id of the catalog as an 8-byte fingerprint (`catalog_ids.bin`), so it forwards and checks tail items it does not \
 score; `/healthz` names both counts and the edge model's coverage.\n\
+- The first `/healthz` after `wrangler dev` starts is the first request the isolate serves: it includes compiling \
+the worker's wasm locally (Cloudflare compiles it at deploy time), verifying the embedded files' sha256 and planning \
+the edge model. workerd's RSS is the whole local runtime with the isolate in it, an upper bound of the isolate's memory.\n\
 - Model compute in workerd is the mean model answer minus the mean popular answer of the same worker (the clock \
-of a worker does not advance during computation, so it is taken from outside).\n",
+of a worker does not advance during computation, so it is taken from outside).\n\n\
+## GPU\n\n\
+No GPU machine was lent to this work (the `device` tool's status said `can_start_another: false`), so the origin \
+on ONNX Runtime CUDA at 10⁵ and 10⁶ items (goal: 10⁶ items at p50 ≤ 3 ms and ≥ 5,000 requests/s) is **not \
+measured**. The command is ready: on a GPU host with the `onnxruntime-gpu` wheel, after `cargo xtask bench-scale \
+--sizes 1e5,1e6` (or a copy of `bench/out/scale/`), run `python bench/gpu_origin.py $ORT_GPU_LIB target \
+bench/out/scale/1e5 bench/out/scale/1e6`: ONNX Runtime CUDA beside ONNX Runtime on that machine's CPUs, \
+p50/p99 and requests/s at concurrency 1 and 64, in the same run.\n",
         date = today(),
+        notes = dirs.iter().map(|d| size_notes(d)).collect::<String>(),
         train = col(0),
         quality = col(1),
         origin = col(2),
