@@ -70,10 +70,11 @@ fn train(size: &Size, retrain: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds the worker with `dir` embedded, in a child xtask (the build script reads `EDGEREC_MODEL_DIR`).
+/// Builds the worker with `dir` embedded, in a child `cargo xtask` (the build
+/// script reads `EDGEREC_MODEL_DIR`; this binary may have been rebuilt since it started).
 fn build_edge(dir: Option<&Path>) -> anyhow::Result<()> {
-    let mut cmd = Command::new(std::env::current_exe().context("locating xtask")?);
-    cmd.arg("build-edge").env_remove("EDGEREC_SKIP_EDGE_BUILD");
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["xtask", "build-edge"]).env_remove("EDGEREC_SKIP_EDGE_BUILD");
     match dir {
         Some(d) => cmd.env("EDGEREC_MODEL_DIR", d),
         None => cmd.env_remove("EDGEREC_MODEL_DIR"),
