@@ -70,6 +70,24 @@ pub async fn timed_get(client: &reqwest::Client, url: &str) -> anyhow::Result<(f
     Ok((started.elapsed().as_secs_f64() * 1e3, source))
 }
 
+/// Mean ms of one `recommend(history, 10, true)` natively (the call the worker
+/// makes per request), over `passes` passes of `histories` after one warm-up pass.
+///
+/// # Errors
+/// The model's error.
+pub fn native_recommend_ms(model: &shared::Recommender, histories: &[Vec<String>], passes: usize) -> anyhow::Result<f64> {
+    for h in histories {
+        model.recommend(h, 10, true)?;
+    }
+    let started = Instant::now();
+    for _ in 0..passes {
+        for h in histories {
+            model.recommend(h, 10, true)?;
+        }
+    }
+    Ok(started.elapsed().as_secs_f64() * 1e3 / (passes * histories.len()).max(1) as f64)
+}
+
 /// Today's date, UTC, `YYYY-MM-DD`.
 pub fn today() -> String {
     Command::new("date").arg("-u").arg("+%Y-%m-%d").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()

@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::InteractionLog;
 use crate::metrics::{Evaluator, K_NDCG, top_k};
 use crate::model::{CapacityError, ItemSpace, Scorer, check_ease_fits, dense, ease, low_rank, user_rows};
-use crate::split::{Target, split};
+use crate::split::split;
 use crate::train::{Report, ReportRow, TrainConfig, edge_items_for_budget};
 
 /// Test users scored (evenly spaced over the targets).
@@ -54,10 +54,10 @@ impl EdgeCoverage {
     }
 }
 
-/// `targets` thinned to at most `max` users, evenly spaced.
-fn sample(targets: &[Target], max: usize) -> Vec<&Target> {
-    let step = targets.len().div_ceil(max).max(1);
-    targets.iter().step_by(step).collect()
+/// At most `max` of `items`, evenly spaced (every `⌈len / max⌉`-th).
+fn evenly<'a, T>(items: impl ExactSizeIterator<Item = &'a T>, max: usize) -> Vec<&'a T> {
+    let step = items.len().div_ceil(max).max(1);
+    items.step_by(step).collect()
 }
 
 /// Ranks the model indices of `scores` (`[n]`), best `K_NDCG` first, skipping
@@ -112,7 +112,6 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig, refused: &CapacityError) -> 
 
     // 2. The full model.
     let t = Instant::now();
-    let config = SasRecConfigReport::from(&seq_config);
     let (model, _) = crate::sasrec::train(&seqs, n, &seq_config, |_, report| {
         eprintln!("    epoch {:>2}: loss {:.4} ({:.1} s)", report.epoch, report.loss, t.elapsed().as_secs_f64());
         Ok(None)
@@ -131,11 +130,8 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig, refused: &CapacityError) -> 
     anyhow::ensure!(m > 0, "the edge budget of {} bytes holds no item at rank {rank}", cfg.edge_budget_bytes);
     let lambda = tune_head_lambda(log, cfg, &test.train, &space, m)?;
     let gram = head_gram(&rows, m);
-    let svd_rows: Vec<&Vec<(usize, f64)>> = {
-        let with_items: Vec<_> = rows.iter().filter(|r| !r.is_empty()).collect();
-        let step = with_items.len().div_ceil(SVD_USERS).max(1);
-        with_items.into_iter().step_by(step).collect()
-    };
+    let with_items: Vec<&Vec<(usize, f64)>> = rows.iter().filter(|r| !r.is_empty()).collect();
+    let svd_rows: Vec<&Vec<(usize, f64)>> = evenly(with_items.iter().copied(), SVD_USERS);
     let edge = low_rank(gram.as_ref(), dense(&svd_rows, m).as_ref(), m, rank, lambda, 0.0)?;
     drop(gram);
     let edge_fit = t.elapsed().as_secs_f64();
@@ -144,7 +140,7 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig, refused: &CapacityError) -> 
 
     // 4. Test, once.
     let t = Instant::now();
-    let eval = sample(&test.targets, EVAL_USERS);
+    let eval = evenly(test.targets.iter(), EVAL_USERS);
     let seen: Vec<Vec<usize>> =
         eval.iter().map(|target| if cfg.protocol.exclude_seen() { rows[target.user as usize].iter().map(|&(i, _)| i).collect() } else { Vec::new() }).collect();
     let (mut full_e, mut edge_e, mut popular_e) = (Evaluator::default(), Evaluator::default(), Evaluator::default());
@@ -190,7 +186,7 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig, refused: &CapacityError) -> 
             metrics: full_metrics,
             fit_seconds: seq_fit,
             onnx_bytes: Some(exported.full_bytes),
-            params: config.params(n),
+            params: sasrec_params(&seq_config, n),
         },
         ReportRow {
             model: "low-rank EASE over the head (edge)".into(),
@@ -206,44 +202,25 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig, refused: &CapacityError) -> 
         },
         ReportRow { model: "most popular".into(), metrics: popular_metrics, fit_seconds: 0.0, onnx_bytes: None, params: BTreeMap::new() },
     ];
-    let report = Report {
-        dataset: cfg.dataset.clone(),
-        protocol: cfg.protocol.describe(),
-        log_users: users,
-        log_items: log.items.len(),
-        log_interactions: log.events.len(),
-        model_items: n,
-        train_seconds: started.elapsed().as_secs_f64(),
-        rows,
-        peers: Vec::new(),
-        tuning: BTreeMap::new(),
-        notes: vec![format!("EASE not trained: {refused}"), format!("evaluated on {} of {} test users", eval.len(), test.targets.len())],
-        peak_rss_bytes: crate::train::peak_rss_bytes(),
-        edge_coverage: Some(coverage),
-    };
-    std::fs::write(cfg.out_dir.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
+    let notes = vec![format!("EASE not trained: {refused}"), format!("evaluated on {} of {} test users", eval.len(), test.targets.len())];
+    let report = Report { notes, edge_coverage: Some(coverage), ..Report::new(log, cfg, n, started, rows) };
+    report.save(cfg)?;
     Ok(report)
 }
 
-/// The sequence model's settings as report parameters.
-struct SasRecConfigReport(Vec<(&'static str, serde_json::Value)>);
-
-impl SasRecConfigReport {
-    fn from(c: &crate::sasrec::SasRecConfig) -> Self {
-        SasRecConfigReport(vec![
-            ("dim", c.dim.into()),
-            ("layers", c.layers.into()),
-            ("heads", c.heads.into()),
-            ("max_len", c.max_len.into()),
-            ("epochs", c.max_epochs.into()),
-            ("negatives", c.negatives.into()),
-            ("sparse_embeddings", c.sparse_embeddings.into()),
-        ])
-    }
-
-    fn params(&self, n: usize) -> BTreeMap<String, serde_json::Value> {
-        self.0.iter().map(|(k, v)| (k.to_string(), v.clone())).chain([("items".to_string(), n.into())]).collect()
-    }
+/// The sequence model's settings over `n` items, as report parameters.
+fn sasrec_params(c: &crate::sasrec::SasRecConfig, n: usize) -> BTreeMap<String, serde_json::Value> {
+    let pairs: [(&str, serde_json::Value); 8] = [
+        ("dim", c.dim.into()),
+        ("layers", c.layers.into()),
+        ("heads", c.heads.into()),
+        ("max_len", c.max_len.into()),
+        ("epochs", c.max_epochs.into()),
+        ("negatives", c.negatives.into()),
+        ("sparse_embeddings", c.sparse_embeddings.into()),
+        ("items", n.into()),
+    ];
+    pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
 /// EASE's λ over the `m` head items, tuned on a validation split of the test
@@ -253,7 +230,7 @@ fn tune_head_lambda(log: &InteractionLog, cfg: &TrainConfig, train: &[crate::dat
     let val = split(train, cfg.protocol);
     let rows = user_rows(&val.train, space, log.users.len(), cfg.weighting);
     let gram = head_gram(&rows, m);
-    let eval = sample(&val.targets, EVAL_USERS);
+    let eval = evenly(val.targets.iter(), EVAL_USERS);
     let x: Vec<&Vec<(usize, f64)>> = eval.iter().map(|t| &rows[t.user as usize]).collect();
     let x = dense(&x, m);
     let (mut best, mut best_ndcg, mut worse) = (cfg.lambdas[0], f64::MIN, 0);

@@ -10,6 +10,7 @@
 //! * [`train`] — the pipeline: tune, test once, refit, export
 //! * [`large_catalog`] — the pipeline for catalogs EASE cannot hold (SASRec, head-of-catalog edge)
 //! * [`synthetic`] — shop-shaped synthetic logs for the scale benchmark
+//! * [`weighted`] — drawing an index by weight (generator, negatives)
 //! * [`onnx_export`] — the ONNX graphs
 //! * [`artifacts`] — the model directory and the tract parity check
 //! * [`peers`] — splits for, and scoring of, the `implicit` peers
@@ -31,3 +32,4 @@ pub mod sequence;
 pub mod split;
 pub mod synthetic;
 pub mod train;
+pub mod weighted;

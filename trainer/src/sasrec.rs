@@ -499,7 +499,7 @@ pub fn best_k(row: &[f32], k: usize, skip: &[u32]) -> Vec<u32> {
 /// Draws items in proportion to `(count + 1)^0.75` (word2vec's smoothing;
 /// Mikolov et al., NeurIPS 2013) of their training occurrences.
 struct NegativeSampler {
-    cumulative: Vec<f64>,
+    cumulative: crate::weighted::Cumulative,
     /// `ln q_j` per item.
     log_q: Vec<f32>,
 }
@@ -511,21 +511,13 @@ impl NegativeSampler {
             counts[i as usize] += 1;
         }
         let weights: Vec<f64> = counts.iter().map(|&c| ((c + 1) as f64).powf(0.75)).collect();
-        let total: f64 = weights.iter().sum();
-        let mut acc = 0.0;
-        let cumulative = weights
-            .iter()
-            .map(|w| {
-                acc += w;
-                acc
-            })
-            .collect();
+        let cumulative = crate::weighted::Cumulative::new(weights.iter().copied());
+        let total = cumulative.total();
         NegativeSampler { cumulative, log_q: weights.iter().map(|w| (w / total).ln() as f32).collect() }
     }
 
     fn draw(&self, rng: &mut StdRng) -> u32 {
-        let x = rng.random::<f64>() * self.cumulative.last().copied().unwrap_or(0.0);
-        self.cumulative.partition_point(|&c| c <= x).min(self.cumulative.len() - 1) as u32
+        self.cumulative.draw(rng) as u32
     }
 
     /// `ln(k · q_j)` of each item: the log of its expected count among `k` draws.

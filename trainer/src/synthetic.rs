@@ -32,6 +32,8 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
+use crate::weighted::Cumulative;
+
 /// Size and seed of a synthetic log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ShopShape {
@@ -70,32 +72,6 @@ pub enum SyntheticError {
         /// The I/O error.
         source: std::io::Error,
     },
-}
-
-/// Cumulative weights for drawing an index by weight (inverse CDF, binary search).
-struct Cumulative(Vec<f64>);
-
-impl Cumulative {
-    fn new(weights: impl Iterator<Item = f64>) -> Self {
-        let mut total = 0.0;
-        Cumulative(
-            weights
-                .map(|w| {
-                    total += w;
-                    total
-                })
-                .collect(),
-        )
-    }
-
-    fn total(&self) -> f64 {
-        self.0.last().copied().unwrap_or(0.0)
-    }
-
-    fn draw(&self, rng: &mut StdRng) -> usize {
-        let x = rng.random::<f64>() * self.total();
-        self.0.partition_point(|&c| c <= x).min(self.0.len() - 1)
-    }
 }
 
 /// The catalog's structure: popularity, topics and their chains.
@@ -145,7 +121,7 @@ impl Shop {
     }
 
     fn draw_in_topic(&self, t: usize, rng: &mut StdRng) -> u32 {
-        if self.topic_draw[t].0.is_empty() {
+        if self.topic_draw[t].is_empty() {
             return self.global.draw(rng) as u32;
         }
         self.chain[self.topic_start[t] + self.topic_draw[t].draw(rng)]

@@ -107,6 +107,37 @@ pub struct Report {
     pub edge_coverage: Option<crate::large_catalog::EdgeCoverage>,
 }
 
+impl Report {
+    /// The report of a run over `log` that started at `started`, with the
+    /// full model covering `model_items` items; nothing tuned, no notes.
+    pub fn new(log: &InteractionLog, cfg: &TrainConfig, model_items: usize, started: Instant, rows: Vec<ReportRow>) -> Self {
+        Report {
+            dataset: cfg.dataset.clone(),
+            protocol: cfg.protocol.describe(),
+            log_users: log.users.len(),
+            log_items: log.items.len(),
+            log_interactions: log.events.len(),
+            model_items,
+            train_seconds: started.elapsed().as_secs_f64(),
+            rows,
+            peers: Vec::new(),
+            tuning: BTreeMap::new(),
+            notes: Vec::new(),
+            peak_rss_bytes: peak_rss_bytes(),
+            edge_coverage: None,
+        }
+    }
+
+    /// Writes it to `<out_dir>/report.json`.
+    ///
+    /// # Errors
+    /// On I/O failure.
+    pub fn save(&self, cfg: &TrainConfig) -> anyhow::Result<()> {
+        std::fs::write(cfg.out_dir.join("report.json"), serde_json::to_vec_pretty(self)?)?;
+        Ok(())
+    }
+}
+
 /// Peak resident memory of this process so far, bytes (`VmHWM` in
 /// `/proc/self/status`); `None` off Linux.
 pub fn peak_rss_bytes() -> Option<u64> {
@@ -369,21 +400,7 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
     if !cfg.protocol.exclude_seen() {
         rows.push(ReportRow { model: "buy again".into(), metrics: test.buy_again(), fit_seconds: 0.0, onnx_bytes: None, params: BTreeMap::new() });
     }
-    let report = Report {
-        dataset: cfg.dataset.clone(),
-        protocol: cfg.protocol.describe(),
-        log_users: log.users.len(),
-        log_items: log.items.len(),
-        log_interactions: log.events.len(),
-        model_items: n,
-        train_seconds: started.elapsed().as_secs_f64(),
-        rows,
-        peers: Vec::new(),
-        tuning,
-        notes: Vec::new(),
-        peak_rss_bytes: peak_rss_bytes(),
-        edge_coverage: Some(coverage),
-    };
-    std::fs::write(cfg.out_dir.join("report.json"), serde_json::to_vec_pretty(&report)?)?;
+    let report = Report { tuning, edge_coverage: Some(coverage), ..Report::new(log, cfg, n, started, rows) };
+    report.save(cfg)?;
     Ok(report)
 }

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::bail;
-use e2e::measure::{stats, timed_get, today, upload_size};
+use e2e::measure::{native_recommend_ms, stats, timed_get, today, upload_size};
 use e2e::{Edge, chaos};
 use shared::ModelSet;
 use shared::contract::ModelKind;
@@ -33,16 +33,7 @@ async fn main() -> anyhow::Result<()> {
     let model = &set.models[0];
 
     // Native tract, in this process: the same call the worker makes per request.
-    for h in &hist {
-        model.recommend(h, 10, true)?;
-    }
-    let started = Instant::now();
-    for _ in 0..NATIVE_PASSES {
-        for h in &hist {
-            model.recommend(h, 10, true)?;
-        }
-    }
-    let native_ms = started.elapsed().as_secs_f64() * 1e3 / (NATIVE_PASSES * hist.len()) as f64;
+    let native_ms = native_recommend_ms(model, &hist, NATIVE_PASSES)?;
 
     let (raw_kib, gz_kib, size_line) = upload_size()?;
 

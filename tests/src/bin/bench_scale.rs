@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use e2e::measure::{stats, timed_get, today, upload_size};
+use e2e::measure::{native_recommend_ms, stats, timed_get, today, upload_size};
 use e2e::{Edge, Origin, chaos, load, procs};
 use serde_json::{Value, json};
 use shared::ModelSet;
@@ -30,6 +30,8 @@ use shared::contract::ModelKind;
 const ORIGIN_REQUESTS: [(usize, usize); 2] = [(1, 400), (32, 3_000)];
 /// Timed requests per kind through wrangler dev.
 const EDGE_REQUESTS: usize = 200;
+/// Passes over the histories for native tract.
+const NATIVE_PASSES: usize = 10;
 /// Cloudflare Workers limits (2026): bundle after the 2026-09-04 change, isolate memory, start-up.
 const BUNDLE_LIMIT_MIB: f64 = 64.0;
 const STARTUP_LIMIT_MS: f64 = 1_000.0;
@@ -82,14 +84,7 @@ async fn measure_edge(dir: &Path, hist: &[Vec<String>]) -> anyhow::Result<Value>
     let native_load_ms = load_started.elapsed().as_secs_f64() * 1e3;
     anyhow::ensure!(ids.len() == set.manifest.catalog_items, "catalog_ids.bin has {} ids, the manifest {}", ids.len(), set.manifest.catalog_items);
     let model = &set.models[0];
-    let native_started = Instant::now();
-    let passes = 10;
-    for _ in 0..passes {
-        for h in hist {
-            model.recommend(h, 10, true)?;
-        }
-    }
-    let native_ms = native_started.elapsed().as_secs_f64() * 1e3 / (passes * hist.len()) as f64;
+    let native_ms = native_recommend_ms(model, hist, NATIVE_PASSES)?;
     let (raw_kib, gz_kib, _) = upload_size()?;
     let spawned = Instant::now();
     let (edge, first_healthz) = Edge::start_timed(&[("ORIGIN_URL", "")]).await;
@@ -158,17 +153,11 @@ fn f(v: &Value, digits: usize) -> String {
     v.as_f64().map_or("–".into(), |x| format!("{x:.digits$}"))
 }
 
-/// The report's notes of one size (why EASE was not trained, how many users were scored), as bullets.
-fn size_notes(dir: &Path) -> String {
+/// One size's rows: training, quality, origin, edge, and the report's notes
+/// as bullets (why EASE was not trained, how many users were scored); or why it has none.
+fn size_rows(dir: &Path) -> [String; 5] {
     let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let notes = read_json(&dir.join("report.json")).and_then(|r| r["notes"].as_array().cloned()).unwrap_or_default();
-    notes.iter().filter_map(Value::as_str).map(|n| format!("- {name}: {n}\n")).collect()
-}
-
-/// One size's rows: training, quality, origin, edge; or why it has none.
-fn size_rows(dir: &Path) -> [String; 4] {
-    let name = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-    let failed = |why: String| [format!("| {name} | {why} | | | | | |"), String::new(), String::new(), String::new()];
+    let failed = |why: String| [format!("| {name} | {why} | | | | | |"), String::new(), String::new(), String::new(), String::new()];
     if let Ok(why) = std::fs::read_to_string(dir.join("FAILED")) {
         return failed(format!("did not train: {}", why.trim()));
     }
@@ -239,11 +228,12 @@ fn size_rows(dir: &Path) -> [String; 4] {
     } else {
         format!("| {name} | not measured: {} | | | | | | | |", e["error"].as_str().unwrap_or("no serving.json"))
     };
-    [train, quality, origin, edge]
+    let notes = report["notes"].as_array().map(|n| n.iter().filter_map(Value::as_str).map(|n| format!("- {name}: {n}")).collect::<Vec<_>>().join("\n"));
+    [train, quality, origin, edge, notes.unwrap_or_default()]
 }
 
 fn report(out: &Path, dirs: &[PathBuf]) -> anyhow::Result<()> {
-    let rows: Vec<[String; 4]> = dirs.iter().map(|d| size_rows(d)).collect();
+    let rows: Vec<[String; 5]> = dirs.iter().map(|d| size_rows(d)).collect();
     let col = |i: usize| rows.iter().map(|r| r[i].clone()).filter(|r| !r.is_empty()).collect::<Vec<_>>().join("\n");
     let doc = format!(
         "# Scale: 10⁴ to 10⁶ items\n\n\
@@ -256,7 +246,7 @@ Goals on this machine: 10⁶ items and 10⁷ events train in ≤ 60 min with pea
 a 10⁶-item catalog at p50 ≤ 20 ms on CPU; the worker fits Cloudflare's limits at every size \
 ({BUNDLE_LIMIT_MIB:.0} MiB bundle, 128 MB isolate memory, {STARTUP_LIMIT_MS:.0} ms start-up).\n\n\
 ## Training\n\n\
-| size | items in the log | events | users | training, wall | peak RSS | full model |\n|---|---|---|---|---|---|---|\n{train}\n\n{notes}\n\
+| size | items in the log | events | users | training, wall | peak RSS | full model |\n|---|---|---|---|---|---|---|\n{train}\n\n{notes}\n\n\
 EASE's dense `n × n` matrices do not fit above ~2·10⁴ items (`--ease-memory-budget-gib`, 12): the trainer says so \
 (the bytes it would need, and SASRec as the model to use instead) and takes the large-catalog pipeline \
 (`trainer/src/large_catalog.rs`): SASRec over the whole catalog, fitted once for a fixed number of epochs with \
@@ -284,7 +274,7 @@ measured**. The command is ready: on a GPU host with the `onnxruntime-gpu` wheel
 bench/out/scale/1e5 bench/out/scale/1e6`: ONNX Runtime CUDA beside ONNX Runtime on that machine's CPUs, \
 p50/p99 and requests/s at concurrency 1 and 64, in the same run.\n",
         date = today(),
-        notes = dirs.iter().map(|d| size_notes(d)).collect::<String>(),
+        notes = col(4),
         train = col(0),
         quality = col(1),
         origin = col(2),
