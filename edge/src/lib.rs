@@ -6,13 +6,14 @@
 //! crate wires it to workerd: `fetch` with a deadline ([`origin_client`]),
 //! the Cache API ([`answer_cache`]), the embedded edge model ([`model`]) and
 //! `ctx.wait_until` for background work (cache puts, stale-while-revalidate
-//! refreshes, the breaker's half-open probe).
+//! refreshes, half-open probes).
 //!
-//! State (the model, the circuit breaker, the origin's model version) lives
-//! per isolate: every isolate learns about an origin outage on its own, after
-//! `BREAKER_FAILURES` misses, and probes it back in-band with a real
-//! recommendation. There is no cron probe: a cron event runs in an isolate
-//! of its own, whose breaker never saw a failure (edge README).
+//! State (the model; each origin's circuit breaker, latency estimate and
+//! model version; the hedging budget) lives per isolate: every isolate
+//! learns about a region's outage on its own, after `BREAKER_FAILURES`
+//! misses, and probes it back in-band with a real recommendation. There is
+//! no cron probe: a cron event runs in an isolate of its own, whose breakers
+//! never saw a failure (edge README).
 
 mod answer_cache;
 mod model;
@@ -22,20 +23,20 @@ use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
 
 use futures_util::StreamExt;
-use shared::edge_config::EdgeConfig;
-use shared::failover::BreakerState;
+use shared::edge_config::{EdgeConfig, OriginSpec};
 use shared::failover_path::{self, CachedAnswer, EdgeEnv, EdgeState, FollowUp, OriginFailure};
 use shared::request::{self, MAX_BODY_BYTES, RequestError};
 use shared::wire::{ApiError, RecommendationResponse, ValidRequest};
 use worker::{Context, Env, Method, Request, Response, event};
 
 thread_local! {
-    /// The isolate's failover state: breaker, origin version, refreshes in flight.
+    /// The isolate's failover state: origins' breakers, latency and versions, refreshes in flight.
     static STATE: OnceCell<Rc<RefCell<EdgeState>>> = const { OnceCell::new() };
 }
 
 fn state(cfg: &EdgeConfig) -> Rc<RefCell<EdgeState>> {
-    STATE.with(|s| Rc::clone(s.get_or_init(|| Rc::new(RefCell::new(EdgeState::new(cfg))))))
+    let seed = (worker::js_sys::Math::random() * 2f64.powi(53)) as u64;
+    STATE.with(|s| Rc::clone(s.get_or_init(|| Rc::new(RefCell::new(EdgeState::new(cfg, seed))))))
 }
 
 fn now_ms() -> u64 {
@@ -109,9 +110,10 @@ async fn read_body(req: &mut Request) -> Result<Vec<u8>, RequestError> {
     Ok(body)
 }
 
-/// Liveness for anyone: model, breaker and whether the configuration is
-/// usable. Operator details (the origin's URL, the configuration error
-/// itself) stay out of this public answer; the error goes to the log.
+/// Liveness for anyone: model, each origin's state by name, hedging
+/// counters and whether the configuration is usable. Operator details (the
+/// origins' URLs, the configuration error itself) stay out of this public
+/// answer; the error goes to the log.
 fn healthz(env: &Env) -> Result<Response, RequestError> {
     let model = model::get();
     let cfg = config(env);
@@ -119,11 +121,28 @@ fn healthz(env: &Env) -> Result<Response, RequestError> {
         worker::console_error!("edgerec: configuration refused: {e}");
     }
     let s = cfg.as_ref().ok().map(state);
-    let breaker_state = s.as_ref().map(|s| match s.borrow_mut().breaker.state(now_ms()) {
-        BreakerState::Closed { .. } => "closed",
-        BreakerState::Open { .. } => "open",
-        BreakerState::HalfOpen { .. } => "half-open",
+    let origins = s.as_ref().map(|s| {
+        let mut s = s.borrow_mut();
+        let now = now_ms();
+        let decay = s.balancer.config().decay_ms;
+        let hedge_pct = s.balancer.config().hedge.percentile;
+        (0..s.balancer.origins.len())
+            .map(|i| {
+                let word = s.balancer.state_word(i, now);
+                let hedge_after = s.balancer.hedge_delay_ms(i);
+                let o = &s.balancer.origins[i];
+                serde_json::json!({
+                    "name": o.spec.name, "priority": o.spec.priority, "weight": o.spec.weight,
+                    "state": word, "in_flight": o.in_flight,
+                    "latency_ewma_ms": o.latency_estimate_ms(now, decay).map(|v| (v * 10.0).round() / 10.0),
+                    format!("latency_p{hedge_pct}_ms"): o.latency_percentile(hedge_pct),
+                    "hedge_after_ms": hedge_after,
+                    "model_version": o.version,
+                })
+            })
+            .collect::<Vec<_>>()
     });
+    let mismatch = s.as_ref().and_then(|s| s.borrow().balancer.version_mismatch());
     let ok = model.is_ok() && cfg.is_ok();
     let body = serde_json::json!({
         "status": if ok { "ok" } else { "unhealthy" },
@@ -131,8 +150,13 @@ fn healthz(env: &Env) -> Result<Response, RequestError> {
             Ok(m) => serde_json::json!({ "name": "edge", "version": m.version, "dataset": m.dataset, "backend": model::BACKEND, "n_items": m.n_items(), "catalog_items": m.catalog_items(), "head_items_embedded": m.head_items(), "coverage": m.coverage }),
             Err(_) => serde_json::json!({ "error": "the edge model failed to load (see the worker's log)" }),
         },
-        "breaker": breaker_state,
-        "origin_model_version": s.as_ref().and_then(|s| s.borrow().origin_version.clone()),
+        "origins": origins,
+        "origin_versions": if mismatch.is_some() { "mismatch" } else { "agree" },
+        "origin_version_mismatch": mismatch,
+        "hedging": s.as_ref().map(|s| {
+            let b = &s.borrow().balancer;
+            serde_json::json!({ "budget_pct": b.config().hedge.budget_pct, "stats": b.stats })
+        }),
         "config": if cfg.is_ok() { "ok" } else { "invalid (see the worker's log)" },
     });
     let response = Response::from_json(&body).map_err(internal)?;
@@ -143,7 +167,6 @@ fn healthz(env: &Env) -> Result<Response, RequestError> {
 #[derive(Clone)]
 struct WorkerEnv {
     model: Rc<Result<model::EdgeModel, model::LoadError>>,
-    origin_url: Option<String>,
     origin_secret: Option<String>,
     /// The shopper's address (`CF-Connecting-IP`), forwarded for the origin's rate limit.
     client_ip: Option<String>,
@@ -161,10 +184,13 @@ impl EdgeEnv for WorkerEnv {
         answer_cache::get(&answer_cache::key_url(&self.host_origin, key)).await
     }
 
-    async fn origin(&self, query: &str, deadline_ms: u64) -> Result<RecommendationResponse, OriginFailure> {
-        let base = self.origin_url.as_deref().ok_or(OriginFailure::NotConfigured)?;
+    async fn sleep(&self, ms: u64) {
+        worker::Delay::from(std::time::Duration::from_millis(ms)).await;
+    }
+
+    async fn origin(&self, origin: &OriginSpec, query: &str, deadline_ms: u64) -> Result<RecommendationResponse, OriginFailure> {
         let call = origin_client::OriginRequest {
-            url: &format!("{base}/v1/recommendations?{query}"),
+            url: &format!("{}/v1/recommendations?{query}", origin.url),
             request_id: &self.request_id,
             edge_key: self.origin_secret.as_deref(),
             client_ip: self.client_ip.as_deref(),
@@ -223,48 +249,53 @@ async fn recommend(
     let state = state(&cfg);
     let wenv = WorkerEnv {
         model: model::get(),
-        origin_url: cfg.origin_url.clone(),
         origin_secret: cfg.origin_secret.clone(),
         client_ip,
         host_origin: url.origin().ascii_serialization(),
         request_id: request_id.to_string(),
     };
     let served = failover_path::serve(&wenv, &cfg, &state, &req).await;
-    if let Some(f) = &served.origin_failure
-        && f.counts_against_origin()
+    if let Some(u) = &served.unanswered
+        && u.counts_against_origin()
     {
-        worker::console_warn!("edgerec {request_id}: origin failed ({f}); answered from {:?}", served.body.source);
+        worker::console_warn!("edgerec {request_id}: origins failed (last: {u}); answered from {:?}", served.body.source);
     }
     let ttl_s = cfg.cache_ttl_s();
     let store = {
         let (cfg, host) = (cfg.clone(), wenv.host_origin.clone());
-        move |query: String, body: RecommendationResponse| async move {
+        move |query: String, body: RecommendationResponse| {
             let key = answer_cache::key_url(&host, &failover_path::cache_key(&cfg, &body.model.version, &query));
-            if let Err(e) = answer_cache::put(&key, &body, now_ms(), ttl_s).await {
-                worker::console_warn!("edgerec: cache put failed: {e}");
+            async move {
+                if let Err(e) = answer_cache::put(&key, &body, now_ms(), ttl_s).await {
+                    worker::console_warn!("edgerec: cache put failed: {e}");
+                }
             }
         }
     };
-    match (served.follow_up.clone(), served.call.clone()) {
-        (FollowUp::None, _) | (_, None) => {}
-        (FollowUp::Store(body), Some(call)) => ctx.wait_until(store(call.query, body)),
-        (follow @ (FollowUp::Revalidate | FollowUp::Probe), Some(call)) => {
-            let (wenv, cfg, state) = (wenv.clone(), cfg.clone(), Rc::clone(&state));
-            ctx.wait_until(async move {
-                let answer = if follow == FollowUp::Probe {
-                    failover_path::probe(&wenv, &cfg, &state, &call).await
-                } else {
-                    failover_path::revalidate(&wenv, &cfg, &state, &call).await
-                };
-                if let Some(body) = answer {
-                    store(call.query, body).await;
-                }
-            });
+    for follow in served.follow_ups.iter().cloned() {
+        let Some(call) = served.call.clone() else { break };
+        match follow {
+            FollowUp::Store(body) => ctx.wait_until(store(call.query, body)),
+            FollowUp::Revalidate | FollowUp::Probe(_) => {
+                let (wenv, cfg, state, store) = (wenv.clone(), cfg.clone(), Rc::clone(&state), store.clone());
+                ctx.wait_until(async move {
+                    let answer = match follow {
+                        FollowUp::Probe(i) => failover_path::probe(&wenv, &cfg, &state, &call, i).await,
+                        _ => failover_path::revalidate(&wenv, &cfg, &state, &call).await,
+                    };
+                    if let Some(body) = answer {
+                        store(call.query, body).await;
+                    }
+                });
+            }
         }
     }
     let mut response = Response::from_json(&served.body).map_err(internal)?;
     let headers = response.headers_mut();
     headers.set("x-rec-source", served.body.source.as_str()).map_err(internal)?;
+    if let Some(origin) = &served.timing.served_by {
+        headers.set("x-rec-origin", origin).map_err(internal)?;
+    }
     headers.set("server-timing", &served.timing.header()).map_err(internal)?;
     // Our own cache decides freshness; browsers and shared caches must not
     // hide a failover (or a recovery) from the shopper.

@@ -1,5 +1,6 @@
-//! `GET {ORIGIN_URL}/v1/recommendations?…` under a deadline: the fetch and
-//! a timer race; at the deadline an `AbortController` cancels the fetch.
+//! `GET {origin}/v1/recommendations?…` under a deadline: the fetch and a
+//! timer race; at the deadline, or when the caller drops the future (a
+//! hedged request that lost), an `AbortController` cancels the fetch.
 //! The edge credential goes in [`EDGE_KEY_HEADER`], the shopper's address in
 //! [`CLIENT_IP_HEADER`] (the origin trusts it only beside a valid credential).
 
@@ -35,8 +36,8 @@ pub struct OriginRequest<'a> {
 /// [`OriginFailure`]: timeout, network error, non-200 status, or a body that
 /// is not a recommendation answer.
 pub async fn get_json(call: &OriginRequest<'_>, deadline_ms: u64) -> Result<RecommendationResponse, OriginFailure> {
-    let controller = AbortController::default();
-    let signal = controller.signal();
+    let controller = AbortOnDrop(Some(AbortController::default()));
+    let signal = controller.0.as_ref().expect("set until dropped").signal();
     let url = call.url;
     let call = async {
         let headers = Headers::new();
@@ -61,9 +62,18 @@ pub async fn get_json(call: &OriginRequest<'_>, deadline_ms: u64) -> Result<Reco
     let deadline = Delay::from(Duration::from_millis(deadline_ms));
     match select(pin!(call), pin!(deadline)).await {
         Either::Left((result, _)) => result,
-        Either::Right(((), _)) => {
-            controller.abort();
-            Err(OriginFailure::Timeout(deadline_ms))
+        Either::Right(((), _)) => Err(OriginFailure::Timeout(deadline_ms)),
+    }
+}
+
+/// Aborts the fetch when the call ends, whichever way: at the deadline, or
+/// dropped unfinished. Aborting a fetch that has finished does nothing.
+struct AbortOnDrop(Option<AbortController>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            c.abort();
         }
     }
 }

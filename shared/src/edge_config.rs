@@ -3,11 +3,18 @@
 //!
 //! | var | default | meaning |
 //! |---|---|---|
-//! | `ORIGIN_URL` | none (edge-only) | origin base URL, e.g. `http://127.0.0.1:8080` |
+//! | `ORIGINS` | none | the origins (regions) as a JSON list, below; replaces `ORIGIN_URL` |
+//! | `ORIGIN_URL` | none (edge-only) | one origin's base URL, e.g. `http://127.0.0.1:8080`: a list of one named `origin` |
 //! | `STRATEGY` | `origin-first` | `origin-first` or `edge-first` |
 //! | `ORIGIN_DEADLINE_MS` | 150 | longest wait on the origin, ms, counted from the request's arrival (cache lookup included) |
 //! | `ORIGIN_MIN_BUDGET_MS` | 20 | when less of the deadline is left after the cache lookup, the origin is not asked (and not blamed), ms |
-//! | `BREAKER_FAILURES` | 5 | consecutive failures that open the breaker |
+//! | `ORIGIN_TRY_MS` | half the deadline | one origin's share of the deadline when another origin could still be asked, ms |
+//! | `HEDGE_BUDGET_PCT` | 10 | hedged requests at most, % of requests that ask an origin; 0 turns hedging off |
+//! | `HEDGE_PERCENTILE` | 90 | hedge when the origin has not answered by this percentile of its recent latency |
+//! | `HEDGE_MIN_MS` | 10 | never hedge sooner than this, ms |
+//! | `LATENCY_DECAY_MS` | 10000 | time constant of each origin's peak-EWMA latency estimate, ms |
+//! | `MAX_EJECTED_PCT` | 50 | most of one tier ejected (breaker open) at once, % (at least one origin) |
+//! | `BREAKER_FAILURES` | 5 | consecutive failures that open an origin's breaker (eject it) |
 //! | `BREAKER_OPEN_MS` | 30000 | first open period, ms |
 //! | `BREAKER_BACKOFF` | 2 | open period growth per consecutive trip |
 //! | `BREAKER_MAX_OPEN_MS` | 300000 | longest open period, ms |
@@ -17,10 +24,45 @@
 //! | `CACHE_GENERATION` | `1` | part of every cache key: bump it to purge all cached answers |
 //! | `EDGEREC_ENV` | `development` | `production` refuses an origin that is not `https://` or has no `ORIGIN_SECRET` |
 //!
+//! `ORIGINS` is a JSON list of objects with `name` (1–32 of `A-Z a-z 0-9 - _`,
+//! unique: it names the origin in answers and `/healthz`), `url`
+//! (`http://` or `https://`), `priority` (1–100, default 1; 1 is served
+//! first, higher numbers are standby tiers) and `weight` (1–100, default 1;
+//! the share within a tier), e.g.
+//!
+//! ```json
+//! [{"name": "eu-west", "url": "https://eu.origin.shop.example", "priority": 1},
+//!  {"name": "us-east", "url": "https://us.origin.shop.example", "priority": 2}]
+//! ```
+//!
 //! `ORIGIN_SECRET` (a secret: `wrangler secret put ORIGIN_SECRET`) is the
-//! credential the edge sends the origin in `x-edgerec-edge-key`.
+//! credential the edge sends every origin in `x-edgerec-edge-key`.
 
 use crate::failover::{BreakerConfig, CachePolicy};
+use crate::failover_path::balancer::{BalancerConfig, HedgePolicy};
+
+/// Most origins one edge takes.
+pub const MAX_ORIGINS: usize = 16;
+
+/// One origin (region) the edge may ask.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginSpec {
+    /// Its name in answers (`x-rec-origin`, `Server-Timing`) and `/healthz`.
+    pub name: String,
+    /// Base URL without a trailing slash.
+    pub url: String,
+    /// Tier: 1 serves first; a higher number is a standby.
+    #[serde(default = "one")]
+    pub priority: u32,
+    /// Share within its tier.
+    #[serde(default = "one")]
+    pub weight: u32,
+}
+
+fn one() -> u32 {
+    1
+}
 
 /// How the edge combines its own model with the origin's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,13 +77,17 @@ pub enum Strategy {
 /// Every setting of the edge (module docs list the vars).
 #[derive(Debug, Clone, PartialEq)]
 pub struct EdgeConfig {
-    /// Origin base URL without a trailing slash; `None` runs edge-only.
-    pub origin_url: Option<String>,
+    /// The origins, in configuration order; empty runs edge-only.
+    pub origins: Vec<OriginSpec>,
+    /// One origin's share of the deadline when another could still be asked, ms.
+    pub try_timeout_ms: u64,
+    /// Origin selection, ejection cap and hedging.
+    pub balancer: BalancerConfig,
     /// Origin-first or edge-first.
     pub strategy: Strategy,
     /// Longest wait on the origin, ms, counted from the request's arrival.
     pub deadline_ms: u64,
-    /// Circuit breaker around origin calls.
+    /// Each origin's circuit breaker.
     pub breaker: BreakerConfig,
     /// Freshness windows of cached origin answers.
     pub cache: CachePolicy,
@@ -56,7 +102,9 @@ pub struct EdgeConfig {
 impl Default for EdgeConfig {
     fn default() -> Self {
         EdgeConfig {
-            origin_url: None,
+            origins: Vec::new(),
+            try_timeout_ms: 75,
+            balancer: BalancerConfig::default(),
             strategy: Strategy::OriginFirst,
             deadline_ms: 150,
             breaker: BreakerConfig::default(),
@@ -77,7 +125,39 @@ pub struct ConfigError {
     /// Its value.
     pub value: String,
     /// Why it is refused.
-    pub reason: &'static str,
+    pub reason: String,
+}
+
+fn refuse(var: &'static str, value: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError { var, value: value.into(), reason: reason.into() }
+}
+
+/// Parses and checks `ORIGINS` (module docs).
+fn parse_origins(json: &str) -> Result<Vec<OriginSpec>, ConfigError> {
+    let bad = |reason: String| refuse("ORIGINS", json, reason);
+    let mut origins: Vec<OriginSpec> = serde_json::from_str(json).map_err(|e| bad(format!("not a JSON list of {{name, url, priority, weight}}: {e}")))?;
+    if origins.is_empty() || origins.len() > MAX_ORIGINS {
+        return Err(bad(format!("{} origins: 1 to {MAX_ORIGINS} are allowed", origins.len())));
+    }
+    for (i, o) in origins.iter_mut().enumerate() {
+        let ok_name = !o.name.is_empty() && o.name.len() <= 32 && o.name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !ok_name {
+            return Err(bad(format!("origin {i}: name {:?} must be 1 to 32 of A-Z a-z 0-9 - _", o.name)));
+        }
+        if !(o.url.starts_with("http://") || o.url.starts_with("https://")) {
+            return Err(bad(format!("origin {:?}: url must start with http:// or https://", o.name)));
+        }
+        o.url = o.url.trim_end_matches('/').to_string();
+        if !(1..=100).contains(&o.priority) || !(1..=100).contains(&o.weight) {
+            return Err(bad(format!("origin {:?}: priority and weight must be 1 to 100", o.name)));
+        }
+    }
+    for (i, o) in origins.iter().enumerate() {
+        if origins[..i].iter().any(|p| p.name == o.name) {
+            return Err(bad(format!("origin name {:?} appears twice", o.name)));
+        }
+    }
+    Ok(origins)
 }
 
 impl EdgeConfig {
@@ -95,20 +175,24 @@ impl EdgeConfig {
                 None => Ok(default),
                 Some(v) => match v.parse::<u64>() {
                     Ok(n) if (min..=max).contains(&n) => Ok(n),
-                    Ok(_) => Err(ConfigError { var: name, value: v, reason: "out of range" }),
-                    Err(_) => Err(ConfigError { var: name, value: v, reason: "not a non-negative integer" }),
+                    Ok(_) => Err(refuse(name, v, format!("out of range {min}..={max}"))),
+                    Err(_) => Err(refuse(name, v, "not a non-negative integer")),
                 },
             }
         };
         let strategy = match get("STRATEGY").as_deref() {
             None | Some("origin-first") => Strategy::OriginFirst,
             Some("edge-first") => Strategy::EdgeFirst,
-            Some(other) => return Err(ConfigError { var: "STRATEGY", value: other.into(), reason: "must be origin-first or edge-first" }),
+            Some(other) => return Err(refuse("STRATEGY", other, "must be origin-first or edge-first")),
         };
-        let origin_url = match get("ORIGIN_URL") {
-            None => None,
-            Some(u) if u.starts_with("http://") || u.starts_with("https://") => Some(u.trim_end_matches('/').to_string()),
-            Some(u) => return Err(ConfigError { var: "ORIGIN_URL", value: u, reason: "must start with http:// or https://" }),
+        let origins = match (get("ORIGINS"), get("ORIGIN_URL")) {
+            (Some(_), Some(u)) => return Err(refuse("ORIGIN_URL", u, "set ORIGINS or ORIGIN_URL, not both")),
+            (Some(json), None) => parse_origins(&json)?,
+            (None, Some(u)) if u.starts_with("http://") || u.starts_with("https://") => {
+                vec![OriginSpec { name: "origin".into(), url: u.trim_end_matches('/').to_string(), priority: 1, weight: 1 }]
+            }
+            (None, Some(u)) => return Err(refuse("ORIGIN_URL", u, "must start with http:// or https://")),
+            (None, None) => Vec::new(),
         };
         let u32_of = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
         let breaker = BreakerConfig {
@@ -124,28 +208,47 @@ impl EdgeConfig {
         };
         let deadline_ms = num("ORIGIN_DEADLINE_MS", d.deadline_ms, 1, 60_000)?;
         let min_origin_budget_ms = num("ORIGIN_MIN_BUDGET_MS", d.min_origin_budget_ms, 0, deadline_ms)?;
+        let try_timeout_ms = num("ORIGIN_TRY_MS", deadline_ms / 2, 1, deadline_ms)?;
+        let hedge = HedgePolicy {
+            budget_pct: u32_of(num("HEDGE_BUDGET_PCT", d.balancer.hedge.budget_pct.into(), 0, 100)?),
+            percentile: u32_of(num("HEDGE_PERCENTILE", d.balancer.hedge.percentile.into(), 50, 99)?),
+            min_delay_ms: num("HEDGE_MIN_MS", d.balancer.hedge.min_delay_ms, 0, deadline_ms)?,
+        };
+        let balancer = BalancerConfig {
+            decay_ms: num("LATENCY_DECAY_MS", d.balancer.decay_ms, 1, 3_600_000)?,
+            max_ejected_pct: u32_of(num("MAX_EJECTED_PCT", d.balancer.max_ejected_pct.into(), 0, 100)?),
+            hedge,
+        };
         let cache_generation = get("CACHE_GENERATION").unwrap_or(d.cache_generation);
         let origin_secret = get("ORIGIN_SECRET");
         match get("EDGEREC_ENV").as_deref() {
             None | Some("development") => {}
             Some("production") => {
-                let Some(url) = &origin_url else {
-                    return Err(ConfigError { var: "ORIGIN_URL", value: String::new(), reason: "production needs an https:// origin" });
-                };
-                if !url.starts_with("https://") {
-                    return Err(ConfigError { var: "ORIGIN_URL", value: url.clone(), reason: "production needs an https:// origin" });
+                let var = if get("ORIGINS").is_some() { "ORIGINS" } else { "ORIGIN_URL" };
+                if origins.is_empty() {
+                    return Err(refuse(var, "", "production needs an https:// origin"));
+                }
+                if let Some(o) = origins.iter().find(|o| !o.url.starts_with("https://")) {
+                    return Err(refuse(var, o.url.clone(), "production needs https:// origins"));
                 }
                 if origin_secret.is_none() {
-                    return Err(ConfigError {
-                        var: "ORIGIN_SECRET",
-                        value: String::new(),
-                        reason: "production needs the edge credential: wrangler secret put ORIGIN_SECRET --env production",
-                    });
+                    return Err(refuse("ORIGIN_SECRET", "", "production needs the edge credential: wrangler secret put ORIGIN_SECRET --env production"));
                 }
             }
-            Some(other) => return Err(ConfigError { var: "EDGEREC_ENV", value: other.into(), reason: "must be development or production" }),
+            Some(other) => return Err(refuse("EDGEREC_ENV", other, "must be development or production")),
         }
-        Ok(EdgeConfig { origin_url, strategy, deadline_ms, breaker, cache, min_origin_budget_ms, cache_generation, origin_secret })
+        Ok(EdgeConfig {
+            origins,
+            try_timeout_ms,
+            balancer,
+            strategy,
+            deadline_ms,
+            breaker,
+            cache,
+            min_origin_budget_ms,
+            cache_generation,
+            origin_secret,
+        })
     }
 
     /// How long the Cache API should keep an entry, s: as long as any window uses it.
@@ -183,7 +286,8 @@ mod tests {
             ("STALE_S", "10"),
         ]))
         .unwrap();
-        assert_eq!(c.origin_url.as_deref(), Some("http://127.0.0.1:8080"));
+        assert_eq!(c.origins, vec![OriginSpec { name: "origin".into(), url: "http://127.0.0.1:8080".into(), priority: 1, weight: 1 }]);
+        assert_eq!(c.try_timeout_ms, 40, "half the deadline by default");
         assert_eq!((c.strategy, c.deadline_ms, c.breaker.failure_threshold, c.cache.stale_if_error_s), (Strategy::EdgeFirst, 80, 2, 10));
         assert_eq!(c.cache_ttl_s(), 120, "max-age + swr outlives a 10 s stale-if-error window");
     }
@@ -196,6 +300,36 @@ mod tests {
         assert_eq!(EdgeConfig::from_vars(vars(&[("STRATEGY", "random")])).unwrap_err().var, "STRATEGY");
         assert_eq!(EdgeConfig::from_vars(vars(&[("ORIGIN_URL", "ftp://x")])).unwrap_err().var, "ORIGIN_URL");
         assert_eq!(EdgeConfig::from_vars(vars(&[("ORIGIN_MIN_BUDGET_MS", "200")])).unwrap_err().var, "ORIGIN_MIN_BUDGET_MS", "above the deadline");
+    }
+
+    #[test]
+    fn origins_are_a_json_list_with_checked_names() {
+        let c = EdgeConfig::from_vars(vars(&[(
+            "ORIGINS",
+            r#"[{"name": "eu-west", "url": "https://eu.example/", "priority": 1},
+                {"name": "us_east", "url": "https://us.example", "priority": 2, "weight": 3}]"#,
+        )]))
+        .unwrap();
+        assert_eq!(c.origins.len(), 2);
+        assert_eq!((c.origins[0].url.as_str(), c.origins[0].weight), ("https://eu.example", 1));
+        assert_eq!((c.origins[1].priority, c.origins[1].weight), (2, 3));
+        for (bad, says) in [
+            ("[]", "1 to 16"),
+            ("{\"name\": \"a\"}", "JSON list"),
+            (r#"[{"name": "a b", "url": "https://x"}]"#, "name"),
+            (r#"[{"name": "a", "url": "ftp://x"}]"#, "url"),
+            (r#"[{"name": "a", "url": "https://x", "priority": 0}]"#, "priority"),
+            (r#"[{"name": "a", "url": "https://x"}, {"name": "a", "url": "https://y"}]"#, "twice"),
+            (r#"[{"name": "a", "url": "https://x", "region": "eu"}]"#, "unknown field"),
+        ] {
+            let e = EdgeConfig::from_vars(vars(&[("ORIGINS", bad)])).unwrap_err();
+            assert_eq!(e.var, "ORIGINS", "{bad}");
+            assert!(e.reason.contains(says), "{bad}: {e}");
+        }
+        let both = EdgeConfig::from_vars(vars(&[("ORIGINS", r#"[{"name": "a", "url": "https://x"}]"#), ("ORIGIN_URL", "https://y")]));
+        assert_eq!(both.unwrap_err().var, "ORIGIN_URL");
+        let prod = vars(&[("EDGEREC_ENV", "production"), ("ORIGIN_SECRET", "s"), ("ORIGINS", r#"[{"name": "a", "url": "https://x"}, {"name": "b", "url": "http://y"}]"#)]);
+        assert_eq!(EdgeConfig::from_vars(prod).unwrap_err().var, "ORIGINS", "production refuses any http:// region");
     }
 
     /// Hardening 17: production refuses the local defaults.

@@ -13,8 +13,8 @@
 //! * [`freshness`] — a cached answer's age against `max_age` and the
 //!   stale windows of RFC 5861 (`stale-while-revalidate`, `stale-if-error`).
 //!
-//! State lives per worker isolate: each isolate learns about an origin outage
-//! on its own (see the edge README).
+//! State lives per worker isolate and per origin: each isolate learns about
+//! an origin's outage on its own (see the edge README).
 
 /// Breaker settings; defaults match the worker's `[vars]` defaults.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -143,6 +143,15 @@ impl CircuitBreaker {
     /// otherwise changes nothing and returns false (closed callers are not admitted here).
     pub fn try_claim_probe(&mut self, now_ms: u64) -> bool {
         self.state(now_ms) == (BreakerState::HalfOpen { probing: false }) && self.admit(now_ms) == Admission::Probe
+    }
+
+    /// Whether one more failure at `now_ms` would open the breaker.
+    pub fn would_trip(&mut self, now_ms: u64) -> bool {
+        match self.state(now_ms) {
+            BreakerState::Closed { failures } => failures + 1 >= self.cfg.failure_threshold,
+            BreakerState::HalfOpen { .. } => true,
+            BreakerState::Open { .. } => false,
+        }
     }
 
     /// The origin answered well: close, forget failures and trips.

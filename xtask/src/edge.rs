@@ -113,7 +113,8 @@ pub fn build() -> anyhow::Result<()> {
 
 /// Refuses a production deploy of the local defaults: `[env.production.vars]`
 /// of `wrangler_toml` must set `EDGEREC_ENV = "production"` and an
-/// `https://` `ORIGIN_URL`. The credential (`ORIGIN_SECRET`) is a secret that
+/// `https://` `ORIGIN_URL`, or `ORIGINS` whose every `url` is `https://`
+/// (the worker checks the rest of `ORIGINS` itself). The credential (`ORIGIN_SECRET`) is a secret that
 /// lives on Cloudflare, not in the file: the worker itself refuses to run
 /// production without it (`shared::edge_config`).
 ///
@@ -134,8 +135,17 @@ pub fn check_production(wrangler_toml: &str) -> anyhow::Result<()> {
     if var("EDGEREC_ENV") != "production" {
         bail!("wrangler.toml [env.production.vars] must set EDGEREC_ENV = \"production\"");
     }
+    let https = |url: &str| url.starts_with("https://") && url.len() > "https://".len();
+    let origins = var("ORIGINS");
+    if !origins.is_empty() {
+        let list: Vec<serde_json::Value> = serde_json::from_str(&origins).context("wrangler.toml [env.production.vars] ORIGINS must be a JSON list")?;
+        if list.is_empty() || list.iter().any(|o| !https(o["url"].as_str().unwrap_or(""))) {
+            bail!("refusing a production build: every url in wrangler.toml [env.production.vars] ORIGINS must be https:// (got {origins})");
+        }
+        return Ok(());
+    }
     let url = var("ORIGIN_URL");
-    if !url.starts_with("https://") || url.len() <= "https://".len() {
+    if !https(&url) {
         bail!(
             "refusing a production build: wrangler.toml [env.production.vars] ORIGIN_URL = {url:?} must be your origin's https:// URL (and set the credential once: npx wrangler secret put ORIGIN_SECRET --env production)"
         );
@@ -200,6 +210,12 @@ mod tests {
         assert!(check_production(&with("http://origin.shop.example")).is_err());
         assert!(check_production(&with("http://127.0.0.1:8080")).is_err());
         assert!(check_production("[vars]\nORIGIN_URL = \"https://x\"\n").is_err(), "no production environment at all");
+        let regions = |a: &str, b: &str| {
+            let json = format!(r#"[{{"name": "eu", "url": "{a}"}}, {{"name": "us", "url": "{b}", "priority": 2}}]"#);
+            shipped.replace("\nORIGIN_URL = \"\"\n", &format!("\nORIGINS = '{json}'\n"))
+        };
+        assert!(check_production(&regions("https://eu.example", "https://us.example")).is_ok());
+        assert!(check_production(&regions("https://eu.example", "http://us.example")).is_err(), "one http region is refused");
         // wrangler itself refuses to deploy production until the credential is set.
         let doc: toml_edit::DocumentMut = shipped.parse().unwrap();
         let required = doc["env"]["production"]["secrets"]["required"].as_array().expect("[env.production] secrets.required");
