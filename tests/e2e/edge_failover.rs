@@ -17,6 +17,7 @@ struct Answer {
     body: Value,
     server_timing: String,
     request_id: String,
+    served_by: String,
     elapsed: Duration,
 }
 
@@ -26,8 +27,13 @@ impl Answer {
         self.timing("total").expect("Server-Timing has total")
     }
 
+    /// `dur` of the `Server-Timing` metric `name` (its parameters in any order).
     fn timing(&self, name: &str) -> Option<u64> {
-        self.server_timing.split(", ").find_map(|p| p.strip_prefix(&format!("{name};dur="))?.parse().ok())
+        self.server_timing.split(", ").find_map(|metric| {
+            let mut params = metric.split(';');
+            (params.next()? == name).then_some(())?;
+            params.find_map(|p| p.strip_prefix("dur=")?.parse().ok())
+        })
     }
 
     fn items(&self) -> Vec<String> {
@@ -41,14 +47,16 @@ async fn get(client: &reqwest::Client, edge: &Edge, query: &str) -> Answer {
     let elapsed = started.elapsed();
     let status = r.status().as_u16();
     let header = |n: &str| r.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let (header_source, server_timing, request_id) = (header("x-rec-source"), header("server-timing"), header("x-request-id"));
+    let (header_source, server_timing, request_id, served_by) = (header("x-rec-source"), header("server-timing"), header("x-request-id"), header("x-rec-origin"));
     let body: Value = r.json().await.expect("JSON body");
-    Answer { status, source: body["source"].as_str().unwrap_or_default().to_string(), header_source, body, server_timing, request_id, elapsed }
+    Answer { status, source: body["source"].as_str().unwrap_or_default().to_string(), header_source, body, server_timing, request_id, served_by, elapsed }
 }
 
+/// The breaker state of the edge's one origin (`ORIGIN_URL` is a list of one named `origin`).
 async fn breaker_state(client: &reqwest::Client, edge: &Edge) -> String {
     let h: Value = client.get(format!("{}/healthz", edge.url())).send().await.expect("healthz").json().await.expect("JSON");
-    h["breaker"].as_str().unwrap_or_default().to_string()
+    assert_eq!(h["origins"][0]["name"], "origin", "{h}");
+    h["origins"][0]["state"].as_str().unwrap_or_default().to_string()
 }
 
 /// Star Wars, Return of the Jedi, The Empire Strikes Back + a distinct item
@@ -93,6 +101,8 @@ async fn origin_answers_then_cache_then_killed_origin_then_failback() {
     assert!(a.body["items"][0]["title"].is_string(), "MovieLens answers carry titles");
     assert_eq!(a.body["model"]["name"], "full");
     assert!(a.timing("origin").is_some() && a.timing("edge").is_some(), "Server-Timing: {}", a.server_timing);
+    assert!(a.server_timing.contains("origin;dur=") && a.server_timing.contains(";desc=\"origin\""), "Server-Timing names the origin: {}", a.server_timing);
+    assert_eq!(a.served_by, "origin", "x-rec-origin names the origin that served");
     assert_eq!(a.request_id, "e2e-request-1");
     for seen in ["50", "172", "181", "100"] {
         assert!(!a.items().contains(&seen.to_string()), "seen item {seen} excluded");
@@ -139,11 +149,11 @@ async fn origin_answers_then_cache_then_killed_origin_then_failback() {
 
     // The origin comes back: once the open period ends, the next request
     // claims the half-open probe (a real recommendation, after its own
-    // answer), and its success closes the breaker.
+    // answer), and its success closes the breaker (ramping first).
     let _origin = Origin::start_with(port, &models, &["--edge-key", EDGE_KEY]).await;
     let started = Instant::now();
     let mut n = 20;
-    while breaker_state(&client, &edge).await != "closed" {
+    while !["closed", "ramping"].contains(&breaker_state(&client, &edge).await.as_str()) {
         assert!(started.elapsed() < Duration::from_secs(15), "the breaker did not close after the origin came back");
         n += 1;
         get(&client, &edge, &history(n)).await;

@@ -1,12 +1,18 @@
-//! The failover suite: one fault schedule and one load, run through the edge
-//! (`wrangler dev` → fault proxy → origin) and through the peer (nginx →
-//! the same proxy → origin), judged request by request.
+//! The failover suite: two regions — origin A (priority 1) and origin B
+//! (priority 2), each a real `origin` process behind its own fault proxy —
+//! and one load, run through the edge (`wrangler dev`, `ORIGINS` = A, B)
+//! and through the peer (nginx with `server A; server B backup;` → the same
+//! proxies), judged request by request: valid answers, answers from the full
+//! model, which region served, latency, and the quality of what was served
+//! (NDCG@10 against the held-out items of the users behind the queries).
+//! One scenario puts A and B in one tier as replicas instead.
 //!
 //! The short suite (`tests/e2e/chaos_short.rs`, in `cargo xtask test`) runs
 //! every scenario for a few seconds and asserts the goals on the edge; the
-//! full one (`cargo xtask chaos`) runs longer, adds origin overload, and writes
-//! `docs/reliability.md`.
+//! full one (`cargo xtask chaos`) runs longer, adds origin overload and a
+//! soak, and writes `docs/reliability.md`.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -15,11 +21,14 @@ use crate::fault_proxy::{Fault, FaultProxy};
 use crate::load::{self, LoadSpec, Outcome, Summary};
 use crate::nginx::{self, Nginx};
 use crate::procs::{Edge, Origin, free_port, repo};
+use crate::quality::{self, Targets};
 
-/// The edge's and the peer's deadline for the origin, ms.
+/// The edge's and the peer's deadline for the origins, ms.
 pub const DEADLINE_MS: u64 = 150;
-/// Items per answer.
+/// Items per answer, and the NDCG cutoff of the quality column.
 pub const K: usize = 10;
+/// The edge's hedging budget in this suite (its default), % of requests.
+pub const HEDGE_BUDGET_PCT: f64 = 10.0;
 
 /// How long and how hard each scenario runs.
 #[derive(Debug, Clone, Copy)]
@@ -45,17 +54,28 @@ impl Sizing {
     }
 }
 
-/// What happens to the origin path during a scenario.
+/// What happens to the regions during a scenario.
 #[derive(Debug, Clone)]
 pub enum Schedule {
-    /// One fault for the whole run.
-    Constant(Fault),
-    /// `Fault::Down` and `Fault::Pass` alternating every `period`.
-    Flapping(Duration),
-    /// Down for the first half, healthy for the second.
-    Recovery,
-    /// The origin restarts onto a new model version halfway.
-    ModelSwap,
+    /// This fault on A (B healthy), after a healthy first quarter.
+    OnA(Fault),
+    /// This fault on A and B, after a healthy first quarter.
+    OnBoth(Fault),
+    /// A down and up, alternating every `period`.
+    FlappingA(Duration),
+    /// A down for the first half, healthy for the second.
+    RecoveryA,
+    /// A restarts onto a new model version halfway; B keeps the old one.
+    ModelSwapA,
+}
+
+/// How the two origins are arranged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Topology {
+    /// A priority 1, B priority 2 (nginx: B is `backup`).
+    Regions,
+    /// A and B in one tier (nginx: two equal servers).
+    Replicas,
 }
 
 /// A named fault schedule.
@@ -67,26 +87,53 @@ pub struct Scenario {
     pub what: &'static str,
     /// The schedule.
     pub schedule: Schedule,
+    /// Regions or replicas.
+    pub topology: Topology,
 }
+
+/// Scenarios where A fails in some way and B is healthy: the goals are
+/// every valid request answered, ≥ 99 % from the full model, and no wait
+/// past the deadline (+ 20 ms).
+pub const A_FAULTS: &[&str] = &["down", "refused", "blackhole", "slow", "jitter", "http-500", "http-503", "errors-50%", "truncated", "flapping"];
 
 /// Every scenario of the suite, in report order.
 pub fn scenarios(sizing: Sizing) -> Vec<Scenario> {
     let ms = Duration::from_millis;
+    let regions = |name, what, schedule| Scenario { name, what, schedule, topology: Topology::Regions };
     vec![
-        Scenario { name: "baseline", what: "healthy origin", schedule: Schedule::Constant(Fault::Pass) },
-        Scenario { name: "down", what: "origin connections closed unanswered (reset)", schedule: Schedule::Constant(Fault::Down) },
-        Scenario { name: "refused", what: "nothing listens: connection refused", schedule: Schedule::Constant(Fault::Refuse) },
-        Scenario { name: "blackhole", what: "accepts, never answers", schedule: Schedule::Constant(Fault::Blackhole) },
-        Scenario { name: "slow", what: "every answer 400 ms late", schedule: Schedule::Constant(Fault::Delay(ms(400))) },
-        Scenario { name: "jitter", what: "answers 50–400 ms late, uniformly", schedule: Schedule::Constant(Fault::Jitter(ms(50), ms(400))) },
-        Scenario { name: "http-500", what: "every answer HTTP 500", schedule: Schedule::Constant(Fault::Status(500)) },
-        Scenario { name: "http-503", what: "every answer HTTP 503", schedule: Schedule::Constant(Fault::Status(503)) },
-        Scenario { name: "errors-50%", what: "half the answers HTTP 500", schedule: Schedule::Constant(Fault::RandomErrors(0.5)) },
-        Scenario { name: "truncated", what: "answers cut in half (malformed JSON)", schedule: Schedule::Constant(Fault::Truncate) },
-        Scenario { name: "flapping", what: "down/up every open period", schedule: Schedule::Flapping(ms(sizing.open_ms)) },
-        Scenario { name: "recovery", what: "down, then back halfway", schedule: Schedule::Recovery },
-        Scenario { name: "model-swap", what: "origin restarts onto a new model version halfway", schedule: Schedule::ModelSwap },
+        regions("baseline", "both regions healthy", Schedule::OnA(Fault::Pass)),
+        regions("down", "A's connections closed unanswered (reset)", Schedule::OnA(Fault::Down)),
+        regions("refused", "nothing listens at A: connection refused", Schedule::OnA(Fault::Refuse)),
+        regions("blackhole", "A accepts, never answers", Schedule::OnA(Fault::Blackhole)),
+        regions("slow", "every answer from A 400 ms late", Schedule::OnA(Fault::Delay(ms(400)))),
+        regions("jitter", "A's answers 50–400 ms late, uniformly", Schedule::OnA(Fault::Jitter(ms(50), ms(400)))),
+        regions("http-500", "every answer from A HTTP 500", Schedule::OnA(Fault::Status(500))),
+        regions("http-503", "every answer from A HTTP 503", Schedule::OnA(Fault::Status(503))),
+        regions("errors-50%", "half of A's answers HTTP 500", Schedule::OnA(Fault::RandomErrors(0.5))),
+        regions("truncated", "A's answers cut in half (malformed JSON)", Schedule::OnA(Fault::Truncate)),
+        regions("flapping", "A down/up every open period", Schedule::FlappingA(ms(sizing.open_ms))),
+        regions("tail-slow", "5 % of A's answers 300 ms late (hedging)", Schedule::OnA(Fault::TailDelay(0.05, ms(300)))),
+        regions("both-down", "A and B down: the edge model's turn", Schedule::OnBoth(Fault::Down)),
+        regions("recovery", "A down, then back halfway (failback)", Schedule::RecoveryA),
+        regions("model-swap", "A restarts onto a new model version halfway; B keeps the old one", Schedule::ModelSwapA),
+        Scenario { name: "replica-slow", what: "A and B as replicas in one tier; A 100 ms slower", schedule: Schedule::OnA(Fault::Delay(ms(100))), topology: Topology::Replicas },
     ]
+}
+
+/// Which user's history and how much of it request `i` asks with: 30 %
+/// from a hot set of 20 pages (whole histories), the rest distinct prefixes.
+fn pick(histories: &[Vec<String>], i: usize) -> (usize, usize) {
+    if i % 10 < 3 {
+        ((i % 20) % histories.len(), usize::MAX)
+    } else {
+        let u = (i.wrapping_mul(7_919)) % histories.len();
+        (u, 1 + (i / histories.len()) % histories[u].len().max(1))
+    }
+}
+
+/// The index of the user behind request `i` (into [`Cases::histories`]).
+pub fn user_of(histories: &[Vec<String>], i: usize) -> usize {
+    pick(histories, i).0
 }
 
 /// The query of request `i`: 30 % from a hot set of 20 pages, the rest
@@ -98,13 +145,8 @@ pub fn scenarios(sizing: Sizing) -> Vec<Scenario> {
 /// the edge drops unknown ids from the key.
 pub fn query(histories: &[Vec<String>], i: usize, salt: &str) -> String {
     let repeats = run_number(salt);
-    let (user, len) = if i % 10 < 3 {
-        (i % 20, usize::MAX)
-    } else {
-        let u = (i.wrapping_mul(7_919)) % histories.len();
-        (u, 1 + (i / histories.len()) % histories[u].len().max(1))
-    };
-    let h = &histories[user % histories.len()];
+    let (user, len) = pick(histories, i);
+    let h = &histories[user];
     let start = h.len().saturating_sub(len.min(shared::contract::MAX_HISTORY - repeats));
     let mut ids: Vec<&str> = h[start..].iter().map(String::as_str).collect();
     if let Some(&newest) = ids.last() {
@@ -126,19 +168,39 @@ fn run_number(salt: &str) -> usize {
     *runs.entry(salt.to_string()).or_insert(next)
 }
 
+/// Real test users from `parity.json`: their ids and histories (non-empty), aligned.
+pub struct Cases {
+    /// External user ids.
+    pub users: Vec<String>,
+    /// Their histories, oldest first.
+    pub histories: Vec<Vec<String>>,
+}
+
+/// The test users of `parity.json`.
+///
+/// # Panics
+/// If the file is missing or malformed.
+pub fn cases(model_dir: &Path) -> Cases {
+    let parity: serde_json::Value = serde_json::from_slice(&std::fs::read(model_dir.join("parity.json")).expect("parity.json")).expect("JSON");
+    let (users, histories) = parity["cases"]
+        .as_array()
+        .expect("cases")
+        .iter()
+        .map(|c| {
+            let h: Vec<String> = c["history"].as_array().expect("history").iter().map(|v| v.as_str().expect("id").to_string()).collect();
+            (c["user"].as_str().expect("user").to_string(), h)
+        })
+        .filter(|(_, h)| !h.is_empty())
+        .unzip();
+    Cases { users, histories }
+}
+
 /// Real test users' histories from `parity.json`.
 ///
 /// # Panics
 /// If the file is missing or malformed.
 pub fn histories(model_dir: &Path) -> Vec<Vec<String>> {
-    let parity: serde_json::Value = serde_json::from_slice(&std::fs::read(model_dir.join("parity.json")).expect("parity.json")).expect("JSON");
-    parity["cases"]
-        .as_array()
-        .expect("cases")
-        .iter()
-        .map(|c| c["history"].as_array().expect("history").iter().map(|v| v.as_str().expect("id").to_string()).collect::<Vec<_>>())
-        .filter(|h: &Vec<String>| !h.is_empty())
-        .collect()
+    cases(model_dir).histories
 }
 
 /// Which front is under test.
@@ -148,6 +210,26 @@ pub enum Front {
     Edge,
     /// nginx.
     Nginx,
+}
+
+/// Hedging counters of the edge over one run (from `/healthz`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Hedging {
+    /// Requests that asked an origin.
+    pub requests: u64,
+    /// Hedged requests sent.
+    pub hedges: u64,
+    /// Hedged requests whose answer was served.
+    pub won: u64,
+    /// Hedges refused by the budget.
+    pub over_budget: u64,
+}
+
+impl Hedging {
+    /// Extra origin requests from hedging, % of requests that asked an origin.
+    pub fn extra_load_pct(&self) -> f64 {
+        100.0 * self.hedges as f64 / self.requests.max(1) as f64
+    }
 }
 
 /// One scenario's result on one front.
@@ -161,21 +243,42 @@ pub struct Run {
     pub outcomes: Vec<Outcome>,
     /// The figures.
     pub summary: Summary,
-    /// When the origin path became healthy again, ms after the start (recovery, flapping's last up).
+    /// When the fault began, ms after the start (constant faults: after the healthy quarter).
+    pub fault_at_ms: f64,
+    /// When A became healthy again, ms after the start (recovery, flapping's last up, the swap).
     pub healthy_at_ms: Option<f64>,
+    /// Mean NDCG@10 of every request (0 for a request without a valid answer).
+    pub quality: f64,
+    /// The edge's hedging counters over the run.
+    pub hedging: Option<Hedging>,
+    /// The edge's `/healthz` said the regions' model versions differ (model-swap only).
+    pub mismatch_seen: Option<bool>,
 }
 
 impl Run {
-    /// ms from `healthy_at_ms` to the first answer that came from the origin.
+    /// ms from `healthy_at_ms` to the first answer that came from A.
     pub fn failback_ms(&self) -> Option<f64> {
         let at = self.healthy_at_ms?;
-        self.outcomes.iter().filter(|o| o.sent_at_ms >= at && o.source == "origin").map(|o| o.sent_at_ms + o.latency_ms - at).reduce(f64::min)
+        self.outcomes.iter().filter(|o| o.sent_at_ms >= at && o.source == "origin" && o.origin == "a").map(|o| o.sent_at_ms + o.latency_ms - at).reduce(f64::min)
     }
 
-    /// Whether origin answers switched model version once and never back.
+    /// Share of the origin answers sent from `after_ms` on that came from `origin`.
+    pub fn share_from(&self, origin: &str, after_ms: f64) -> f64 {
+        let answered: Vec<&Outcome> = self.outcomes.iter().filter(|o| o.sent_at_ms >= after_ms && o.source == "origin").collect();
+        answered.iter().filter(|o| o.origin == origin).count() as f64 / answered.len().max(1) as f64
+    }
+
+    /// Share of all requests answered well by the full model: a good
+    /// answer from an origin or from a cache of origin answers.
+    pub fn full_model_share(&self) -> f64 {
+        let full = self.outcomes.iter().filter(|o| o.good(K) && matches!(o.source.as_str(), "origin" | "cache" | "stale-cache")).count();
+        full as f64 / self.outcomes.len().max(1) as f64
+    }
+
+    /// Whether A's answers switched model version once and never back.
     pub fn versions_monotone(&self) -> bool {
         let mut seen: Vec<&str> = Vec::new();
-        let mut by_time: Vec<&Outcome> = self.outcomes.iter().filter(|o| o.source == "origin" && !o.version.is_empty()).collect();
+        let mut by_time: Vec<&Outcome> = self.outcomes.iter().filter(|o| o.source == "origin" && o.origin == "a" && !o.version.is_empty()).collect();
         by_time.sort_by(|a, b| (a.sent_at_ms + a.latency_ms).total_cmp(&(b.sent_at_ms + b.latency_ms)));
         for o in by_time {
             if seen.last() != Some(&o.version.as_str()) {
@@ -189,22 +292,59 @@ impl Run {
     }
 }
 
+/// One region: a real origin process behind its fault proxy.
+pub struct Region {
+    /// The origin.
+    pub origin: Origin,
+    /// Its port (kept across restarts).
+    pub port: u16,
+    /// The proxy in front of it.
+    pub proxy: FaultProxy,
+}
+
+impl Region {
+    async fn start(models: &Path) -> Region {
+        let port = free_port();
+        let origin = Origin::start_with(port, models, &[]).await;
+        let proxy = FaultProxy::start(&origin.url()).await;
+        Region { origin, port, proxy }
+    }
+
+    async fn restart_with(&mut self, models: &Path) {
+        self.origin.kill();
+        self.origin = Origin::start_with(self.port, models, &[]).await;
+    }
+}
+
+/// `ORIGINS` for the edge: A and B behind their proxies, B at `b_priority`.
+fn origins_var(a: &Region, b: &Region, b_priority: u32) -> String {
+    serde_json::json!([
+        {"name": "a", "url": a.proxy.url(), "priority": 1},
+        {"name": "b", "url": b.proxy.url(), "priority": b_priority},
+    ])
+    .to_string()
+}
+
 /// Everything a suite run needs, started once.
 pub struct Rig {
-    /// The real origin.
-    pub origin: Origin,
-    /// Port the origin listens on (kept across restarts).
-    pub origin_port: u16,
-    /// Proxy between both fronts and the origin.
-    pub proxy: FaultProxy,
-    /// The edge under test.
+    /// Region A (priority 1).
+    pub a: Region,
+    /// Region B (priority 2, or A's fellow replica).
+    pub b: Region,
+    /// The edge under test: A, then B.
     pub edge: Edge,
+    /// The edge with A and B as replicas in one tier.
+    pub edge_replicas: Edge,
     /// The edge with no origin at all (the edge-only baseline).
     pub edge_only: Edge,
-    /// The peer.
+    /// The peer: `server A; server B backup;`.
     pub nginx: Nginx,
-    /// Test users' histories.
-    pub histories: Arc<Vec<Vec<String>>>,
+    /// The peer with A and B as equal servers.
+    pub nginx_replicas: Nginx,
+    /// Test users and their histories.
+    pub cases: Arc<Cases>,
+    /// Held-out items per user, for the quality column.
+    pub targets: Arc<Targets>,
     /// A copy of the model directory with a new version, for the swap.
     pub swapped_models: PathBuf,
     sizing: Sizing,
@@ -214,42 +354,70 @@ pub struct Rig {
 const WARM_UP_REQUESTS: usize = 40;
 
 impl Rig {
-    /// Starts origin, proxy, both edges and nginx.
+    /// Starts both regions, the three edges and both nginx peers.
     pub async fn start(sizing: Sizing) -> Rig {
         let models = repo().join("models/movielens");
-        let origin_port = free_port();
-        let origin = Origin::start_with(origin_port, &models, &[]).await;
-        let proxy = FaultProxy::start(&origin.url()).await;
+        let (a, b) = (Region::start(&models).await, Region::start(&models).await);
         let open = sizing.open_ms.to_string();
-        let edge = Edge::start(&[("ORIGIN_URL", &proxy.url()), ("BREAKER_OPEN_MS", &open), ("BREAKER_MAX_OPEN_MS", &open)]).await;
+        let breaker = [("BREAKER_OPEN_MS", open.as_str()), ("BREAKER_MAX_OPEN_MS", open.as_str())];
+        let (regions, replicas) = (origins_var(&a, &b, 2), origins_var(&a, &b, 1));
+        // wrangler.toml's local ORIGIN_URL is cleared: the edge refuses both at once.
+        let edge = Edge::start(&[&[("ORIGINS", regions.as_str()), ("ORIGIN_URL", "")][..], &breaker].concat()).await;
+        let edge_replicas = Edge::start(&[&[("ORIGINS", replicas.as_str()), ("ORIGIN_URL", "")][..], &breaker].concat()).await;
         let edge_only = Edge::start(&[("ORIGIN_URL", "")]).await;
-        let nginx = Nginx::start(&proxy.addr.to_string(), DEADLINE_MS).await;
+        let (pa, pb) = (a.proxy.addr.to_string(), b.proxy.addr.to_string());
+        let nginx = Nginx::start_upstreams(&[(&pa, ""), (&pb, "backup")], DEADLINE_MS).await;
+        let nginx_replicas = Nginx::start_upstreams(&[(&pa, ""), (&pb, "")], DEADLINE_MS).await;
         let swapped_models = swapped_copy(&models);
-        let histories = Arc::new(histories(&models));
+        let cases = Arc::new(cases(&models));
+        let targets = Arc::new(quality::movielens_targets(&repo().join("data/ml-100k/ml-100k.inter")));
         // Warm-up, not measured: the isolates build their models and V8 tiers
         // the wasm up on the first requests, which a measured run should not pay.
         let client = reqwest::Client::new();
-        for front in [&edge, &edge_only] {
+        for front in [&edge, &edge_replicas, &edge_only] {
             for i in 0..WARM_UP_REQUESTS {
-                let _ = client.get(format!("{}/v1/recommendations?{}", front.url(), query(&histories, i, "warm-up"))).send().await;
+                let _ = client.get(format!("{}/v1/recommendations?{}", front.url(), query(&cases.histories, i, "warm-up"))).send().await;
             }
         }
-        Rig { origin, origin_port, proxy, edge, edge_only, nginx, histories, swapped_models, sizing }
+        Rig { a, b, edge, edge_replicas, edge_only, nginx, nginx_replicas, cases, targets, swapped_models, sizing }
+    }
+
+    async fn restart_nginx(&mut self, topology: Topology) {
+        let (pa, pb) = (self.a.proxy.addr.to_string(), self.b.proxy.addr.to_string());
+        match topology {
+            Topology::Regions => self.nginx = Nginx::start_upstreams(&[(&pa, ""), (&pb, "backup")], DEADLINE_MS).await,
+            Topology::Replicas => self.nginx_replicas = Nginx::start_upstreams(&[(&pa, ""), (&pb, "")], DEADLINE_MS).await,
+        }
+    }
+
+    fn set_all(&self, fault: Fault) {
+        self.a.proxy.set(fault.clone());
+        self.b.proxy.set(fault);
     }
 
     /// Runs `scenario` on `front`.
     pub async fn run(&mut self, scenario: &Scenario, front: Front) -> Run {
-        self.proxy.set(Fault::Pass);
-        // The previous scenario may have left the edge's breaker open: let it
+        self.set_all(Fault::Pass);
+        let edge = if scenario.topology == Topology::Replicas { &self.edge_replicas } else { &self.edge };
+        // The previous scenario may have left a breaker open: let the edge
         // probe its way closed (in-band, as in production) before measuring.
-        close_breaker(&self.edge, &self.histories, self.sizing.open_ms).await;
-        let base = match front {
-            Front::Edge => self.edge.url(),
-            Front::Nginx => self.nginx.url(),
+        close_breakers(edge, &self.cases.histories, self.sizing.open_ms).await;
+        if front == Front::Nginx {
+            // A fresh peer per run, as the edge's breakers are closed before each: nginx
+            // keeps a server it saw fail out for `fail_timeout` (30 s), which would carry
+            // one scenario's outage into the next.
+            self.restart_nginx(scenario.topology).await;
+        }
+        let base = match (front, scenario.topology) {
+            (Front::Edge, _) => edge.url(),
+            (Front::Nginx, Topology::Regions) => self.nginx.url(),
+            (Front::Nginx, Topology::Replicas) => self.nginx_replicas.url(),
         };
-        let hist = Arc::clone(&self.histories);
-        let salt = format!("{}-{front:?}-{}", scenario.name, std::process::id());
-        let url = move |i: usize| format!("{base}/v1/recommendations?{}", query(&hist, i, &salt));
+        let hedging_before = hedging(edge).await;
+        let cases = Arc::clone(&self.cases);
+        // The same questions through both fronts (each has its own cache), new ones per scenario.
+        let salt = format!("{}-{}", scenario.name, std::process::id());
+        let url = move |i: usize| format!("{base}/v1/recommendations?{}", query(&cases.histories, i, &salt));
         let spec = self.spec();
         let header = match front {
             Front::Edge => "x-rec-source",
@@ -258,52 +426,93 @@ impl Rig {
         let started = Instant::now();
         let load = tokio::spawn(load::run(url, spec, header));
         let half = self.sizing.duration / 2;
+        let quarter = self.sizing.duration / 4;
+        let elapsed_ms = || started.elapsed().as_secs_f64() * 1e3;
         let mut healthy_at_ms = None;
+        let mut fault_at_ms = 0.0;
+        let mut mismatch_seen = None;
         match &scenario.schedule {
-            Schedule::Constant(Fault::Pass) => {}
-            Schedule::Constant(f) => {
+            Schedule::OnA(Fault::Pass) => {}
+            Schedule::OnA(f) | Schedule::OnBoth(f) => {
                 // A quarter of healthy traffic first: the outage hits caches warmed as in production.
-                tokio::time::sleep(self.sizing.duration / 4).await;
-                self.proxy.set(f.clone());
+                tokio::time::sleep(quarter).await;
+                fault_at_ms = elapsed_ms();
+                self.a.proxy.set(f.clone());
+                if matches!(scenario.schedule, Schedule::OnBoth(_)) {
+                    self.b.proxy.set(f.clone());
+                }
             }
-            Schedule::Flapping(period) => {
+            Schedule::FlappingA(period) => {
                 let mut up = false;
                 while started.elapsed() + *period < self.sizing.duration {
-                    self.proxy.set(if up { Fault::Pass } else { Fault::Down });
+                    self.a.proxy.set(if up { Fault::Pass } else { Fault::Down });
                     if up {
-                        healthy_at_ms = Some(started.elapsed().as_secs_f64() * 1e3);
+                        healthy_at_ms = Some(elapsed_ms());
                     }
                     tokio::time::sleep(*period).await;
                     up = !up;
                 }
             }
-            Schedule::Recovery => {
-                self.proxy.set(Fault::Down);
+            Schedule::RecoveryA => {
+                self.a.proxy.set(Fault::Down);
                 tokio::time::sleep(half).await;
-                self.proxy.set(Fault::Pass);
-                healthy_at_ms = Some(started.elapsed().as_secs_f64() * 1e3);
+                self.a.proxy.set(Fault::Pass);
+                healthy_at_ms = Some(elapsed_ms());
             }
-            Schedule::ModelSwap => {
+            Schedule::ModelSwapA => {
                 tokio::time::sleep(half).await;
-                self.origin.kill();
-                self.origin = Origin::start_with(self.origin_port, &self.swapped_models, &[]).await;
-                healthy_at_ms = Some(started.elapsed().as_secs_f64() * 1e3);
+                fault_at_ms = elapsed_ms();
+                self.a.restart_with(&self.swapped_models).await;
+                healthy_at_ms = Some(elapsed_ms());
             }
         }
         let mut outcomes = load.await.expect("load task");
-        self.proxy.set(Fault::Pass);
+        if matches!(scenario.schedule, Schedule::ModelSwapA) {
+            if front == Front::Edge {
+                let h = health(edge).await;
+                mismatch_seen = Some(h["origin_versions"] == "mismatch");
+            }
+            // Back to the original model for the next run.
+            self.a.restart_with(&repo().join("models/movielens")).await;
+        }
+        self.set_all(Fault::Pass);
         if front == Front::Nginx {
+            let (pa, pb) = (self.a.proxy.addr.to_string(), self.b.proxy.addr.to_string());
             for o in &mut outcomes {
                 o.source = nginx::source_of(&o.source).to_string();
+                // `$upstream_addr` lists every server tried; the last one answered.
+                let last = o.origin.rsplit(", ").next().unwrap_or_default().to_string();
+                o.origin = if last == pa { "a".into() } else if last == pb { "b".into() } else { String::new() };
             }
         }
-        if matches!(scenario.schedule, Schedule::ModelSwap) {
-            // Back to the original model for the next front.
-            self.origin.kill();
-            self.origin = Origin::start_with(self.origin_port, &repo().join("models/movielens"), &[]).await;
-        }
+        let hedging = match front {
+            Front::Edge => {
+                let after = hedging(edge).await;
+                Some(Hedging {
+                    requests: after.requests - hedging_before.requests,
+                    hedges: after.hedges - hedging_before.hedges,
+                    won: after.won - hedging_before.won,
+                    over_budget: after.over_budget - hedging_before.over_budget,
+                })
+            }
+            Front::Nginx => None,
+        };
         let summary = load::summarize(&outcomes, K);
-        Run { scenario: scenario.name, front, outcomes, summary, healthy_at_ms }
+        let quality = self.quality(&outcomes);
+        Run { scenario: scenario.name, front, outcomes, summary, fault_at_ms, healthy_at_ms, quality, hedging, mismatch_seen }
+    }
+
+    /// Mean NDCG@10 over `outcomes` against the held-out items of each query's user.
+    pub fn quality(&self, outcomes: &[Outcome]) -> f64 {
+        let none = HashSet::new();
+        let total: f64 = outcomes
+            .iter()
+            .map(|o| {
+                let user = &self.cases.users[user_of(&self.cases.histories, o.index)];
+                if o.good(K) { quality::ndcg_at(&o.item_ids, self.targets.get(user).unwrap_or(&none), K) } else { 0.0 }
+            })
+            .sum();
+        total / outcomes.len().max(1) as f64
     }
 
     /// The same requests at the same rate for every scenario and front.
@@ -319,41 +528,61 @@ impl Rig {
         }
     }
 
-    /// The edge-only baseline under the same load (no origin configured).
-    pub async fn edge_only_baseline(&self) -> Summary {
-        let hist = Arc::clone(&self.histories);
+    /// The edge-only baseline under the same load (no origin configured),
+    /// with its quality.
+    pub async fn edge_only_baseline(&self) -> (Summary, f64) {
+        let cases = Arc::clone(&self.cases);
         let base = self.edge_only.url();
         let salt = format!("edge-only-{}", std::process::id());
-        let url = move |i: usize| format!("{base}/v1/recommendations?{}", query(&hist, i, &salt));
-        load::summarize(&load::run(url, self.spec(), "x-rec-source").await, K)
+        let url = move |i: usize| format!("{base}/v1/recommendations?{}", query(&cases.histories, i, &salt));
+        let outcomes = load::run(url, self.spec(), "x-rec-source").await;
+        (load::summarize(&outcomes, K), self.quality(&outcomes))
+    }
+
+    /// An answer through the edge now (for checks beside a run).
+    pub async fn edge_answer(&self) -> serde_json::Value {
+        let url = format!("{}/v1/recommendations?{}", self.edge.url(), query(&self.cases.histories, 3, "edge-answer"));
+        reqwest::get(url).await.expect("the edge answers").json().await.expect("JSON")
+    }
+}
+
+/// The edge's `/healthz`.
+pub async fn health(edge: &Edge) -> serde_json::Value {
+    match reqwest::get(format!("{}/healthz", edge.url())).await {
+        Ok(r) => r.json().await.unwrap_or_default(),
+        Err(_) => serde_json::Value::Null,
+    }
+}
+
+async fn hedging(edge: &Edge) -> Hedging {
+    let h = health(edge).await;
+    let n = |k: &str| h["hedging"]["stats"][k].as_u64().unwrap_or(0);
+    Hedging { requests: n("requests"), hedges: n("hedges"), won: n("hedges_won"), over_budget: n("hedges_over_budget") }
+}
+
+/// Waits until every origin's breaker at `edge` is closed (ramps done),
+/// sending a fresh query now and then so a half-open breaker gets its probe.
+///
+/// # Panics
+/// If they are not closed within a few open periods.
+pub async fn close_breakers(edge: &Edge, histories: &[Vec<String>], open_ms: u64) {
+    let client = reqwest::Client::new();
+    let limit = Instant::now() + Duration::from_millis(4 * open_ms + 10_000);
+    for i in 0.. {
+        let h = health(edge).await;
+        let states: Vec<&str> = h["origins"].as_array().map(|a| a.iter().filter_map(|o| o["state"].as_str()).collect()).unwrap_or_default();
+        if !states.is_empty() && states.iter().all(|s| *s == "closed") {
+            return;
+        }
+        assert!(Instant::now() < limit, "the edge's breakers did not close: {h}");
+        let _ = client.get(format!("{}/v1/recommendations?{}", edge.url(), query(histories, i, "close-breaker"))).send().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 /// `models/movielens` copied to a temporary directory with a new manifest
-/// version (the files and their sha256 are unchanged): a "new model" the
+/// version (the files and their sha256 are unchanged): a "new model" an
 /// origin can restart onto.
-/// Waits until `edge`'s breaker is closed, sending a fresh query now and
-/// then so a half-open breaker gets its probe.
-///
-/// # Panics
-/// If it is not closed within a few open periods.
-pub async fn close_breaker(edge: &Edge, histories: &[Vec<String>], open_ms: u64) {
-    let client = reqwest::Client::new();
-    let limit = Instant::now() + Duration::from_millis(4 * open_ms + 10_000);
-    for i in 0.. {
-        let health: serde_json::Value = match client.get(format!("{}/healthz", edge.url())).send().await {
-            Ok(r) => r.json().await.unwrap_or_default(),
-            Err(_) => serde_json::Value::Null,
-        };
-        if health["breaker"] == "closed" {
-            return;
-        }
-        assert!(Instant::now() < limit, "the edge's breaker did not close: {health}");
-        let _ = client.get(format!("{}/v1/recommendations?{}", edge.url(), query(histories, i, "close-breaker"))).send().await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 fn swapped_copy(models: &Path) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("edgerec-swap-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("swap dir");
@@ -366,6 +595,15 @@ fn swapped_copy(models: &Path) -> PathBuf {
     manifest["version"] = serde_json::Value::String(version);
     std::fs::write(&manifest_path, serde_json::to_vec_pretty(&manifest).expect("JSON")).expect("write manifest");
     dir
+}
+
+/// The 99th percentile of the server-side totals (`Server-Timing`) among
+/// `outcomes`, ms: the edge's own view of its latency, without the client's
+/// and the OS scheduler's share.
+pub fn server_p99(outcomes: &[Outcome]) -> f64 {
+    let mut v: Vec<f64> = outcomes.iter().filter_map(|o| o.server_total_ms).collect();
+    v.sort_by(f64::total_cmp);
+    load::percentile(&v, 0.99)
 }
 
 /// The worst server-side total (`Server-Timing`) among `outcomes`, ms:

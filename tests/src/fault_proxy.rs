@@ -38,6 +38,8 @@ pub enum Fault {
     Truncate,
     /// Answer 500 to this share of requests (0.0..=1.0), forward the rest.
     RandomErrors(f64),
+    /// Forward this share of requests (0.0..=1.0) after the delay, the rest at once: a slow tail.
+    TailDelay(f64, Duration),
 }
 
 /// Longest a [`Fault::Blackhole`] holds a request, so every test ends by itself.
@@ -167,7 +169,8 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Response<Fu
         Fault::RandomErrors(p) if draw(&state) < p => return Ok(json(500, "{\"error\":\"injected random error\"}")),
         Fault::Delay(d) => tokio::time::sleep(d).await,
         Fault::Jitter(lo, hi) => tokio::time::sleep(lo + (hi.saturating_sub(lo)).mul_f64(draw(&state))).await,
-        Fault::Pass | Fault::Truncate | Fault::RandomErrors(_) => {}
+        Fault::TailDelay(p, d) if draw(&state) < p => tokio::time::sleep(d).await,
+        Fault::Pass | Fault::Truncate | Fault::RandomErrors(_) | Fault::TailDelay(..) => {}
     }
     let (parts, body) = req.into_parts();
     let body = body.collect().await.map(|b| b.to_bytes()).unwrap_or_default();

@@ -9,6 +9,7 @@ pub mod load;
 pub mod measure;
 pub mod nginx;
 pub mod procs;
+pub mod quality;
 
 pub use fault_proxy::{Fault, FaultProxy};
 pub use procs::{Edge, Origin, repo};

@@ -30,6 +30,8 @@ pub struct LoadSpec {
 /// One request's fate.
 #[derive(Debug, Clone)]
 pub struct Outcome {
+    /// The request's number `i` (what `url(i)` was called with).
+    pub index: usize,
     /// When it was sent, ms after the run started.
     pub sent_at_ms: f64,
     /// Round trip, ms.
@@ -40,6 +42,11 @@ pub struct Outcome {
     pub source: String,
     /// Items in the answer (0 when not a recommendation answer).
     pub items: usize,
+    /// Their ids, in rank order.
+    pub item_ids: Vec<String>,
+    /// Which origin served it: the edge's `x-rec-origin`, or the peer's
+    /// `x-upstream` (nginx's `$upstream_addr`); empty when none did.
+    pub origin: String,
     /// `model.version` of the answer, when it has one.
     pub version: String,
     /// `total;dur` of `Server-Timing` (the edge's own view), ms.
@@ -85,12 +92,20 @@ pub async fn run(url: impl Fn(usize) -> String + Send + Sync + 'static, spec: Lo
                             .get("server-timing")
                             .and_then(|v| v.to_str().ok())
                             .and_then(|t| t.split(", ").find_map(|p| p.strip_prefix("total;dur=")?.parse().ok()));
+                        let header = |name: &str| r.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+                        let origin = [header("x-rec-origin"), header("x-upstream")].into_iter().find(|h| !h.is_empty()).unwrap_or_default();
                         let body: serde_json::Value = r.json().await.unwrap_or(serde_json::Value::Null);
+                        let item_ids: Vec<String> =
+                            body["items"].as_array().map(|a| a.iter().filter_map(|i| i["item_id"].as_str().map(str::to_owned)).collect()).unwrap_or_default();
                         let items = body["items"].as_array().map_or(0, Vec::len);
                         let version = body["model"]["version"].as_str().unwrap_or_default().to_string();
-                        Outcome { sent_at_ms, latency_ms: sent.elapsed().as_secs_f64() * 1e3, status, source, items, version, server_total_ms }
+                        let latency_ms = sent.elapsed().as_secs_f64() * 1e3;
+                        Outcome { index: i, sent_at_ms, latency_ms, status, source, items, item_ids, origin, version, server_total_ms }
                     }
                     Err(_) => Outcome {
+                        index: i,
+                        item_ids: Vec::new(),
+                        origin: String::new(),
                         sent_at_ms,
                         latency_ms: sent.elapsed().as_secs_f64() * 1e3,
                         status: 0,

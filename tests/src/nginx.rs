@@ -1,7 +1,9 @@
 //! The peer: nginx (Debian) as a caching reverse proxy in front of the
-//! origin, configured the way a shop would use it for failover —
+//! origins, configured the way a shop would use it for failover — a primary
+//! and a `backup` server (or equal replicas), `proxy_next_upstream`,
 //! `proxy_cache_use_stale error timeout http_500 http_502 http_503 http_504
-//! updating`, `proxy_next_upstream`, and the same 150 ms deadline as the edge.
+//! updating`, and the same 150 ms deadline as the edge. `X-Upstream` says
+//! which server answered (`$upstream_addr`).
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -21,11 +23,22 @@ pub fn binary() -> PathBuf {
 }
 
 impl Nginx {
-    /// Starts nginx on a free port proxying to `upstream` (`127.0.0.1:port`) with a `deadline_ms` timeout.
+    /// Starts nginx on a free port proxying to `primary` (`127.0.0.1:port`)
+    /// with a `deadline_ms` timeout.
     ///
     /// # Panics
     /// If nginx is not installed or does not answer within 10 s.
-    pub async fn start(upstream: &str, deadline_ms: u64) -> Nginx {
+    pub async fn start(primary: &str, deadline_ms: u64) -> Nginx {
+        Nginx::start_upstreams(&[(primary, "")], deadline_ms).await
+    }
+
+    /// Starts nginx with these `server` lines in its upstream: `(address,
+    /// flags)`, e.g. `[("127.0.0.1:1", ""), ("127.0.0.1:2", "backup")]`.
+    ///
+    /// # Panics
+    /// As [`Nginx::start`].
+    pub async fn start_upstreams(servers: &[(&str, &str)], deadline_ms: u64) -> Nginx {
+        let upstream: String = servers.iter().map(|(addr, flags)| format!("server {addr} max_fails=5 fail_timeout=30s {flags}; ")).collect();
         let port = crate::procs::free_port();
         let prefix = std::env::temp_dir().join(format!("edgerec-nginx-{}-{port}", std::process::id()));
         std::fs::create_dir_all(prefix.join("cache")).expect("nginx prefix");
@@ -45,7 +58,7 @@ http {{
   uwsgi_temp_path {p}/uwsgi;
   scgi_temp_path {p}/scgi;
   proxy_cache_path {p}/cache levels=1:2 keys_zone=recs:10m max_size=100m inactive=1d use_temp_path=off;
-  upstream origin {{ server {upstream} max_fails=5 fail_timeout=30s; keepalive 32; }}
+  upstream origin {{ {upstream}keepalive 32; }}
   server {{
     listen 127.0.0.1:{port};
     location = /healthz {{ return 200 '{{"status":"ok"}}'; }}
@@ -64,6 +77,7 @@ http {{
       proxy_cache_lock on;
       proxy_ignore_headers Cache-Control;
       add_header X-Cache-Status $upstream_cache_status always;
+      add_header X-Upstream $upstream_addr always;
     }}
   }}
 }}

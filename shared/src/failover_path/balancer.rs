@@ -68,8 +68,10 @@ impl Default for BalancerConfig {
 
 /// Tokens the hedging bucket holds at most (and starts with).
 pub const HEDGE_BURST: f64 = 10.0;
-/// Latency samples kept per origin for the hedging percentile.
-const WINDOW: usize = 64;
+/// Latency samples kept per origin for the hedging percentile: recent
+/// enough that the threshold recovers within a second or two of traffic
+/// after an incident left slow samples behind.
+const WINDOW: usize = 32;
 /// Samples needed before an origin's percentile is trusted for hedging.
 const MIN_SAMPLES: usize = 16;
 /// Latency assumed for an origin never measured, ms (tower's default RTT is 30 ms).
@@ -78,6 +80,9 @@ const DEFAULT_RTT_MS: f64 = 30.0;
 const FAILURE_PENALTY_MS: u64 = 250;
 /// Ramp steps after a failback: the in-flight cap doubles per success up to 2^RAMP_STEPS, then lifts.
 const RAMP_STEPS: u32 = 6;
+/// …and lifts this long after the probe anyway, ms: a standby that takes no
+/// traffic while the primary serves must not stay capped for the next failover.
+const RAMP_MAX_MS: u64 = 1_000;
 
 /// Peak-EWMA round-trip estimate (tower `peak_ewma`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -121,8 +126,8 @@ pub struct OriginState {
     pub in_flight: u32,
     /// The model version of its latest valid answer.
     pub version: Option<String>,
-    /// Successes since a probe closed its breaker, while ramping.
-    ramp: Option<u32>,
+    /// Successes since a probe closed its breaker, and when it did (ms), while ramping.
+    ramp: Option<(u32, u64)>,
 }
 
 impl OriginState {
@@ -151,9 +156,9 @@ impl OriginState {
         self.ewma.estimate_ms.map(|_| self.ewma.now(now_ms, decay_ms))
     }
 
-    /// The in-flight cap while ramping after a failback, if ramping.
-    pub fn ramp_cap(&self) -> Option<u32> {
-        self.ramp.map(|s| 1 << s.min(RAMP_STEPS))
+    /// The in-flight cap at `now_ms` while ramping after a failback, if ramping.
+    pub fn ramp_cap(&self, now_ms: u64) -> Option<u32> {
+        self.ramp.filter(|&(_, since)| now_ms.saturating_sub(since) < RAMP_MAX_MS).map(|(s, _)| 1 << s.min(RAMP_STEPS))
     }
 
     fn sample(&mut self, ms: u64, now_ms: u64, decay_ms: u64) {
@@ -245,7 +250,7 @@ impl Balancer {
     fn admitted(&mut self, i: usize, now_ms: u64) -> bool {
         let o = &mut self.origins[i];
         let closed = matches!(o.breaker.state(now_ms), BreakerState::Closed { .. });
-        closed && o.ramp_cap().is_none_or(|cap| o.in_flight < cap)
+        closed && o.ramp_cap(now_ms).is_none_or(|cap| o.in_flight < cap)
     }
 
     /// The origins this request may ask, best first: tiers in priority order;
@@ -326,9 +331,9 @@ impl Balancer {
                 if epoch == o.breaker.epoch() {
                     o.version = Some(version);
                     if was_half_open {
-                        o.ramp = Some(0);
-                    } else if let Some(s) = o.ramp {
-                        o.ramp = (s + 1 < RAMP_STEPS).then_some(s + 1);
+                        o.ramp = Some((0, now_ms));
+                    } else if let Some((s, since)) = o.ramp {
+                        o.ramp = (s + 1 < RAMP_STEPS && now_ms.saturating_sub(since) < RAMP_MAX_MS).then_some((s + 1, since));
                     }
                 }
             }
@@ -422,7 +427,7 @@ impl Balancer {
     pub fn state_word(&mut self, i: usize, now_ms: u64) -> &'static str {
         let o = &mut self.origins[i];
         match o.breaker.state(now_ms) {
-            BreakerState::Closed { .. } if o.ramp.is_some() => "ramping",
+            BreakerState::Closed { .. } if o.ramp_cap(now_ms).is_some() => "ramping",
             BreakerState::Closed { .. } => "closed",
             BreakerState::Open { .. } => "open",
             BreakerState::HalfOpen { .. } => "half-open",
@@ -548,11 +553,19 @@ mod tests {
         assert_eq!(b.plan(1_006), vec![1]);
         b.finish(0, e, Finished::Answered { ms: 5, version: "v1".into() }, 1_011);
         b.end(0);
-        assert_eq!(b.origins[0].ramp_cap(), Some(2), "doubles per success");
+        assert_eq!(b.origins[0].ramp_cap(1_011), Some(2), "doubles per success");
         for t in 0..RAMP_STEPS as u64 {
             answered(&mut b, 0, 5, 1_020 + 10 * t);
         }
-        assert_eq!(b.state_word(0, 2_000), "closed", "the ramp ends after its steps");
+        assert_eq!(b.state_word(0, 1_100), "closed", "the ramp ends after its steps");
+        // A standby probed back while the primary serves gets no successes: its ramp ends with time.
+        let mut c = balancer(&[spec("a", 1, 1), spec("b", 2, 1)]);
+        failed(&mut c, 1, 0);
+        failed(&mut c, 1, 1);
+        assert_eq!(c.claim_probe(1_010), Some(1));
+        answered(&mut c, 1, 5, 1_010);
+        assert_eq!(c.state_word(1, 1_020), "ramping");
+        assert_eq!(c.state_word(1, 1_015 + RAMP_MAX_MS), "closed");
     }
 
     #[test]
