@@ -398,16 +398,16 @@ impl Rig {
     /// Runs `scenario` on `front`.
     pub async fn run(&mut self, scenario: &Scenario, front: Front) -> Run {
         self.set_all(Fault::Pass);
-        let edge = if scenario.topology == Topology::Replicas { &self.edge_replicas } else { &self.edge };
-        // The previous scenario may have left a breaker open: let the edge
-        // probe its way closed (in-band, as in production) before measuring.
-        close_breakers(edge, &self.cases.histories, self.sizing.open_ms).await;
         if front == Front::Nginx {
             // A fresh peer per run, as the edge's breakers are closed before each: nginx
             // keeps a server it saw fail out for `fail_timeout` (30 s), which would carry
             // one scenario's outage into the next.
             self.restart_nginx(scenario.topology).await;
         }
+        let edge = if scenario.topology == Topology::Replicas { &self.edge_replicas } else { &self.edge };
+        // The previous scenario may have left a breaker open: let the edge
+        // probe its way closed (in-band, as in production) before measuring.
+        close_breakers(edge, &self.cases.histories, self.sizing.open_ms).await;
         let base = match (front, scenario.topology) {
             (Front::Edge, _) => edge.url(),
             (Front::Nginx, Topology::Regions) => self.nginx.url(),
