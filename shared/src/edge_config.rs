@@ -237,18 +237,7 @@ impl EdgeConfig {
             }
             Some(other) => return Err(refuse("EDGEREC_ENV", other, "must be development or production")),
         }
-        Ok(EdgeConfig {
-            origins,
-            try_timeout_ms,
-            balancer,
-            strategy,
-            deadline_ms,
-            breaker,
-            cache,
-            min_origin_budget_ms,
-            cache_generation,
-            origin_secret,
-        })
+        Ok(EdgeConfig { origins, try_timeout_ms, balancer, strategy, deadline_ms, breaker, cache, min_origin_budget_ms, cache_generation, origin_secret })
     }
 
     /// How long the Cache API should keep an entry, s: as long as any window uses it.
@@ -328,7 +317,11 @@ mod tests {
         }
         let both = EdgeConfig::from_vars(vars(&[("ORIGINS", r#"[{"name": "a", "url": "https://x"}]"#), ("ORIGIN_URL", "https://y")]));
         assert_eq!(both.unwrap_err().var, "ORIGIN_URL");
-        let prod = vars(&[("EDGEREC_ENV", "production"), ("ORIGIN_SECRET", "s"), ("ORIGINS", r#"[{"name": "a", "url": "https://x"}, {"name": "b", "url": "http://y"}]"#)]);
+        let prod = vars(&[
+            ("EDGEREC_ENV", "production"),
+            ("ORIGIN_SECRET", "s"),
+            ("ORIGINS", r#"[{"name": "a", "url": "https://x"}, {"name": "b", "url": "http://y"}]"#),
+        ]);
         assert_eq!(EdgeConfig::from_vars(prod).unwrap_err().var, "ORIGINS", "production refuses any http:// region");
     }
 

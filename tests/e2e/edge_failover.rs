@@ -47,7 +47,8 @@ async fn get(client: &reqwest::Client, edge: &Edge, query: &str) -> Answer {
     let elapsed = started.elapsed();
     let status = r.status().as_u16();
     let header = |n: &str| r.headers().get(n).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let (header_source, server_timing, request_id, served_by) = (header("x-rec-source"), header("server-timing"), header("x-request-id"), header("x-rec-origin"));
+    let (header_source, server_timing, request_id, served_by) =
+        (header("x-rec-source"), header("server-timing"), header("x-request-id"), header("x-rec-origin"));
     let body: Value = r.json().await.expect("JSON body");
     Answer { status, source: body["source"].as_str().unwrap_or_default().to_string(), header_source, body, server_timing, request_id, served_by, elapsed }
 }

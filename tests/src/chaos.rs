@@ -116,7 +116,12 @@ pub fn scenarios(sizing: Sizing) -> Vec<Scenario> {
         regions("both-down", "A and B down: the edge model's turn", Schedule::OnBoth(Fault::Down)),
         regions("recovery", "A down, then back halfway (failback)", Schedule::RecoveryA),
         regions("model-swap", "A restarts onto a new model version halfway; B keeps the old one", Schedule::ModelSwapA),
-        Scenario { name: "replica-slow", what: "A and B as replicas in one tier; A 100 ms slower", schedule: Schedule::OnA(Fault::Delay(ms(100))), topology: Topology::Replicas },
+        Scenario {
+            name: "replica-slow",
+            what: "A and B as replicas in one tier; A 100 ms slower",
+            schedule: Schedule::OnA(Fault::Delay(ms(100))),
+            topology: Topology::Replicas,
+        },
     ]
 }
 
@@ -259,7 +264,11 @@ impl Run {
     /// ms from `healthy_at_ms` to the first answer that came from A.
     pub fn failback_ms(&self) -> Option<f64> {
         let at = self.healthy_at_ms?;
-        self.outcomes.iter().filter(|o| o.sent_at_ms >= at && o.source == "origin" && o.origin == "a").map(|o| o.sent_at_ms + o.latency_ms - at).reduce(f64::min)
+        self.outcomes
+            .iter()
+            .filter(|o| o.sent_at_ms >= at && o.source == "origin" && o.origin == "a")
+            .map(|o| o.sent_at_ms + o.latency_ms - at)
+            .reduce(f64::min)
     }
 
     /// Share of the origin answers sent from `after_ms` on that came from `origin`.
@@ -482,7 +491,13 @@ impl Rig {
                 o.source = nginx::source_of(&o.source).to_string();
                 // `$upstream_addr` lists every server tried; the last one answered.
                 let last = o.origin.rsplit(", ").next().unwrap_or_default().to_string();
-                o.origin = if last == pa { "a".into() } else if last == pb { "b".into() } else { String::new() };
+                o.origin = if last == pa {
+                    "a".into()
+                } else if last == pb {
+                    "b".into()
+                } else {
+                    String::new()
+                };
             }
         }
         let hedging = match front {

@@ -132,7 +132,15 @@ pub struct OriginState {
 
 impl OriginState {
     fn new(spec: OriginSpec, breaker: BreakerConfig) -> Self {
-        OriginState { spec, breaker: CircuitBreaker::new(breaker), ewma: PeakEwma { estimate_ms: None, stamp_ms: 0 }, window: VecDeque::new(), in_flight: 0, version: None, ramp: None }
+        OriginState {
+            spec,
+            breaker: CircuitBreaker::new(breaker),
+            ewma: PeakEwma { estimate_ms: None, stamp_ms: 0 },
+            window: VecDeque::new(),
+            in_flight: 0,
+            version: None,
+            ramp: None,
+        }
     }
 
     /// Load-balancing cost at `now_ms`: `rtt × (in_flight + 1) / weight`.

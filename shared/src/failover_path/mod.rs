@@ -244,7 +244,15 @@ enum Event {
 /// with `hedging`, an origin that has not answered by its hedge delay gets
 /// the next origin asked beside it, within the budget; the first valid
 /// answer wins and the others are aborted (dropped).
-async fn ask_origins<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, state: &RefCell<EdgeState>, call: &OriginCall, plan: &[usize], budget_ms: u64, hedging: bool) -> Asked {
+async fn ask_origins<E: EdgeEnv>(
+    env: &E,
+    cfg: &EdgeConfig,
+    state: &RefCell<EdgeState>,
+    call: &OriginCall,
+    plan: &[usize],
+    budget_ms: u64,
+    hedging: bool,
+) -> Asked {
     let start = env.now_ms();
     let deadline_at = start + budget_ms;
     let floor = cfg.min_origin_budget_ms.max(1);
@@ -367,7 +375,13 @@ pub async fn serve<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, state: &RefCell<EdgeSt
     let has_origins = !cfg.origins.is_empty();
     // `from_origin`: the body is an origin's answer to `call` (which, for an
     // unknown-only history, carried the raw ids: the origin names them itself).
-    let done = |mut body: RecommendationResponse, source: Source, mut timing: Timing, follow_ups, unanswered: Option<Unanswered>, call: Option<OriginCall>, from_origin: bool| {
+    let done = |mut body: RecommendationResponse,
+                source: Source,
+                mut timing: Timing,
+                follow_ups,
+                unanswered: Option<Unanswered>,
+                call: Option<OriginCall>,
+                from_origin: bool| {
         body.source = source;
         if let Some(u) = &unanswered
             && source != Source::Origin

@@ -572,10 +572,10 @@ fn a_failing_primary_fails_over_to_the_standby_inside_the_request() {
     let st = state_for(&c);
     let s = block_on(serve(&env, &c, &st, &req()));
     assert_eq!((s.body.source, s.timing.served_by.as_deref()), (Source::Origin, Some("b")));
-    assert_eq!(s.timing.attempts.iter().map(|a| (a.origin.as_str(), a.result.clone())).collect::<Vec<_>>(), vec![
-        ("a", AttemptResult::Failed(OriginFailure::Status(500))),
-        ("b", AttemptResult::Answered)
-    ]);
+    assert_eq!(
+        s.timing.attempts.iter().map(|a| (a.origin.as_str(), a.result.clone())).collect::<Vec<_>>(),
+        vec![("a", AttemptResult::Failed(OriginFailure::Status(500))), ("b", AttemptResult::Answered)]
+    );
     assert_eq!(s.timing.origin_ms, Some(13), "A failed at 2 ms; B was asked once the edge model (3 ms) gave the thread back, 10 ms");
     assert!(s.timing.header().contains("try-a;dur=3;desc=\"http-500\""), "seen once the edge model was done: {}", s.timing.header());
     block_on(serve(&env, &c, &st, &history(&["51"])));
@@ -592,7 +592,10 @@ fn a_failing_primary_fails_over_to_the_standby_inside_the_request() {
 fn a_silent_primary_gets_its_share_of_the_deadline_then_the_standby_answers() {
     let env = Fake::new(Origin::Answers(10));
     env.set("a", Origin::Answers(10_000));
-    let c = EdgeConfig { balancer: balancer::BalancerConfig { hedge: balancer::HedgePolicy { budget_pct: 0, ..Default::default() }, ..Default::default() }, ..regions() };
+    let c = EdgeConfig {
+        balancer: balancer::BalancerConfig { hedge: balancer::HedgePolicy { budget_pct: 0, ..Default::default() }, ..Default::default() },
+        ..regions()
+    };
     let st = state_for(&c);
     let s = block_on(serve(&env, &c, &st, &req()));
     assert_eq!((s.body.source, s.timing.served_by.as_deref()), (Source::Origin, Some("b")));
@@ -622,10 +625,13 @@ fn a_slow_tail_is_hedged_to_the_next_origin_and_the_loser_is_not_blamed() {
     let s = block_on(serve(&env, &c, &st, &history(&["50", "60"])));
     assert_eq!((s.body.source, s.timing.served_by.as_deref()), (Source::Origin, Some("b")));
     assert_eq!(s.timing.total_ms, 18, "hedged at 10 ms, B answered 8 ms later");
-    assert_eq!(s.timing.attempts, vec![
-        Attempt { origin: "a".into(), ms: 18, hedge: false, result: AttemptResult::Abandoned },
-        Attempt { origin: "b".into(), ms: 8, hedge: true, result: AttemptResult::Answered },
-    ]);
+    assert_eq!(
+        s.timing.attempts,
+        vec![
+            Attempt { origin: "a".into(), ms: 18, hedge: false, result: AttemptResult::Abandoned },
+            Attempt { origin: "b".into(), ms: 8, hedge: true, result: AttemptResult::Answered },
+        ]
+    );
     assert_eq!(breaker_of(&st, 0), BreakerState::Closed { failures: 0 }, "a lost hedge is not a failure");
     assert_eq!(st.borrow().balancer.origins[0].in_flight, 0, "the loser left the in-flight count");
     let stats = st.borrow().balancer.stats;

@@ -37,13 +37,19 @@ fn goals(ours: &Run, edge_only: &Summary, healthy_p99: f64, sizing: Sizing) -> S
     if let Some(h) = ours.hedging
         && h.hedges > 0
     {
-        notes.push(format!("hedged {} of {} origin requests ({:.1} %, budget {HEDGE_BUDGET_PCT} %), {} won, {} over budget", h.hedges, h.requests, h.extra_load_pct(), h.won, h.over_budget));
+        notes.push(format!(
+            "hedged {} of {} origin requests ({:.1} %, budget {HEDGE_BUDGET_PCT} %), {} won, {} over budget",
+            h.hedges,
+            h.requests,
+            h.extra_load_pct(),
+            h.won,
+            h.over_budget
+        ));
     }
     match ours.scenario {
-        "tail-slow" => notes.push(format!(
-            "the edge's own p99 (Server-Timing) {:.1} ms vs healthy {healthy_p99:.1} ms (goal ≤ +20 ms)",
-            chaos::server_p99(&ours.outcomes)
-        )),
+        "tail-slow" => {
+            notes.push(format!("the edge's own p99 (Server-Timing) {:.1} ms vs healthy {healthy_p99:.1} ms (goal ≤ +20 ms)", chaos::server_p99(&ours.outcomes)))
+        }
         "both-down" => {
             let open = load::summarize(&ours.outcomes[ours.outcomes.len() * 3 / 4..], chaos::K);
             notes.push(format!("breakers open: p99 {:.1} ms vs edge-only {:.1} ms ({:+.1} ms)", open.p99_ms, edge_only.p99_ms, open.p99_ms - edge_only.p99_ms));
@@ -53,14 +59,20 @@ fn goals(ours: &Run, edge_only: &Summary, healthy_p99: f64, sizing: Sizing) -> S
                 notes.push(format!("first answer from A {ms:.0} ms after it recovered"));
             }
             let at = ours.healthy_at_ms.unwrap_or(0.0) + (sizing.open_ms + DEADLINE_MS) as f64;
-            notes.push(format!("{:.1} % on A from one open period ({} ms) plus one probe after it recovered (goal ≥ 95 %)", 100.0 * ours.share_from("a", at), sizing.open_ms));
+            notes.push(format!(
+                "{:.1} % on A from one open period ({} ms) plus one probe after it recovered (goal ≥ 95 %)",
+                100.0 * ours.share_from("a", at),
+                sizing.open_ms
+            ));
         }
         "model-swap" => notes.push(format!(
             "A's versions switched cleanly: {}; /healthz showed the mismatch: {}",
             if ours.versions_monotone() { "yes" } else { "NO" },
             if ours.mismatch_seen == Some(true) { "yes" } else { "NO" }
         )),
-        "replica-slow" => notes.push(format!("{:.1} % on the fast replica B once A slowed (goal ≥ 80 %)", 100.0 * ours.share_from("b", ours.fault_at_ms + 500.0))),
+        "replica-slow" => {
+            notes.push(format!("{:.1} % on the fast replica B once A slowed (goal ≥ 80 %)", 100.0 * ours.share_from("b", ours.fault_at_ms + 500.0)))
+        }
         _ => {}
     }
     notes.join("; ")
