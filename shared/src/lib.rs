@@ -7,8 +7,10 @@
 //! * [`manifest`] — the model directory's `manifest.json` and its sha256 checks.
 //! * [`catalog`] — external item id ↔ model index, titles, popularity.
 //! * [`failover`] — the edge's circuit breaker and cache freshness (RFC 5861), clock injected.
-//! * [`failover_path`] — the edge's whole failover path (cache → origin under a
-//!   deadline ∥ edge model → stale cache → popular), generic over its environment.
+//! * [`failover_path`] — the edge's whole failover path (cache → origins under a
+//!   deadline, with failover, hedging and per-origin ejection ∥ edge model →
+//!   stale cache → popular), generic over its environment; its balancer,
+//!   failure classes and `Server-Timing` in submodules.
 //! * [`origin_answer`] — what the edge accepts from the origin (count, ids, order, dataset).
 //! * [`edge_config`] — the edge's settings from `wrangler.toml` `[vars]`.
 //! * [`request`] — request parsing and validation shared by origin and edge
