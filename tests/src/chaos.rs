@@ -374,9 +374,8 @@ impl Rig {
         let edge = Edge::start(&[&[("ORIGINS", regions.as_str()), ("ORIGIN_URL", "")][..], &breaker].concat()).await;
         let edge_replicas = Edge::start(&[&[("ORIGINS", replicas.as_str()), ("ORIGIN_URL", "")][..], &breaker].concat()).await;
         let edge_only = Edge::start(&[("ORIGIN_URL", "")]).await;
-        let (pa, pb) = (a.proxy.addr.to_string(), b.proxy.addr.to_string());
-        let nginx = Nginx::start_upstreams(&[(&pa, ""), (&pb, "backup")], DEADLINE_MS).await;
-        let nginx_replicas = Nginx::start_upstreams(&[(&pa, ""), (&pb, "")], DEADLINE_MS).await;
+        let nginx = start_nginx(&a, &b, Topology::Regions).await;
+        let nginx_replicas = start_nginx(&a, &b, Topology::Replicas).await;
         let swapped_models = swapped_copy(&models);
         let cases = Arc::new(cases(&models));
         let targets = Arc::new(quality::movielens_targets(&repo().join("data/ml-100k/ml-100k.inter")));
@@ -392,10 +391,10 @@ impl Rig {
     }
 
     async fn restart_nginx(&mut self, topology: Topology) {
-        let (pa, pb) = (self.a.proxy.addr.to_string(), self.b.proxy.addr.to_string());
+        let fresh = start_nginx(&self.a, &self.b, topology).await;
         match topology {
-            Topology::Regions => self.nginx = Nginx::start_upstreams(&[(&pa, ""), (&pb, "backup")], DEADLINE_MS).await,
-            Topology::Replicas => self.nginx_replicas = Nginx::start_upstreams(&[(&pa, ""), (&pb, "")], DEADLINE_MS).await,
+            Topology::Regions => self.nginx = fresh,
+            Topology::Replicas => self.nginx_replicas = fresh,
         }
     }
 
@@ -553,12 +552,14 @@ impl Rig {
         let outcomes = load::run(url, self.spec(), "x-rec-source").await;
         (load::summarize(&outcomes, K), self.quality(&outcomes))
     }
+}
 
-    /// An answer through the edge now (for checks beside a run).
-    pub async fn edge_answer(&self) -> serde_json::Value {
-        let url = format!("{}/v1/recommendations?{}", self.edge.url(), query(&self.cases.histories, 3, "edge-answer"));
-        reqwest::get(url).await.expect("the edge answers").json().await.expect("JSON")
-    }
+/// The peer in front of A and B: `server A; server B backup;` for regions,
+/// two equal servers for replicas.
+async fn start_nginx(a: &Region, b: &Region, topology: Topology) -> Nginx {
+    let (pa, pb) = (a.proxy.addr.to_string(), b.proxy.addr.to_string());
+    let b_flags = if topology == Topology::Regions { "backup" } else { "" };
+    Nginx::start_upstreams(&[(&pa, ""), (&pb, b_flags)], DEADLINE_MS).await
 }
 
 /// The edge's `/healthz`.

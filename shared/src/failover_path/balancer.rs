@@ -425,9 +425,10 @@ impl Balancer {
     /// serve the same model version (a deployment half rolled out, or a
     /// region left behind).
     pub fn version_mismatch(&self) -> Option<Vec<String>> {
-        let known: Vec<(&str, &str)> = self.origins.iter().filter_map(|o| Some((o.spec.name.as_str(), o.version.as_deref()?))).collect();
-        let first = known.first()?.1;
-        known.iter().any(|(_, v)| *v != first).then(|| known.iter().map(|(n, v)| format!("{n}={v}")).collect())
+        // Every answer asks: no allocation unless the versions differ.
+        let mut known = self.origins.iter().filter_map(|o| Some((o.spec.name.as_str(), o.version.as_deref()?)));
+        let first = known.clone().next()?.1;
+        known.clone().any(|(_, v)| v != first).then(|| known.by_ref().map(|(n, v)| format!("{n}={v}")).collect())
     }
 
     /// The breaker state of origin `i` at `now_ms`, as a word: `closed`,
@@ -440,11 +441,6 @@ impl Balancer {
             BreakerState::Open { .. } => "open",
             BreakerState::HalfOpen { .. } => "half-open",
         }
-    }
-
-    /// Whether origin `i` would be admitted now (for tests and `/healthz`).
-    pub fn is_admitted(&mut self, i: usize, now_ms: u64) -> bool {
-        self.admitted(i, now_ms)
     }
 }
 

@@ -261,7 +261,11 @@ async fn ask_origins<E: EdgeEnv>(
     let mut next = 0;
     let mut hedged = false;
     let mut last: Unanswered = NotAsked::DeadlineSpent.into();
-    let per_try = |left: u64, more: bool| if more { left.min(cfg.try_timeout_ms) } else { left };
+    // Origin `plan[k]`, given the time left: its share while another could still be asked.
+    let launch_next = |k: usize, left: u64, hedge: bool| {
+        let share = if k + 1 < plan.len() { left.min(cfg.try_timeout_ms) } else { left };
+        launch(env, state, call, k, plan[k], share, hedge)
+    };
     loop {
         let now = env.now_ms();
         let left = deadline_at.saturating_sub(now);
@@ -276,7 +280,7 @@ async fn ask_origins<E: EdgeEnv>(
                 s.balancer.stats.failovers += 1;
             }
             drop(s);
-            running.push(launch(env, state, call, next, plan[next], per_try(left, next + 1 < plan.len()), false));
+            running.push(launch_next(next, left, false));
             next += 1;
             continue;
         }
@@ -305,8 +309,7 @@ async fn ask_origins<E: EdgeEnv>(
             Event::HedgeDue => {
                 hedged = true;
                 if state.borrow_mut().balancer.try_hedge() {
-                    let left = deadline_at.saturating_sub(now);
-                    running.push(launch(env, state, call, next, plan[next], per_try(left, next + 1 < plan.len()), true));
+                    running.push(launch_next(next, deadline_at.saturating_sub(now), true));
                     next += 1;
                 }
             }
@@ -349,6 +352,14 @@ async fn ask_origins<E: EdgeEnv>(
 fn in_start_order(mut attempts: Vec<(usize, Attempt)>) -> Vec<Attempt> {
     attempts.sort_by_key(|(seq, _)| *seq);
     attempts.into_iter().map(|(_, a)| a).collect()
+}
+
+/// Runs the edge model on `req`, recording its compute time in `timing.edge_ms`.
+fn timed_edge_model<E: EdgeEnv>(env: &E, req: &ValidRequest, timing: &mut Timing) -> Result<RecommendationResponse, String> {
+    let t = env.now_ms();
+    let edge = env.edge_model(req);
+    timing.edge_ms = Some(env.now_ms().saturating_sub(t));
+    edge
 }
 
 /// Answers `req` along the path in the module docs. Never fails: the popular
@@ -426,9 +437,7 @@ pub async fn serve<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, state: &RefCell<EdgeSt
     }
 
     let (edge, unanswered, follow_ups) = if cfg.strategy == Strategy::EdgeFirst || !has_origins {
-        let t = env.now_ms();
-        let edge = env.edge_model(&canonical);
-        timing.edge_ms = Some(env.now_ms().saturating_sub(t));
+        let edge = timed_edge_model(env, &canonical, &mut timing);
         let refresh = has_origins && call.cacheable && state.borrow_mut().revalidating.insert(call.query.clone());
         let follow = if refresh { vec![FollowUp::Revalidate] } else { vec![] };
         if let Ok(body) = edge {
@@ -458,9 +467,7 @@ pub async fn serve<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, state: &RefCell<EdgeSt
             None
         };
         if let Some(n) = not_asked {
-            let t = env.now_ms();
-            let edge = env.edge_model(&canonical);
-            timing.edge_ms = Some(env.now_ms().saturating_sub(t));
+            let edge = timed_edge_model(env, &canonical, &mut timing);
             (edge, Some(n.into()), follow_ups)
         } else {
             let (asked, edge) = {
@@ -468,9 +475,7 @@ pub async fn serve<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, state: &RefCell<EdgeSt
                 // Start the first fetch (and its deadline timer) before the edge
                 // model takes the thread, so both run at once.
                 let early = poll_once(origins.as_mut()).await;
-                let te = env.now_ms();
-                let edge = env.edge_model(&canonical);
-                timing.edge_ms = Some(env.now_ms().saturating_sub(te));
+                let edge = timed_edge_model(env, &canonical, &mut timing);
                 let asked = match early {
                     Some(a) => a,
                     None => origins.await,
