@@ -52,6 +52,17 @@ pub struct Ranked {
     pub scores: Vec<f32>,
 }
 
+/// One graph node's time in a profiled run ([`OnnxRecommender::run_profiled`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeTime {
+    /// The node's name in the optimized graph (fused nodes carry a joined name).
+    pub name: String,
+    /// The op tract runs for it (`Gather`, `EinSum`, `Topk`, …).
+    pub op: String,
+    /// Wall time of its evaluation, ms.
+    pub ms: f64,
+}
+
 /// A loaded, optimized model ready to run.
 #[derive(Debug, Clone)]
 pub struct OnnxRecommender {
@@ -138,13 +149,41 @@ impl OnnxRecommender {
     /// [`InferenceError::IndexOutOfRange`] / [`InferenceError::HistoryTooLong`]
     /// before the model runs; [`InferenceError::Tract`] if the run fails.
     pub fn run(&self, rows: &[Vec<(usize, f32)>]) -> Result<Vec<Ranked>, InferenceError> {
+        self.run_with(rows, |plan, inputs| Ok(plan.run(inputs)?))
+    }
+
+    /// [`OnnxRecommender::run`], timing each graph node with `clock` (ms, any
+    /// monotonic origin: `Instant` natively, `performance.now()` in wasm).
+    /// Node times are appended to `nodes` in plan order, one entry per node
+    /// per call.
+    ///
+    /// # Errors
+    /// As [`OnnxRecommender::run`].
+    pub fn run_profiled(&self, rows: &[Vec<(usize, f32)>], clock: &mut dyn FnMut() -> f64, nodes: &mut Vec<NodeTime>) -> Result<Vec<Ranked>, InferenceError> {
+        self.run_with(rows, |plan, inputs| {
+            let mut state = plan.spawn()?;
+            let outputs = state.run_plan_with_eval(inputs, |ctx, op_state, node, input| {
+                let started = clock();
+                let out = tract_onnx::tract_core::plan::eval(ctx, op_state, node, input);
+                nodes.push(NodeTime { name: node.name.clone(), op: node.op().name().to_string(), ms: clock() - started });
+                out
+            })?;
+            Ok(outputs)
+        })
+    }
+
+    fn run_with(
+        &self,
+        rows: &[Vec<(usize, f32)>],
+        run: impl FnOnce(&Arc<TypedRunnableModel>, TVec<TValue>) -> Result<TVec<TValue>, InferenceError>,
+    ) -> Result<Vec<Ranked>, InferenceError> {
         if rows.is_empty() {
             return Ok(Vec::new());
         }
         let batch = PaddedBatch::new(rows, self.n_items)?;
         let history = Tensor::from_shape(&[rows.len(), batch.len], &batch.history)?;
         let weights = Tensor::from_shape(&[rows.len(), batch.len], &batch.weights)?;
-        let outputs = self.plan.run(tvec!(history.into(), weights.into()))?;
+        let outputs = run(&self.plan, tvec!(history.into(), weights.into()))?;
         let scores = outputs[0].to_plain_array_view::<f32>()?;
         let indices = outputs[1].to_plain_array_view::<i64>()?;
         if scores.shape() != [rows.len(), self.top_k] || indices.shape() != scores.shape() {

@@ -183,14 +183,23 @@ impl Edge {
     /// # Panics
     /// As [`Edge::start`].
     pub async fn start_timed(vars: &[(&str, &str)]) -> (Edge, Duration) {
+        assert!(repo().join("edge/build/index.js").exists(), "the worker is not built: run `cargo xtask build-edge`");
+        Edge::start_config("wrangler.toml", vars).await
+    }
+
+    /// `wrangler dev --config <config>` (relative to the repository) with
+    /// `vars`, and how long its first good `/healthz` answer took.
+    ///
+    /// # Panics
+    /// If wrangler is not installed or the worker does not answer `/healthz` within 90 s.
+    pub async fn start_config(config: &str, vars: &[(&str, &str)]) -> (Edge, Duration) {
         let root = repo();
-        assert!(root.join("edge/build/index.js").exists(), "the worker is not built: run `cargo xtask build-edge`");
         let wrangler = root.join("node_modules/.bin/wrangler");
         assert!(wrangler.exists(), "wrangler is not installed: run `cargo xtask setup`");
         let port = free_port();
         let state = std::env::temp_dir().join(format!("edgerec-e2e-{}-{port}", std::process::id()));
         let mut cmd = Command::new(wrangler);
-        cmd.args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string(), "--inspector-port", &free_port().to_string()])
+        cmd.args(["dev", "--config", config, "--ip", "127.0.0.1", "--port", &port.to_string(), "--inspector-port", &free_port().to_string()])
             .args(["--show-interactive-dev-session=false", "--log-level", "warn", "--persist-to"])
             .arg(&state)
             .current_dir(&root)

@@ -111,6 +111,52 @@ pub fn build() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One wasm build of the edge-model profile (`edge/profile`) that
+/// `cargo xtask bench-edge` measures: the worker's own build beside the builds
+/// it replaced or could use.
+pub struct WasmVariant {
+    /// Directory name under `target/edge-profile/` and the table's label.
+    pub name: &'static str,
+    /// `-C target-feature` for wasm32; `None`: the workspace's `.cargo/config.toml` (the worker's).
+    pub features: Option<&'static str>,
+    /// `profile.edge-release.opt-level`; `None`: the root `Cargo.toml`'s (the worker's).
+    pub opt_level: Option<&'static str>,
+}
+
+/// The builds `bench-edge` compares, the worker's first.
+pub const WASM_VARIANTS: [WasmVariant; 3] = [
+    WasmVariant { name: "worker", features: None, opt_level: None },
+    WasmVariant { name: "scalar-size", features: Some("-simd128"), opt_level: Some("\"z\"") },
+    WasmVariant { name: "relaxed-simd", features: Some("+simd128,+relaxed-simd"), opt_level: None },
+];
+
+/// Builds `edge-profile` for wasm32 once per [`WASM_VARIANTS`] entry (each in
+/// its own target directory, so they build once and stay) and binds each for
+/// node and for workerd: `target/edge-profile/<name>/{node,web}`.
+pub fn build_profiles() -> anyhow::Result<()> {
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+    for v in &WASM_VARIANTS {
+        let dir = target.join("wasm-variants").join(v.name);
+        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        cmd.args(["rustc", "--quiet", "-p", "edge-profile", "--lib", "--crate-type", "cdylib", "--target", "wasm32-unknown-unknown", "--profile", PROFILE])
+            .env("CARGO_TARGET_DIR", &dir);
+        if let Some(f) = v.features {
+            cmd.env("CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS", format!("-C target-feature={f}"));
+        }
+        if let Some(o) = v.opt_level {
+            cmd.args(["--config", &format!("profile.{PROFILE}.opt-level={o}")]);
+        }
+        eprintln!("xtask: building the edge-model profile for wasm32 ({}; minutes the first time)", v.name);
+        run(&mut cmd)?;
+        let wasm = dir.join(format!("wasm32-unknown-unknown/{PROFILE}/edge_profile.wasm"));
+        for js_target in ["nodejs", "web"] {
+            let out = target.join("edge-profile").join(v.name).join(if js_target == "web" { "web" } else { "node" });
+            run(Command::new(cargo_bin("wasm-bindgen")).args(["--target", js_target, "--out-dir"]).arg(&out).arg(&wasm))?;
+        }
+    }
+    Ok(())
+}
+
 /// Refuses a production deploy of the local defaults: `[env.production.vars]`
 /// of `wrangler_toml` must set `EDGEREC_ENV = "production"` and an
 /// `https://` `ORIGIN_URL`, or `ORIGINS` whose every `url` is `https://`

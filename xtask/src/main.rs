@@ -341,7 +341,7 @@ fn test() -> anyhow::Result<()> {
     run(cargo().args(["clippy", "--workspace", "--exclude", "edge", "--all-targets", "--", "-D", "warnings"]))?;
     train(false, Schedule::Short)?;
     // The worker's build script embeds the trained model: its lints come after training.
-    run(cargo().args(["clippy", "-p", "edge", "--target", "wasm32-unknown-unknown", "--", "-D", "warnings"]))?;
+    run(cargo().args(["clippy", "-p", "edge", "-p", "edge-profile", "--target", "wasm32-unknown-unknown", "--", "-D", "warnings"]))?;
     let dirs: Vec<String> = DATASETS.iter().map(|d| format!("models/{}", d.name)).collect();
     run(Command::new(setup::python()).arg("bench/ort_parity.py").args(&dirs))?;
     // The worker is the wasm32 build of `shared` (plus tract); the end-to-end
@@ -387,6 +387,7 @@ fn main() -> anyhow::Result<()> {
             setup::all()?;
             train(false, Schedule::Full)?;
             edge::build()?;
+            edge::build_profiles()?;
             run(Command::new(bin("bench-edge")).args(["models/movielens", "docs/performance.md"]))
         }
         Cmd::Peers => {

@@ -85,7 +85,7 @@ fn python_env() -> anyhow::Result<()> {
     if std::fs::read_to_string(&stamp).is_ok_and(|s| s.trim() == want) && python().exists() {
         return Ok(());
     }
-    eprintln!("setup: creating .venv with bench/requirements.txt (implicit, onnxruntime, numpy, scipy)");
+    eprintln!("setup: creating .venv with bench/requirements.txt (implicit, onnxruntime, numpy, scipy; FastAPI and uvicorn for the origin benchmark's peer)");
     run(Command::new("python3").args(["-m", "venv", ".venv"]))?;
     run(Command::new(python()).args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", "bench/requirements.txt"]))
         .context("installing the Python packages from PyPI (is the machine offline?)")?;
