@@ -328,7 +328,7 @@ fn serve() -> anyhow::Result<()> {
 fn bench_origin() -> anyhow::Result<()> {
     setup::all()?;
     train(false, Schedule::Full)?;
-    run(cargo().args(["build", "--release", "-p", "origin", "--bins", "-p", "e2e", "--bin", "loadgen"]))?;
+    run(cargo().args(["build", "--release", "-p", "origin", "--bins", "--example", "backend_loop", "-p", "e2e", "--bin", "loadgen"]))?;
     let lib = setup::ort_lib().context("libonnxruntime.so not found in .venv (run `cargo xtask setup`)")?;
     let target = target_dir();
     run(Command::new(setup::python()).arg("bench/origin_bench.py").arg("models/movielens").arg(lib).arg(target).arg("docs/performance.md"))
