@@ -66,6 +66,24 @@ device), so the CUDA path is built and wired but has not run. What is ready:
   check their sha256 there before the first run.
 """
 REQUESTS = {1: 2000, 8: 6000, 64: 12000}
+
+# What the profile led to; the "before" figures are this command's output at the commit before the change.
+CHANGES = """
+## What the profile changed
+
+- **The full model's EASE term is one MatMul.** ONNX Runtime's profile showed `Mul` + `ReduceSum` over the gathered
+  `[L, n]` rows of `B` taking 39 % of the model's kernel time (ReduceSum alone 209 of 656 µs). The exporter now writes
+  the same weighted sum as `weights[:, None, :] @ Gather(B, history)` (`trainer/src/onnx_export.rs`,
+  `weighted_gather_sum`; the edge model's `P` sum too). Same scores to 2e-6, same rankings; parity checks in tract and
+  ONNX Runtime pass. This command before → after (the MovieLens model directory exported before the change, then retrained with the new exporter): raw ORT p50 0.496 →
+  0.296 ms; origin HTTP p50 at concurrency 1 1.109 → 0.792 ms; requests/s at concurrency 64 2251 → 2963. The ratios to
+  raw ORT got worse because raw ORT gained the same 0.2 ms the origin did, while the HTTP floor stayed.
+- **Tried, not kept:** (1) dedicated inference threads instead of a collector task plus `spawn_blocking` (one hand-off
+  fewer): concurrency-1 p50 within the run-to-run noise (±10 %); (2) running the model on the request's own async
+  worker when nothing else is queued (no hand-off at all): −6 % p50 at concurrency 1 over three runs, but it blocks an
+  async worker for a whole model run (11 ms at 10⁶ items, `docs/scale.md`), which delays every other request queued on
+  it.
+"""
 # One uvicorn worker process per core, as its documentation advises.
 PEER_WORKERS = os.cpu_count() or 2
 
@@ -402,7 +420,12 @@ def main():
     loop1 = results["origin's ORT backend in a loop, no HTTP (backend_loop)"][0]
     profile = perf_section(ours[1].get("perf"), ort_op_profile(model_dir, hist), raw[1], loop1, ours[1])
     manifest = json.load(open(os.path.join(model_dir, "manifest.json")))
-    doc = f"""# Origin performance
+    doc = f"""# Performance
+
+Two commands write this file: `cargo xtask bench-origin` (this part: the origin against raw ONNX Runtime and a
+FastAPI peer, and where its time goes) and `cargo xtask bench-edge` (the edge worker, below).
+
+## Origin
 
 Measured {datetime.date.today()} on this project's machine ({os.cpu_count()} cores, {platform.machine()}, no GPU) by
 `cargo xtask bench-origin` (release build; it runs `python bench/origin_bench.py {model_dir} <libonnxruntime.so> target docs/performance.md`).
@@ -420,7 +443,7 @@ inference workers and micro-batches up to 32 requests. Client and server share t
 The HTTP latency includes JSON parsing, id mapping, the model run, seen-item filtering, JSON encoding and the loopback
 round trip through the load generator; raw ORT is the model run alone. The peer runs {PEER_WORKERS} uvicorn worker processes
 (one per core), each with its own onnxruntime session of one intra-op thread.
-{profile}{GPU_SECTION}"""
+{profile}{CHANGES}{GPU_SECTION}"""
     # Keep the edge section that `cargo xtask bench-edge` appends.
     marker = "<!-- edge measurements: cargo xtask bench-edge -->"
     old = open(out_md).read() if os.path.exists(out_md) else ""

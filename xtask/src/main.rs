@@ -388,7 +388,9 @@ fn main() -> anyhow::Result<()> {
             train(false, Schedule::Full)?;
             edge::build()?;
             edge::build_profiles()?;
-            run(Command::new(bin("bench-edge")).args(["models/movielens", "docs/performance.md"]))
+            // Release: native tract is the baseline, so it must not carry the dev profile's debug assertions.
+            run(cargo().args(["build", "--release", "-p", "e2e", "--bin", "bench-edge"]))?;
+            run(Command::new(target_dir().join("release/bench-edge")).args(["models/movielens", "docs/performance.md"]))
         }
         Cmd::Peers => {
             setup::all()?;
