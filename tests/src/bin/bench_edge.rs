@@ -185,9 +185,12 @@ workerd embeds, an older release).\n\n";
         let mut top: Vec<_> = w.stages.iter().collect();
         top.sort_by(|a, b| b.ms.total_cmp(&a.ms));
         let named: Vec<String> = top.iter().take(3).map(|s| format!("{} {:.0} %", s.name, 100.0 * s.ms / total.max(1e-9))).collect();
-        md += &format!("\n- Largest stages of the worker's build in V8, as shares of the staged total: {}. The sort in tract's `Topk` (every item's \
+        md += &format!(
+            "\n- Largest stages of the worker's build in V8, as shares of the staged total: {}. The sort in tract's `Topk` (every item's \
 score sorted to keep the top 600) is scalar code on both sides, which is why wasm is at par with native here: the matrix \
-products, where native has 256-bit kernels against wasm's 128-bit, are a small share of this model.\n", named.join(", "));
+products, where native has 256-bit kernels against wasm's 128-bit, are a small share of this model.\n",
+            named.join(", ")
+        );
     }
     for ((build, _), p) in BUILDS.iter().zip(&in_node) {
         if let Err(e) = p {
