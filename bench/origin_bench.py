@@ -83,6 +83,8 @@ CHANGES = """
   worker when nothing else is queued (no hand-off at all): −6 % p50 at concurrency 1 over three runs, but it blocks an
   async worker for a whole model run (11 ms at 10⁶ items, `docs/scale.md`), which delays every other request queued on
   it.
+- **Noise.** Runs of this command on this 2-vCPU machine spread widely (raw ORT p50 0.30–0.39 ms, origin p50 at
+  concurrency 1 0.79–1.13 ms over four runs on 2026-11-24), so compare ratios within one run, not figures across runs.
 """
 # One uvicorn worker process per core, as its documentation advises.
 PEER_WORKERS = os.cpu_count() or 2
