@@ -87,11 +87,8 @@ pub async fn run(url: impl Fn(usize) -> String + Send + Sync + 'static, spec: Lo
                     Ok(r) => {
                         let status = r.status().as_u16();
                         let source = r.headers().get(source_header).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-                        let server_total_ms = r
-                            .headers()
-                            .get("server-timing")
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|t| t.split(", ").find_map(|p| p.strip_prefix("total;dur=")?.parse().ok()));
+                        let server_total_ms =
+                            r.headers().get("server-timing").and_then(|v| v.to_str().ok()).and_then(|t| crate::measure::server_timing(t, "total"));
                         let header = |name: &str| r.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
                         let origin = [header("x-rec-origin"), header("x-upstream")].into_iter().find(|h| !h.is_empty()).unwrap_or_default();
                         let body: serde_json::Value = r.json().await.unwrap_or(serde_json::Value::Null);

@@ -88,7 +88,29 @@ pub fn native_recommend_ms(model: &shared::Recommender, histories: &[Vec<String>
     Ok(started.elapsed().as_secs_f64() * 1e3 / (passes * histories.len()).max(1) as f64)
 }
 
+/// The `dur` of entry `name` in a `Server-Timing` header value (W3C Server
+/// Timing: `name;dur=12;desc="x", …`), ms.
+pub fn server_timing(header: &str, name: &str) -> Option<f64> {
+    header.split(',').map(str::trim).find(|e| e.split(';').next() == Some(name))?.split(';').find_map(|p| p.trim().strip_prefix("dur="))?.parse().ok()
+}
+
 /// Today's date, UTC, `YYYY-MM-DD`.
 pub fn today() -> String {
     Command::new("date").arg("-u").arg("+%Y-%m-%d").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_timing;
+
+    #[test]
+    fn server_timing_finds_an_entry_by_name_wherever_its_dur_is() {
+        let h = r#"cache;dur=0, origin;dur=30;desc="us", try-eu;desc="abandoned";dur=7, edge;dur=3, total;dur=31"#;
+        assert_eq!(server_timing(h, "total"), Some(31.0));
+        assert_eq!(server_timing(h, "cache"), Some(0.0));
+        assert_eq!(server_timing(h, "try-eu"), Some(7.0));
+        assert_eq!(server_timing(h, "edge-model"), None, "a name is matched whole, not as a prefix");
+        assert_eq!(server_timing(h, "try"), None);
+        assert_eq!(server_timing("total;desc=\"x\"", "total"), None, "no dur");
+    }
 }

@@ -134,10 +134,10 @@ pub const WASM_VARIANTS: [WasmVariant; 3] = [
 /// its own target directory, so they build once and stay) and binds each for
 /// node and for workerd: `target/edge-profile/<name>/{node,web}`.
 pub fn build_profiles() -> anyhow::Result<()> {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| root().join("target"));
+    let target = crate::target_dir();
     for v in &WASM_VARIANTS {
         let dir = target.join("wasm-variants").join(v.name);
-        let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        let mut cmd = crate::cargo();
         cmd.args(["rustc", "--quiet", "-p", "edge-profile", "--lib", "--crate-type", "cdylib", "--target", "wasm32-unknown-unknown", "--profile", PROFILE])
             .env("CARGO_TARGET_DIR", &dir);
         if let Some(f) = v.features {

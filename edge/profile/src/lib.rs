@@ -14,7 +14,7 @@ use shared::catalog::EDGE_CATALOG_FILE;
 use shared::contract::ModelKind;
 use shared::inference::NodeTime;
 use shared::wire::{ModelInfo, Source};
-use shared::{ModelSet, ModelSetError, Recommender};
+use shared::{ModelSet, ModelSetError, RankingPolicy, Recommendation, Recommender};
 
 /// Answers per request, as the worker asks for by default.
 const K: usize = 10;
@@ -83,8 +83,10 @@ fn load(files: &EdgeFiles) -> Result<Recommender, ProfileError> {
     set.models.into_iter().next().ok_or(ProfileError::NoEdgeModel)
 }
 
-fn info() -> ModelInfo {
-    ModelInfo { name: "edge".into(), version: String::new(), backend: "profile".into(), dataset: String::new() }
+/// The JSON answer the worker would send for `r`; answers its length.
+fn response_bytes(policy: &RankingPolicy, r: &Recommendation) -> usize {
+    let info = ModelInfo { name: "edge".into(), version: String::new(), backend: "profile".into(), dataset: String::new() };
+    serde_json::to_vec(&policy.response(r, Source::Edge, info)).map_or(0, |v| v.len())
 }
 
 /// One request as the worker computes it for a model answer: ids to
@@ -93,8 +95,7 @@ fn info() -> ModelInfo {
 /// # Errors
 /// The model run's error.
 pub fn answer(rec: &Recommender, history: &[String]) -> Result<usize, ProfileError> {
-    let r = rec.recommend(history, K, true)?;
-    Ok(serde_json::to_vec(&rec.policy().response(&r, Source::Edge, info())).map_or(0, |v| v.len()))
+    Ok(response_bytes(rec.policy(), &rec.recommend(history, K, true)?))
 }
 
 /// Loads the edge model from `files` and profiles `passes` passes over
@@ -131,7 +132,7 @@ pub fn profile(files: &EdgeFiles, histories: &[Vec<String>], passes: usize, cloc
             let t2 = clock();
             let r = policy.finish(prepared, ranked.as_ref(), K, true);
             let t3 = clock();
-            bytes += serde_json::to_vec(&policy.response(&r, Source::Edge, info())).map_or(0, |v| v.len());
+            bytes += response_bytes(policy, &r);
             let t4 = clock();
             add("prepare: ids to model indices".into(), t1 - t0);
             for n in &nodes {

@@ -19,7 +19,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use e2e::measure::{stats, timed_get, today, upload_size};
+use e2e::measure::{server_timing, stats, timed_get, today, upload_size};
 use e2e::{Edge, chaos, repo};
 use edge_profile::{EdgeFiles, Profile};
 use shared::ModelSet;
@@ -239,11 +239,6 @@ workerd figure above.\n",
     std::fs::write(&out_md, format!("{head}\n\n{md}"))?;
     println!("{md}");
     Ok(())
-}
-
-/// A `Server-Timing` entry's `dur`, ms.
-fn server_timing(header: &str, name: &str) -> Option<f64> {
-    header.split(',').map(str::trim).find(|e| e.split(';').next() == Some(name))?.split(';').find_map(|p| p.trim().strip_prefix("dur="))?.parse().ok()
 }
 
 /// The wasm profile of `build` in node's V8 (relaxed SIMD enabled, as node 20
