@@ -24,8 +24,8 @@ use std::rc::Rc;
 
 use futures_util::StreamExt;
 use shared::edge_config::{EdgeConfig, OriginSpec};
-use shared::failover_path::{self, CachedAnswer, EdgeEnv, EdgeState, FollowUp, OriginFailure};
-use shared::request::{self, MAX_BODY_BYTES, RequestError};
+use shared::failover_path::{self, CachedAnswer, EdgeEnv, EdgeState, FollowUp, OriginCall, OriginFailure};
+use shared::request::{self, MAX_BODY_BYTES, OriginForm, RequestError};
 use shared::wire::{ApiError, RecommendationResponse, ValidRequest};
 use worker::{Context, Env, Method, Request, Response, event};
 
@@ -188,9 +188,16 @@ impl EdgeEnv for WorkerEnv {
         worker::Delay::from(std::time::Duration::from_millis(ms)).await;
     }
 
-    async fn origin(&self, origin: &OriginSpec, query: &str, deadline_ms: u64) -> Result<RecommendationResponse, OriginFailure> {
+    async fn origin(&self, origin: &OriginSpec, call: &OriginCall, deadline_ms: u64) -> Result<RecommendationResponse, OriginFailure> {
+        let (url, body) = match &call.form {
+            OriginForm::Get => (format!("{}/v1/recommendations?{}", origin.url, call.query), None),
+            OriginForm::Post(body) => (format!("{}/v1/recommendations", origin.url), Some(body.as_str())),
+            // The path never asks with such a call; were it to, it is refused, not the origin's fault.
+            OriginForm::TooLarge { .. } => return Err(OriginFailure::Status(413)),
+        };
         let call = origin_client::OriginRequest {
-            url: &format!("{}/v1/recommendations?{query}", origin.url),
+            url: &url,
+            body,
             request_id: &self.request_id,
             edge_key: self.origin_secret.as_deref(),
             client_ip: self.client_ip.as_deref(),

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -11,16 +12,28 @@ use shared::request;
 use shared::wire::{ModelInfo, RecommendationRequest, Source, ValidRequest};
 
 use crate::batcher::BatchError;
+use crate::edge_auth::EdgeVouched;
 use crate::error::HttpError;
 use crate::state::AppState;
 
 /// `GET /v1/recommendations?history=1,2,3&k=10&exclude_seen=true`.
-pub async fn get_recommendations(State(state): State<Arc<AppState>>, RawQuery(query): RawQuery) -> Result<Response, HttpError> {
+pub async fn get_recommendations(
+    State(state): State<Arc<AppState>>,
+    vouched: Option<Extension<EdgeVouched>>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, HttpError> {
     let req = request::parse_query(query.as_deref().unwrap_or(""))?;
     let mut response = recommend(&state, req).await?;
     // Answers depend only on the query: shared caches (the edge, a CDN) may keep them briefly
     // and fall back to them when we fail (RFC 5861), by the edge's own default windows.
-    let cache_control = HeaderValue::from_str(&CachePolicy::DEFAULT.cache_control()).expect("ASCII header value");
+    // An answer given for the edge credential is the edge's alone: a shared cache in
+    // front of us must not hand it to callers without the credential (RFC 9111 §5.2.2.7;
+    // the edge keeps its own cache by its own policy).
+    let cache_control = if vouched.is_some() {
+        HeaderValue::from_static("private, no-store")
+    } else {
+        HeaderValue::from_str(&CachePolicy::DEFAULT.cache_control()).expect("ASCII header value")
+    };
     response.headers_mut().insert(header::CACHE_CONTROL, cache_control);
     Ok(response)
 }

@@ -25,7 +25,32 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// Shortest accepted admin token and edge credential, bytes: a secret a
+/// stranger could guess (`admin`, `x`) is no secret (128 bits as hex is 32).
+pub const MIN_SECRET_BYTES: usize = 16;
+
 impl ServeConfig {
+    /// Refuses settings that would run silently wrong.
+    ///
+    /// # Errors
+    /// The first offending setting, named by its flag and variable.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        for (flag, value) in [("--admin-token (EDGEREC_ADMIN_TOKEN)", &self.admin_token), ("--edge-key (EDGEREC_EDGE_KEY)", &self.edge_key)] {
+            if let Some(v) = value
+                && v.len() < MIN_SECRET_BYTES
+            {
+                anyhow::bail!("{flag} is {} bytes, at least {MIN_SECRET_BYTES} are required (e.g. `openssl rand -hex 16`)", v.len());
+            }
+        }
+        if self.max_connections_per_client == 0 || self.max_connections == 0 {
+            anyhow::bail!("--max-connections and --max-connections-per-client must be at least 1");
+        }
+        if self.request_timeout_ms == 0 {
+            anyhow::bail!("--request-timeout-ms (EDGEREC_REQUEST_TIMEOUT_MS) must be at least 1");
+        }
+        Ok(())
+    }
+
     /// The directory reload paths must lie under.
     pub fn models_root(&self) -> PathBuf {
         self.models_root.clone().unwrap_or_else(|| self.models.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf))
@@ -67,11 +92,15 @@ pub struct ServeConfig {
     /// Recommendation requests in flight before new ones are shed with 503 + Retry-After.
     #[arg(long, env = "EDGEREC_MAX_CONCURRENCY", default_value_t = 256)]
     pub max_concurrency: usize,
-    /// Per-client requests per second (token bucket); unset = no rate limit.
-    #[arg(long, env = "EDGEREC_RATE_LIMIT_PER_S")]
-    pub rate_limit_per_s: Option<u32>,
+    /// Per-client requests per second (token bucket; a client is the shopper
+    /// address a vouched edge forwards, else the socket's, an IPv6 one by its
+    /// /64); 0 = no rate limit. On by default: every request a stranger sends
+    /// past the edge's cache (an unknown-only history is never cached) costs
+    /// a model run here.
+    #[arg(long, env = "EDGEREC_RATE_LIMIT_PER_S", default_value_t = 50)]
+    pub rate_limit_per_s: u32,
     /// Burst size of the per-client rate limit.
-    #[arg(long, env = "EDGEREC_RATE_LIMIT_BURST", default_value_t = 50)]
+    #[arg(long, env = "EDGEREC_RATE_LIMIT_BURST", default_value_t = 100)]
     pub rate_limit_burst: u32,
     /// Apply the rate limit to loopback clients too (off: the local edge and tests are exempt).
     #[arg(long, env = "EDGEREC_RATE_LIMIT_LOOPBACK", default_value_t = false)]
@@ -97,6 +126,11 @@ pub struct ServeConfig {
     /// Open connections; past it new ones are closed at once (keep it under `ulimit -n`).
     #[arg(long, env = "EDGEREC_MAX_CONNECTIONS", default_value_t = 4096)]
     pub max_connections: usize,
+    /// Open connections from one client address (an IPv6 client by its /64);
+    /// past it its new ones are closed at once, so one client cannot hold
+    /// every slot (keep it above what one edge location opens: hundreds).
+    #[arg(long, env = "EDGEREC_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 512)]
+    pub max_connections_per_client: usize,
     /// How long SIGTERM waits for in-flight requests before exiting (ms).
     #[arg(long, env = "EDGEREC_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,

@@ -7,10 +7,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -64,6 +67,34 @@ pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response())
 }
 
+/// Largest `/admin/reload` body, bytes: `{"path": …}` and nothing more.
+pub const ADMIN_BODY_BYTES: usize = 4 * 1024;
+
+/// Longest an operator's request body may take to arrive.
+pub const ADMIN_BODY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Middleware of `/admin/*`: 401 before any body is read. (The handler used
+/// to read up to 2 MB of body, with no time limit, before it checked the
+/// token: 4,096 strangers trickling bodies held every connection slot.)
+pub async fn require_admin(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    match authorize(&state, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(e) => {
+            metrics::counter!("requests_refused_total", "reason" => "admin_token").increment(1);
+            e.into_response()
+        }
+    }
+}
+
+/// Reads an operator's body: at most [`ADMIN_BODY_BYTES`], within [`ADMIN_BODY_TIMEOUT`].
+async fn read_admin_body(body: Body) -> Result<axum::body::Bytes, HttpError> {
+    match tokio::time::timeout(ADMIN_BODY_TIMEOUT, axum::body::to_bytes(body, ADMIN_BODY_BYTES)).await {
+        Err(_) => Err(HttpError::field(StatusCode::REQUEST_TIMEOUT, "body", format!("the body did not arrive within {} s", ADMIN_BODY_TIMEOUT.as_secs()))),
+        Ok(Err(e)) => Err(HttpError::field(StatusCode::PAYLOAD_TOO_LARGE, "body", format!("body unreadable or over {ADMIN_BODY_BYTES} bytes: {e}"))),
+        Ok(Ok(bytes)) => Ok(bytes),
+    }
+}
+
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), HttpError> {
     let unauthorized = || HttpError::new(StatusCode::UNAUTHORIZED, "operator endpoints need `Authorization: Bearer <EDGEREC_ADMIN_TOKEN>`");
     let expected = state.admin_token.as_deref().ok_or_else(unauthorized)?;
@@ -81,9 +112,11 @@ struct ReloadRequest {
 
 /// `POST /admin/reload` (`{"path"?: "models/…"}`): load, verify, warm, swap.
 /// A `path` outside the models root, or a refused model, answers 422 with
-/// the reason; the current model keeps serving.
-pub async fn reload(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Result<Response, HttpError> {
+/// the reason; the current model keeps serving. The load runs to its end
+/// even if the caller hangs up (its outcome is logged and in `/readyz`).
+pub async fn reload(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Result<Response, HttpError> {
     authorize(&state, &headers)?;
+    let body = read_admin_body(body).await?;
     let req: ReloadRequest = if body.is_empty() {
         ReloadRequest::default()
     } else {
@@ -94,7 +127,18 @@ pub async fn reload(State(state): State<Arc<AppState>>, headers: HeaderMap, body
         None => state.models_dir.clone(),
         Some(p) => resolve_under_root(&state.models_root, &p).map_err(|e| HttpError::field(StatusCode::UNPROCESSABLE_ENTITY, "path", e.to_string()))?,
     };
-    match state.store.load(&dir).await {
+    // A task of its own: were the caller to disconnect, dropping this handler
+    // must not throw a finished load away half-way through its swap.
+    let store = state.store.clone();
+    let load = tokio::spawn(async move {
+        let outcome = store.load(&dir).await;
+        if let Err(e) = &outcome {
+            tracing::warn!(error = %e, dir = %dir.display(), "admin reload refused");
+        }
+        outcome
+    });
+    let outcome = load.await.map_err(|e| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("reload task failed: {e}")))?;
+    match outcome {
         Ok(m) => Ok(Json(json!({ "status": "reloaded", "model": describe(&m) })).into_response()),
         Err(reason) => {
             let serving = state.store.current().map(|m| m.version().to_string());

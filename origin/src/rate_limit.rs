@@ -6,7 +6,9 @@
 //! shopper's address the edge forwards in `x-edgerec-client-ip`, but only on
 //! requests whose edge credential checked out ([`crate::edge_auth`]);
 //! otherwise the socket's. Loopback clients (the local edge, tests, probes)
-//! are exempt unless configured otherwise. The table of clients is pruned
+//! are exempt unless configured otherwise. An IPv6 client is its /64 (one
+//! subscriber's prefix: rotating through its 2⁶⁴ addresses must not buy a
+//! fresh bucket each time). The table of clients is pruned
 //! ([`ClientRateLimit::prune`]) so a stream of new addresses cannot grow it
 //! without bound.
 
@@ -38,9 +40,9 @@ impl ClientRateLimit {
         ClientRateLimit { limiter: RateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)), include_loopback }
     }
 
-    /// Whether `client` may make one more request now.
+    /// Whether `client` may make one more request now (counted against its [`client_key`]).
     pub fn check(&self, client: IpAddr) -> bool {
-        (!self.include_loopback && client.is_loopback()) || self.limiter.check_key(&client).is_ok()
+        (!self.include_loopback && client.is_loopback()) || self.limiter.check_key(&client_key(client)).is_ok()
     }
 
     /// Forgets clients whose bucket has refilled (they would start full
@@ -59,6 +61,21 @@ impl ClientRateLimit {
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
         self.limiter.is_empty()
+    }
+}
+
+/// The key a client address is counted under, by the rate limit and the
+/// per-client connection cap: an IPv4 address as it is (an IPv4-mapped IPv6
+/// address as its IPv4), an IPv6 address as its /64 prefix (RFC 4291: the
+/// interface identifier is the low 64 bits, which a host may rotate at will,
+/// RFC 8981).
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        },
     }
 }
 
@@ -110,6 +127,18 @@ mod tests {
         assert!(!rl.check(a), "a's burst is spent");
         assert!(rl.check(b), "b is not throttled for a");
         assert!(rl.check("127.0.0.1".parse().unwrap()) && rl.check("127.0.0.1".parse().unwrap()), "loopback exempt");
+    }
+
+    /// Hardening round 2, item 9: rotating addresses within one /64 walked
+    /// around the limit, each address a fresh bucket.
+    #[test]
+    fn an_ipv6_client_is_its_slash_64() {
+        let rl = ClientRateLimit::new(NonZeroU32::new(1).unwrap(), NonZeroU32::new(3).unwrap(), false);
+        let allowed = (0..100u16).filter(|i| rl.check(format!("2001:db8:1:2::{i:x}").parse().unwrap())).count();
+        assert_eq!(allowed, 3, "one bucket of 3 for the whole /64");
+        assert!(rl.check("2001:db8:1:3::1".parse().unwrap()), "the next /64 is another client");
+        assert_eq!(client_key("::ffff:198.51.100.7".parse().unwrap()), "198.51.100.7".parse::<IpAddr>().unwrap());
+        assert_eq!(client_key("198.51.100.7".parse().unwrap()), "198.51.100.7".parse::<IpAddr>().unwrap());
     }
 
     /// Hardening 14: the per-client table does not grow without bound.

@@ -182,10 +182,10 @@ async fn server_side_failures_are_503_500_and_504() {
 
 #[tokio::test]
 async fn the_edge_key_rate_limit_and_public_readiness() {
-    let r = router(Some(Fake::Ranks), &["--edge-key", "k3y", "--rate-limit-per-s", "1", "--rate-limit-burst", "1"]);
+    let r = router(Some(Fake::Ranks), &["--edge-key", "k3y-0123456789abcdef", "--rate-limit-per-s", "1", "--rate-limit-burst", "1"]);
     let (status, body) = send(&r, get("/v1/recommendations?history=1")).await;
     assert_eq!((status, body["field"].as_str()), (StatusCode::UNAUTHORIZED, Some("x-edgerec-edge-key")));
-    let keyed = || Request::get("/v1/recommendations?history=1").header("x-edgerec-edge-key", "k3y").body(Body::empty()).unwrap();
+    let keyed = || Request::get("/v1/recommendations?history=1").header("x-edgerec-edge-key", "k3y-0123456789abcdef").body(Body::empty()).unwrap();
     assert_eq!(send(&r, keyed()).await.0, StatusCode::OK);
     assert_eq!(send(&r, keyed()).await.0, StatusCode::TOO_MANY_REQUESTS, "the peer's bucket of 1 is spent");
     let (status, body) = send(&r, get("/readyz")).await;
@@ -194,4 +194,79 @@ async fn the_edge_key_rate_limit_and_public_readiness() {
     assert_eq!((status, body["model"]["version"].as_str()), (StatusCode::OK, Some("fake-v1")));
     let (status, _) = send(&router(None, &[]), get("/readyz")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// A request body whose bytes never arrive (a stranger trickling nothing).
+struct NeverArrives;
+
+impl http_body::Body for NeverArrives {
+    type Data = axum::body::Bytes;
+    type Error = std::convert::Infallible;
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::task::Poll::Pending
+    }
+}
+
+/// Hardening round 2, item 4: `/admin/reload` read up to 2 MB of body, with
+/// no time limit, before it checked the token.
+#[tokio::test]
+async fn admin_endpoints_check_the_token_before_reading_a_body() {
+    let r = router(Some(Fake::Ranks), &[]);
+    let stranger = Request::post("/admin/reload").header("content-type", "application/json").body(Body::new(NeverArrives)).unwrap();
+    let answered = tokio::time::timeout(Duration::from_secs(2), send(&r, stranger)).await;
+    let (status, body) = answered.expect("answered without waiting for the body");
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let big = Request::post("/admin/reload").header("authorization", format!("Bearer {TOKEN}")).body(Body::from(vec![b' '; 5_000])).unwrap();
+    let (status, body) = send(&r, big).await;
+    assert_eq!((status, body["field"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("body")), "{body}");
+}
+
+/// Hardening round 2, item 3: any token is an HTTP method, and each one
+/// became a Prometheus label value that was never dropped.
+#[test]
+fn method_labels_come_from_a_fixed_set() {
+    let mut labels = std::collections::HashSet::new();
+    for i in 0..10_000 {
+        let m = axum::http::Method::from_bytes(format!("X{i:04}").as_bytes()).unwrap();
+        labels.insert(crate::telemetry::method_label(&m));
+    }
+    for m in ["GET", "POST", "HEAD", "DELETE"] {
+        labels.insert(crate::telemetry::method_label(&axum::http::Method::from_bytes(m.as_bytes()).unwrap()));
+    }
+    assert_eq!(labels.len(), 5, "{labels:?}");
+    assert!(labels.contains("other"));
+}
+
+/// Hardening round 2, item 11: answers given for the edge credential said
+/// `Cache-Control: public`, so a shared cache in front of the origin would
+/// hand them to anyone.
+#[tokio::test]
+async fn answers_for_the_edge_credential_are_private() {
+    let key = "edge-credential-0123";
+    let r = router(Some(Fake::Ranks), &["--edge-key", key]);
+    let mut req = Request::get("/v1/recommendations?history=1").header("x-edgerec-edge-key", key).body(Body::empty()).unwrap();
+    req.extensions_mut().insert(ConnectInfo("203.0.113.9:4000".parse::<SocketAddr>().unwrap()));
+    let resp = r.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["cache-control"], "private, no-store");
+    let open = router(Some(Fake::Ranks), &[]);
+    let mut req = get("/v1/recommendations?history=1");
+    req.extensions_mut().insert(ConnectInfo("203.0.113.9:4000".parse::<SocketAddr>().unwrap()));
+    let resp = open.oneshot(req).await.unwrap();
+    assert!(resp.headers()["cache-control"].to_str().unwrap().starts_with("public, max-age="), "no credential: a shared cache may keep it");
+}
+
+/// Hardening round 2, item 15: settings that deploy silently wrong are refused at start-up.
+#[test]
+fn short_secrets_are_refused_at_start_up() {
+    assert!(config(&[]).validate().is_ok(), "the test token is long enough");
+    let mut short = config(&[]);
+    short.admin_token = Some("admin".into());
+    let e = short.validate().unwrap_err().to_string();
+    assert!(e.contains("EDGEREC_ADMIN_TOKEN") && e.contains("5 bytes") && e.contains("16"), "{e}");
+    assert!(config(&["--edge-key", "k"]).validate().unwrap_err().to_string().contains("EDGEREC_EDGE_KEY"));
+    assert!(config(&["--max-connections-per-client", "0"]).validate().is_err());
 }

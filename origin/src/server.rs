@@ -50,7 +50,7 @@ pub fn app(state: Arc<AppState>, cfg: &ServeConfig) -> Router {
                 .timeout(Duration::from_millis(cfg.request_timeout_ms)),
         )
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
-    if let Some(per_s) = cfg.rate_limit_per_s.and_then(NonZeroU32::new) {
+    if let Some(per_s) = NonZeroU32::new(cfg.rate_limit_per_s) {
         let burst = NonZeroU32::new(cfg.rate_limit_burst).unwrap_or(per_s);
         let rl = Arc::new(ClientRateLimit::new(per_s, burst, cfg.rate_limit_loopback));
         let pruned = Arc::downgrade(&rl);
@@ -69,12 +69,14 @@ pub fn app(state: Arc<AppState>, cfg: &ServeConfig) -> Router {
     if let Some(key) = cfg.edge_key.as_deref().filter(|k| !k.is_empty()) {
         api = api.layer(middleware::from_fn_with_state(Arc::<str>::from(key), edge_auth::require));
     }
-    let ops = Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .route("/admin/reload", post(ops::reload))
-        .route("/admin/rollback", post(ops::rollback));
+    let ops = Router::new().route("/healthz", get(ops::healthz)).route("/readyz", get(ops::readyz)).route("/metrics", get(ops::metrics)).merge(
+        // The token is checked before any handler reads a body: a stranger's
+        // trickling 2 MB upload cannot hold a connection slot here.
+        Router::new()
+            .route("/admin/reload", post(ops::reload))
+            .route("/admin/rollback", post(ops::rollback))
+            .route_layer(middleware::from_fn_with_state(state.clone(), ops::require_admin)),
+    );
     let cors = if cfg.cors_origins.is_empty() {
         CorsLayer::new() // no origin allowed: browsers may not call us cross-origin
     } else {
@@ -144,12 +146,51 @@ fn load_ort(cfg: &ServeConfig) -> anyhow::Result<Option<OrtRuntime>> {
 /// What one client connection may cost.
 #[derive(Debug, Clone, Copy)]
 pub struct ConnectionLimits {
+    /// Open connections from one client ([`rate_limit::client_key`]: an
+    /// address, an IPv6 /64) at most; past it its new ones are closed at once.
+    pub max_per_client: usize,
     /// Longest wait for a request's headers, also between requests on a
     /// kept-alive connection (hyper's `header_read_timeout`): a slowloris
     /// client, or an idle one, is closed after it.
     pub header_read_timeout: Duration,
     /// Open connections at most; past it a new one is closed at once.
     pub max_connections: usize,
+}
+
+/// Open connections per client key; a [`ClientSlot`] gives its one back when dropped.
+#[derive(Default)]
+struct ClientSlots(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One open connection of one client.
+struct ClientSlot {
+    slots: Arc<ClientSlots>,
+    key: std::net::IpAddr,
+}
+
+impl ClientSlots {
+    /// A slot for a connection from `ip`, unless its client already holds `max`.
+    fn acquire(self: &Arc<Self>, ip: std::net::IpAddr, max: usize) -> Option<ClientSlot> {
+        let key = rate_limit::client_key(ip);
+        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(key).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(ClientSlot { slots: self.clone(), key })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.key); // the table holds only clients with open connections
+            }
+        }
+    }
 }
 
 /// Accepts HTTP/1.1 connections on `listener` until `shutdown` resolves, then
@@ -165,6 +206,7 @@ pub async fn serve_connections(
     use tower::ServiceExt;
 
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let per_client = Arc::new(ClientSlots::default());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -180,8 +222,13 @@ pub async fn serve_connections(
             },
             () = &mut shutdown => break,
         };
+        let Some(client_slot) = per_client.acquire(peer.ip(), limits.max_per_client) else {
+            metrics::counter!("connections_refused_total", "reason" => "per_client").increment(1);
+            drop(stream);
+            continue;
+        };
         let Ok(slot) = slots.clone().try_acquire_owned() else {
-            metrics::counter!("connections_refused_total").increment(1);
+            metrics::counter!("connections_refused_total", "reason" => "total").increment(1);
             drop(stream);
             continue;
         };
@@ -197,7 +244,7 @@ pub async fn serve_connections(
             .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
-            let _slot = slot;
+            let _slots = (slot, client_slot);
             metrics::gauge!("connections_open").increment(1.0);
             let _ = connection.await;
             metrics::gauge!("connections_open").decrement(1.0);
@@ -218,6 +265,7 @@ pub async fn serve_connections(
 /// # Errors
 /// When the address cannot be bound or the configuration is unusable.
 pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
+    cfg.validate()?;
     let metrics = telemetry::init_metrics()?;
     let settings = LoadSettings {
         backend: cfg.backend,
@@ -260,8 +308,11 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         }
     }
 
-    let limits =
-        ConnectionLimits { header_read_timeout: Duration::from_millis(cfg.header_read_timeout_ms.max(1)), max_connections: cfg.max_connections.max(1) };
+    let limits = ConnectionLimits {
+        header_read_timeout: Duration::from_millis(cfg.header_read_timeout_ms.max(1)),
+        max_connections: cfg.max_connections.max(1),
+        max_per_client: cfg.max_connections_per_client.max(1),
+    };
     let grace = Duration::from_millis(cfg.shutdown_grace_ms);
     serve_connections(listener, app(state, &cfg), limits, terminate_signal(), grace).await;
     tracing::info!("origin stopped");

@@ -147,14 +147,14 @@ fn repo_instacart_copy() -> std::path::PathBuf {
 /// details need the admin token; the public /readyz says ready and nothing else.
 #[tokio::test]
 async fn the_origin_answers_its_edge_and_operators_only() {
-    let o = Origin::start(&movielens(), &["--edge-key", "edge-s3cret"]).await;
+    let o = Origin::start(&movielens(), &["--edge-key", "edge-s3cret-credential"]).await;
     let anon = o.post(json!({"history": ["50"]})).await;
     assert_eq!(anon.status(), 401);
     let body: Value = anon.json().await.unwrap();
     assert_eq!(body["field"], "x-edgerec-edge-key");
-    let wrong = o.client.get(o.url("/v1/recommendations?history=50")).header("x-edgerec-edge-key", "edge-s3creT").send().await.unwrap();
+    let wrong = o.client.get(o.url("/v1/recommendations?history=50")).header("x-edgerec-edge-key", "edge-s3cret-credentiaL").send().await.unwrap();
     assert_eq!(wrong.status(), 401);
-    let ok = o.client.get(o.url("/v1/recommendations?history=50")).header("x-edgerec-edge-key", "edge-s3cret").send().await.unwrap();
+    let ok = o.client.get(o.url("/v1/recommendations?history=50")).header("x-edgerec-edge-key", "edge-s3cret-credential").send().await.unwrap();
     assert_eq!(ok.status(), 200);
     let public: Value = o.client.get(o.url("/readyz")).send().await.unwrap().json().await.unwrap();
     assert_eq!(public, json!({"status": "ready"}), "no paths, library locations or reload errors in public");
@@ -166,10 +166,10 @@ async fn the_origin_answers_its_edge_and_operators_only() {
 /// an unvouched forwarded header changes nothing.
 #[tokio::test]
 async fn rate_limits_follow_the_shopper_the_edge_vouches_for() {
-    let o = Origin::start(&movielens(), &["--edge-key", "k", "--rate-limit-per-s", "1", "--rate-limit-burst", "2"]).await;
+    let o = Origin::start(&movielens(), &["--edge-key", "k-0123456789abcdef", "--rate-limit-per-s", "1", "--rate-limit-burst", "2"]).await;
     let ask = |ip: &'static str| {
         let (client, url) = (o.client.clone(), o.url("/v1/recommendations?history=50"));
-        async move { client.get(url).header("x-edgerec-edge-key", "k").header("x-edgerec-client-ip", ip).send().await.unwrap().status().as_u16() }
+        async move { client.get(url).header("x-edgerec-edge-key", "k-0123456789abcdef").header("x-edgerec-client-ip", ip).send().await.unwrap().status().as_u16() }
     };
     let a: Vec<u16> = one_after_another(vec![ask("198.51.100.1"), ask("198.51.100.1"), ask("198.51.100.1")]).await;
     assert_eq!(a.iter().filter(|&&s| s == 429).count(), 1, "{a:?}");

@@ -74,7 +74,8 @@ pub enum Outcome {
     /// The origin is unwell: timeout, network error, 5xx, a wrong answer.
     Failure,
     /// The origin is up but refused this request (e.g. 429, 422): neither
-    /// closes nor opens the breaker, and failures so far stay counted.
+    /// closes nor opens the breaker, and failures so far stay counted; a
+    /// half-open probe that ends so is released for the next call.
     Neutral,
 }
 
@@ -112,7 +113,18 @@ impl CircuitBreaker {
         match outcome {
             Outcome::Success => self.on_success(),
             Outcome::Failure => self.on_failure(now_ms),
-            Outcome::Neutral => {}
+            // A refused probe says nothing either way: free it, so the next
+            // call probes again (else the breaker waited on it forever).
+            Outcome::Neutral => self.release_probe(epoch),
+        }
+    }
+
+    /// Frees the half-open probe of a call admitted in `epoch` that ended
+    /// without an outcome (refused, or dropped unfinished), so another call
+    /// can probe. Changes nothing in any other state or epoch.
+    pub fn release_probe(&mut self, epoch: u64) {
+        if epoch == self.epoch && self.state == (BreakerState::HalfOpen { probing: true }) {
+            self.state = BreakerState::HalfOpen { probing: false };
         }
     }
 
@@ -336,6 +348,24 @@ mod tests {
         b.record(e, Outcome::Failure, 3);
         b.record(e, Outcome::Failure, 4);
         assert!(matches!(b.state(5), BreakerState::Open { .. }));
+    }
+
+    /// Hardening round 2, item 2: a probe refused with 429/422/… used to
+    /// leave the breaker "half-open, probe out" for the isolate's life.
+    #[test]
+    fn a_refused_or_dropped_probe_is_released_for_the_next_call() {
+        let mut b = tripped();
+        assert_eq!(b.admit(1_002), Admission::Probe);
+        let e = b.epoch();
+        b.record(e, Outcome::Neutral, 1_003);
+        assert_eq!(b.state(1_004), BreakerState::HalfOpen { probing: false }, "released");
+        assert_eq!(b.admit(1_004), Admission::Probe, "the next call probes");
+        b.release_probe(e - 1);
+        assert_eq!(b.state(1_005), BreakerState::HalfOpen { probing: true }, "a call from an older epoch frees nothing");
+        b.release_probe(e);
+        assert_eq!(b.admit(1_006), Admission::Probe, "a dropped probe is freed");
+        b.record(e, Outcome::Success, 1_007);
+        assert_eq!(b.state(1_008), BreakerState::Closed { failures: 0 });
     }
 
     #[test]

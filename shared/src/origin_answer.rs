@@ -10,6 +10,27 @@ use std::collections::HashSet;
 
 use crate::wire::{RecommendationResponse, Source, ValidRequest};
 
+/// Largest origin answer the edge reads, bytes, counted after decompression
+/// (1 MiB). The largest valid answer is about 150 KB: 100 items with ids of
+/// 256 bytes and titles, and a warning naming up to 500 unknown ids of 256
+/// bytes. A wrong or compromised origin (or a gzip bomb) must not take the
+/// isolate past its 128 MB.
+pub const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+/// Appends `chunk` of an origin answer being read as a stream, refusing it
+/// before the copy once the answer would pass [`MAX_ANSWER_BYTES`].
+///
+/// # Errors
+/// What is wrong (for [`crate::failover_path::OriginFailure::Malformed`]:
+/// such an origin is unusable and counts against itself).
+pub fn append_answer_chunk(body: &mut Vec<u8>, chunk: &[u8]) -> Result<(), String> {
+    if body.len().saturating_add(chunk.len()) > MAX_ANSWER_BYTES {
+        return Err(format!("answer is over {MAX_ANSWER_BYTES} bytes (after decompression)"));
+    }
+    body.extend_from_slice(chunk);
+    Ok(())
+}
+
 /// What the edge knows to check an origin answer against.
 pub struct Expected<'a> {
     /// The dataset of the edge's own model (the manifest's `dataset`).
@@ -76,6 +97,18 @@ pub fn check(answer: &RecommendationResponse, req: &ValidRequest, expected: &Exp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hardening round 2, item 5: the edge read an origin's body whole.
+    #[test]
+    fn answers_stop_at_the_limit_before_copying() {
+        let mut body = Vec::new();
+        let chunk = vec![b' '; 64 * 1024];
+        for _ in 0..16 {
+            append_answer_chunk(&mut body, &chunk).unwrap();
+        }
+        assert!(append_answer_chunk(&mut body, b"x").unwrap_err().contains("1048576"));
+        assert_eq!(body.len(), MAX_ANSWER_BYTES, "the refused chunk was not copied");
+    }
     use crate::wire::{ModelInfo, RecommendedItem};
 
     fn knows(id: &str) -> bool {

@@ -11,6 +11,47 @@ use crate::wire::{ApiError, RecommendationRequest, ValidRequest};
 /// Largest accepted `POST` body, bytes (64 KiB).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Longest query string the edge sends to an origin in the `GET` form, bytes
+/// (8 KiB: nginx's default `large_client_header_buffers` line, half of
+/// Cloudflare's 16 KB URL limit; hyper refuses URIs past 64 KiB with 414).
+/// A longer one goes as a `POST` body instead ([`OriginForm`]): a history of
+/// 500 ids of 256 bytes that percent-encode to three bytes each would make a
+/// ~190 KB query, which the origin refuses, and a refusal must never be
+/// mistaken for an unwell origin.
+pub const MAX_ORIGIN_QUERY_BYTES: usize = 8 * 1024;
+
+/// How a request travels from the edge to an origin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OriginForm {
+    /// `GET /v1/recommendations?{query}` ([`canonical_query`]).
+    Get,
+    /// `POST /v1/recommendations` with this JSON body ([`origin_body`]), when
+    /// the query would be longer than [`MAX_ORIGIN_QUERY_BYTES`].
+    Post(String),
+    /// Neither fits what an origin accepts (a body over [`MAX_BODY_BYTES`]):
+    /// the origin must not be asked.
+    TooLarge {
+        /// The JSON body's length, bytes.
+        body_bytes: usize,
+    },
+}
+
+/// The form in which `req`, whose canonical query is `query`, can be sent to
+/// an origin so that the origin accepts it: never a query or a body past the
+/// limits the origin (and any proxy before it) enforces.
+pub fn origin_form(req: &ValidRequest, query: &str) -> OriginForm {
+    if query.len() <= MAX_ORIGIN_QUERY_BYTES {
+        return OriginForm::Get;
+    }
+    let body = origin_body(req);
+    if body.len() <= MAX_BODY_BYTES { OriginForm::Post(body) } else { OriginForm::TooLarge { body_bytes: body.len() } }
+}
+
+/// The `POST` body of a valid request: `{"history", "k", "exclude_seen"}`.
+pub fn origin_body(req: &ValidRequest) -> String {
+    serde_json::json!({ "history": req.history, "k": req.k, "exclude_seen": req.exclude_seen }).to_string()
+}
+
 /// A request that cannot be served, with the HTTP status to answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{status}: {message}")]
@@ -208,6 +249,27 @@ mod tests {
         let dup = canonicalize(&r(&["50", "172", "50"]), index);
         assert_eq!(dup.request.history, vec!["50", "172", "50"], "a repeated item weighs twice: a different question");
         assert_ne!(canonical_query(&dup.request), canonical_query(&a.request));
+    }
+
+    /// Hardening round 2, item 1: the origin accepts what the edge forwards.
+    #[test]
+    fn long_histories_go_to_the_origin_as_a_body_it_accepts() {
+        let short = ValidRequest { history: vec!["50".into(), "172".into()], k: 5, exclude_seen: true };
+        assert_eq!(origin_form(&short, &canonical_query(&short)), OriginForm::Get);
+        // 250 ids of 256 bytes of a character that percent-encodes to three bytes per byte.
+        let long = ValidRequest { history: vec!["\u{1}".repeat(256); 250], k: 5, exclude_seen: true };
+        let query = canonical_query(&long);
+        assert!(query.len() > 150_000, "{}", query.len());
+        match origin_form(&long, &query) {
+            OriginForm::TooLarge { body_bytes } => assert!(body_bytes > MAX_BODY_BYTES),
+            other => panic!("{other:?}"),
+        }
+        let wide = ValidRequest { history: vec!["é".repeat(128); 120], k: 5, exclude_seen: false };
+        let query = canonical_query(&wide);
+        assert!(query.len() > MAX_ORIGIN_QUERY_BYTES);
+        let OriginForm::Post(body) = origin_form(&wide, &query) else { panic!("a body fits") };
+        assert!(body.len() <= MAX_BODY_BYTES);
+        assert_eq!(validate(parse_json(body.as_bytes()).unwrap()).unwrap(), wide, "the origin reads the same request");
     }
 
     #[test]

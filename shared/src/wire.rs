@@ -85,15 +85,38 @@ impl RecommendationRequest {
         if self.history.len() > MAX_HISTORY {
             return Err(FieldError { field: "history", reason: format!("at most {MAX_HISTORY} items, got {}", self.history.len()) });
         }
-        if let Some(pos) = self.history.iter().position(|id| id.is_empty() || id.len() > MAX_ID_BYTES) {
-            return Err(FieldError { field: "history", reason: format!("item id at position {pos} is empty or longer than {MAX_ID_BYTES} bytes") });
+        let mut history = self.history;
+        for (pos, id) in history.iter_mut().enumerate() {
+            // Both forms trim (the `GET` form's `50, 172` is two ids), so the
+            // edge and the origin see the same id whichever form carried it.
+            if id.trim().len() != id.len() {
+                *id = id.trim().to_string();
+            }
+            check_item_id(id).map_err(|why| FieldError { field: "history", reason: format!("item id at position {pos} {why}") })?;
         }
-        // The `GET` form separates ids with commas: an id holding one could
-        // only be split into other ids on its way to the origin.
-        if let Some(pos) = self.history.iter().position(|id| id.contains(HISTORY_SEPARATOR)) {
-            return Err(FieldError { field: "history", reason: format!("item id at position {pos} contains {HISTORY_SEPARATOR:?}, the history separator") });
-        }
-        Ok(ValidRequest { history: self.history, k, exclude_seen: self.exclude_seen.unwrap_or(true) })
+        Ok(ValidRequest { history, k, exclude_seen: self.exclude_seen.unwrap_or(true) })
+    }
+}
+
+/// The rules every item id follows, in requests (edge and origin alike) and
+/// in the trainer's input: 1..=[`MAX_ID_BYTES`] bytes, no leading or trailing
+/// whitespace (requests trim it first), no [`HISTORY_SEPARATOR`] (the `GET`
+/// form separates ids with it: such an id could only be split into others on
+/// its way to the origin).
+///
+/// # Errors
+/// What is wrong, as a phrase that follows "item id …" (`is empty`, …).
+pub fn check_item_id(id: &str) -> Result<(), String> {
+    if id.is_empty() {
+        Err("is empty".into())
+    } else if id.len() > MAX_ID_BYTES {
+        Err(format!("is {} bytes, longer than {MAX_ID_BYTES}", id.len()))
+    } else if id.trim().len() != id.len() {
+        Err("has leading or trailing whitespace".into())
+    } else if id.contains(HISTORY_SEPARATOR) {
+        Err(format!("contains {HISTORY_SEPARATOR:?}, the history separator"))
+    } else {
+        Ok(())
     }
 }
 
@@ -205,6 +228,20 @@ mod tests {
         let e = r.validate().unwrap_err();
         assert_eq!(e.field, "history");
         assert!(e.reason.contains("position 1"), "{e}");
+    }
+
+    /// Hardening round 2, item 2: `" "` passed the edge (JSON, not trimmed)
+    /// and was refused by the origin (its `GET` form trims it to nothing).
+    #[test]
+    fn ids_are_trimmed_alike_in_both_forms_and_blank_ones_are_refused() {
+        let r = |ids: &[&str]| RecommendationRequest { user_id: None, history: ids.iter().map(|s| s.to_string()).collect(), k: None, exclude_seen: None };
+        let e = r(&["50", " "]).validate().unwrap_err();
+        assert_eq!(e.field, "history");
+        assert!(e.reason.contains("position 1") && e.reason.contains("empty"), "{e}");
+        assert_eq!(r(&[" 50\t", "172"]).validate().unwrap().history, vec!["50", "172"]);
+        assert!(r(&[&"x".repeat(MAX_ID_BYTES)]).validate().is_ok());
+        assert!(r(&[&"x".repeat(MAX_ID_BYTES + 1)]).validate().is_err());
+        assert!(check_item_id(" a").is_err() && check_item_id("a b").is_ok());
     }
 
     #[test]

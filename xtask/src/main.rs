@@ -258,7 +258,7 @@ fn wait_ok(url: &str, secs: u64) -> bool {
 
 /// The demo's credentials: the edge → origin key (the worker's `ORIGIN_SECRET`)
 /// and the operator token for `/metrics` and the detailed `/readyz`. Local only.
-const DEMO_EDGE_KEY: &str = "demo-edge-key";
+const DEMO_EDGE_KEY: &str = "demo-edge-credential";
 const DEMO_ADMIN_TOKEN: &str = "demo-admin-token";
 
 /// Starts the origin on the MovieLens model (ONNX Runtime when its library is there, else tract).

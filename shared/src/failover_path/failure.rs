@@ -38,11 +38,14 @@ impl OriginFailure {
     ///   origin URL with a wrong path, or a WAF in front of it, is an origin
     ///   that cannot answer;
     /// * 429 → refused: the origin sheds load on purpose, an outage it is not;
-    /// * 400, 413, 415, 422 → refused: the origin disagrees with a request the
-    ///   edge validated by the same rules (version skew), it is not down.
+    /// * 400, 413, 414, 415, 422, 431 → refused: the origin (or a proxy in
+    ///   front of it) disagrees with the request itself — its size or a rule
+    ///   the edge checks the same way (version skew) — it is not down. A
+    ///   stranger can send such requests at will, so they must never eject
+    ///   an origin (hardening round 2, item 1).
     pub fn class(&self) -> FailureClass {
         match self {
-            OriginFailure::Status(400 | 413 | 415 | 422 | 429) => FailureClass::Refused,
+            OriginFailure::Status(400 | 413 | 414 | 415 | 422 | 429 | 431) => FailureClass::Refused,
             _ => FailureClass::AgainstOrigin,
         }
     }
@@ -74,6 +77,11 @@ pub enum NotAsked {
     /// background ([`super::FollowUp::Probe`]) and this shopper does not wait on it.
     #[error("circuit breaker half-open, probing in the background")]
     ProbingInBackground,
+    /// The request is too large for any origin to accept in either form
+    /// ([`crate::request::OriginForm::TooLarge`]): asking would only earn a
+    /// refusal, and the request, not the origin, is to blame.
+    #[error("request too large to forward to an origin")]
+    TooLarge,
     /// Too little of the request's deadline was left when an origin could be
     /// asked (a slow cache lookup): not the origin's fault.
     #[error("deadline spent before the origin was asked")]

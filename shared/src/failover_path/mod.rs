@@ -55,7 +55,7 @@ use self::balancer::{Balancer, Finished};
 use crate::edge_config::{EdgeConfig, OriginSpec, Strategy};
 use crate::failover::{Freshness, Outcome, freshness};
 use crate::origin_answer::{self, Expected};
-use crate::request::{Canonical, canonical_query, canonicalize};
+use crate::request::{Canonical, OriginForm, canonical_query, canonicalize, origin_form};
 use crate::wire::{RecommendationResponse, Source, ValidRequest};
 
 /// An origin answer kept in the edge cache, with when it was stored (ms since the epoch).
@@ -75,9 +75,11 @@ pub trait EdgeEnv {
     fn sleep(&self, ms: u64) -> impl Future<Output = ()>;
     /// The cached origin answer under `key`, if any.
     fn cache_get(&self, key: &str) -> impl Future<Output = Option<CachedAnswer>>;
-    /// `GET {origin.url}/v1/recommendations?{query}`, aborted after
-    /// `deadline_ms`, and aborted when the future is dropped (a hedge lost).
-    fn origin(&self, origin: &OriginSpec, query: &str, deadline_ms: u64) -> impl Future<Output = Result<RecommendationResponse, OriginFailure>>;
+    /// `GET {origin.url}/v1/recommendations?{call.query}`, or a `POST` of
+    /// the body when `call.form` says so ([`OriginForm::Post`]; never called
+    /// for [`OriginForm::TooLarge`]), aborted after `deadline_ms`, and
+    /// aborted when the future is dropped (a hedge lost).
+    fn origin(&self, origin: &OriginSpec, call: &OriginCall, deadline_ms: u64) -> impl Future<Output = Result<RecommendationResponse, OriginFailure>>;
     /// The edge model's answer (`source` edge, or popular when it had nothing to go on).
     ///
     /// # Errors
@@ -126,8 +128,11 @@ pub struct OriginCall {
     /// The request as the origins see it (canonical, or the raw ids when the
     /// edge's catalog knows none of them).
     pub request: ValidRequest,
-    /// [`canonical_query`] of `request`.
+    /// [`canonical_query`] of `request` (also the cache key's query).
     pub query: String,
+    /// How it travels to the origins: the query when it is short enough,
+    /// else a `POST` body, else not at all ([`origin_form`]).
+    pub form: OriginForm,
     /// Whether the answer may be cached: false for histories the edge's
     /// catalog does not know (junk ids must not mint cache entries).
     pub cacheable: bool,
@@ -135,7 +140,13 @@ pub struct OriginCall {
 
 impl OriginCall {
     fn new(request: ValidRequest, cacheable: bool) -> Self {
-        OriginCall { query: canonical_query(&request), request, cacheable }
+        let query = canonical_query(&request);
+        OriginCall { form: origin_form(&request, &query), query, request, cacheable }
+    }
+
+    /// Whether an origin can accept this call at all.
+    pub fn sendable(&self) -> bool {
+        !matches!(self.form, OriginForm::TooLarge { .. })
     }
 }
 
@@ -186,7 +197,9 @@ async fn poll_once<F: Future>(fut: Pin<&mut F>) -> Option<F::Output> {
 
 type AnswerFuture<'a> = Pin<Box<dyn Future<Output = Result<RecommendationResponse, OriginFailure>> + 'a>>;
 
-/// One attempt in flight; leaves the origin's in-flight count however it ends.
+/// One attempt in flight; leaves the origin's in-flight count however it
+/// ends, and frees the origin's half-open probe if it ends unrecorded
+/// (dropped: the host cancelled the background probe, or a hedge lost).
 struct Running<'a> {
     /// Launch order within the request.
     seq: usize,
@@ -201,7 +214,9 @@ struct Running<'a> {
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        self.state.borrow_mut().balancer.end(self.origin);
+        let mut s = self.state.borrow_mut();
+        s.balancer.end(self.origin);
+        s.balancer.origins[self.origin].breaker.release_probe(self.epoch);
     }
 }
 
@@ -215,7 +230,7 @@ fn launch<'a, E: EdgeEnv>(env: &'a E, state: &'a RefCell<EdgeState>, call: &'a O
     };
     let name = spec.name.clone();
     let answer = Box::pin(async move {
-        let body = env.origin(&spec, &call.query, deadline_ms).await?;
+        let body = env.origin(&spec, call, deadline_ms).await?;
         let (dataset, version) = env.model_identity();
         let knows = |id: &str| env.knows_item(id);
         let expected = Expected { dataset, version, catalog_len: env.catalog_len(), knows: &knows };
@@ -453,13 +468,16 @@ pub async fn serve<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, state: &RefCell<EdgeSt
         let (plan, probe) = {
             let mut s = state.borrow_mut();
             let now = env.now_ms();
-            let probe = s.balancer.claim_probe(now);
+            // A call no origin accepts cannot probe one: it would tell nothing.
+            let probe = if call.sendable() { s.balancer.claim_probe(now) } else { None };
             (s.balancer.plan(now), probe)
         };
         let follow_ups: Vec<FollowUp> = probe.into_iter().map(FollowUp::Probe).collect();
         let t = env.now_ms();
         let budget = cfg.deadline_ms.saturating_sub(t.saturating_sub(start));
-        let not_asked = if plan.is_empty() {
+        let not_asked = if !call.sendable() {
+            Some(NotAsked::TooLarge)
+        } else if plan.is_empty() {
             Some(if probe.is_some() { NotAsked::ProbingInBackground } else { NotAsked::BreakerOpen })
         } else if budget < cfg.min_origin_budget_ms.max(1) {
             Some(NotAsked::DeadlineSpent)
@@ -534,6 +552,9 @@ impl Drop for RefreshSlot<'_> {
 /// refresh slot and returns the answer to store, if one was valid.
 pub async fn revalidate<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, state: &RefCell<EdgeState>, call: &OriginCall) -> Option<RecommendationResponse> {
     let _slot = RefreshSlot { state, query: &call.query };
+    if !call.sendable() {
+        return None;
+    }
     let plan = state.borrow_mut().balancer.plan(env.now_ms());
     ask_origins(env, cfg, state, call, &plan, cfg.deadline_ms, false).await.result.ok().map(|(_, body)| body)
 }

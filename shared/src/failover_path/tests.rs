@@ -127,8 +127,19 @@ impl EdgeEnv for Fake {
         self.advance(self.cache_ms.get());
         self.cache.borrow().get(key).cloned()
     }
-    async fn origin(&self, origin: &OriginSpec, query: &str, deadline_ms: u64) -> Result<RecommendationResponse, OriginFailure> {
-        self.calls.borrow_mut().push((origin.name.clone(), query.to_string()));
+    async fn origin(&self, origin: &OriginSpec, call: &OriginCall, deadline_ms: u64) -> Result<RecommendationResponse, OriginFailure> {
+        let sent = match &call.form {
+            OriginForm::Get => call.query.clone(),
+            OriginForm::Post(body) => format!("POST {body}"),
+            OriginForm::TooLarge { .. } => panic!("an origin was sent a request it cannot accept"),
+        };
+        self.calls.borrow_mut().push((origin.name.clone(), sent));
+        // What hyper does at the origin: a query past its URI limit is 414 (at 64 KiB;
+        // a proxy in front of the origin may refuse far less).
+        if call.form == OriginForm::Get && call.query.len() > 65_534 {
+            sleep_until(now() + 1).await;
+            return Err(OriginFailure::Status(414));
+        }
         let behaviour = self.origins.borrow().get(&origin.name).cloned().expect("a scripted origin");
         let (latency, outcome) = match behaviour {
             Origin::Answers(ms) => (ms, Ok(answer(Source::Origin, "7"))),
@@ -333,6 +344,74 @@ fn after_the_open_period_a_background_probe_fails_back_to_the_origin() {
     assert_eq!(block_on(serve(&env, &cfg(), &st, &req())).body.source, Source::Origin);
 }
 
+/// Hardening round 2, item 1: 64 KiB POSTs of unknown ids that
+/// percent-encode to three bytes each made ~190 KB GET queries, the origin
+/// answered 414, and a handful of them ejected every origin. Now the edge
+/// sends what fits as a `POST` body, refuses to forward what fits nowhere,
+/// and a 414 would not count against the origin anyway.
+#[test]
+fn requests_too_long_for_a_query_never_eject_an_origin() {
+    let env = Fake::new(Origin::Answers(5));
+    let c = regions();
+    let st = state_for(&c);
+    let junk = |n: usize, tag: usize| ValidRequest { history: (0..n).map(|i| format!("{tag}-{i}-{}", "é".repeat(100))).collect(), k: 1, exclude_seen: true };
+    for round in 0..20 {
+        let s = block_on(serve(&env, &c, &st, &junk(250, round)));
+        assert_eq!(s.body.source, Source::Origin, "round {round}: {:?}", s.unanswered);
+    }
+    assert!(env.calls.borrow().iter().all(|(_, q)| q.starts_with("POST ")), "long histories go as a body");
+    // One that fits in no form the origin accepts is not sent at all.
+    let huge = ValidRequest { history: (0..500).map(|i| format!("{i}{}", "\u{1}".repeat(250))).collect(), k: 1, exclude_seen: true };
+    let calls = env.origin_calls();
+    let s = block_on(serve(&env, &c, &st, &huge));
+    assert_eq!((s.body.source, not_asked(&s)), (Source::Popular, Some(NotAsked::TooLarge)), "unknown ids only: the popular list");
+    assert_eq!(env.origin_calls(), calls);
+    for i in 0..2 {
+        assert_eq!(breaker_of(&st, i), BreakerState::Closed { failures: 0 }, "origin {i}");
+    }
+    // Had a 414 reached the breakers, it would neither count nor close.
+    env.set("a", Origin::Fails(1, OriginFailure::Status(414)));
+    for _ in 0..10 {
+        block_on(serve(&env, &c, &st, &req()));
+    }
+    assert_eq!(breaker_of(&st, 0), BreakerState::Closed { failures: 0 });
+}
+
+/// Hardening round 2, item 2: a half-open probe the origin refused (a
+/// rate-limited shopper's 429, an id only the origin refuses) recorded
+/// nothing, so the breaker waited on it forever and the origin stayed
+/// ejected for the isolate's life. Now a refused probe is released and the
+/// next request probes again; a dropped one too.
+#[test]
+fn a_refused_probe_is_released_and_the_next_one_fails_back() {
+    let env = Fake::new(Origin::Fails(1, OriginFailure::Network("down".into())));
+    let st = state();
+    for _ in 0..2 {
+        block_on(serve(&env, &cfg(), &st, &req()));
+    }
+    env.advance(1_000);
+    env.set_origin(Origin::Fails(1, OriginFailure::Status(429)));
+    let s = block_on(serve(&env, &cfg(), &st, &req()));
+    assert_eq!(s.follow_ups, vec![FollowUp::Probe(0)]);
+    assert!(block_on(probe(&env, &cfg(), &st, s.call.as_ref().unwrap(), 0)).is_none());
+    assert_eq!(breaker_state(&env, &st), BreakerState::HalfOpen { probing: false }, "the refused probe is released");
+    // The next request claims a probe again; this one is dropped unfinished (the host cancelled it).
+    let s = block_on(serve(&env, &cfg(), &st, &req()));
+    assert_eq!(s.follow_ups, vec![FollowUp::Probe(0)]);
+    {
+        let c = cfg();
+        let mut p = pin!(probe(&env, &c, &st, s.call.as_ref().unwrap(), 0));
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(p.as_mut().poll(&mut cx).is_pending(), "in flight");
+    }
+    assert_eq!(breaker_state(&env, &st), BreakerState::HalfOpen { probing: false }, "the dropped probe is released");
+    env.set_origin(Origin::Answers(5));
+    let s = block_on(serve(&env, &cfg(), &st, &req()));
+    assert_eq!(s.follow_ups, vec![FollowUp::Probe(0)]);
+    assert!(block_on(probe(&env, &cfg(), &st, s.call.as_ref().unwrap(), 0)).is_some());
+    assert_eq!(block_on(serve(&env, &cfg(), &st, &req())).body.source, Source::Origin, "failed back");
+}
+
 /// Hardening 3: a well-formed 200 that does not answer the request is a
 /// failure: not served as `origin`, not cached, counted against the origin,
 /// and a half-open breaker does not close on it (before: all four happened).
@@ -377,6 +456,8 @@ fn statuses_count_as_decided() {
         (429, FailureClass::Refused),
         (422, FailureClass::Refused),
         (400, FailureClass::Refused),
+        (414, FailureClass::Refused),
+        (431, FailureClass::Refused),
     ] {
         assert_eq!(OriginFailure::Status(status).class(), class, "HTTP {status}");
     }
