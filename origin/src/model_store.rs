@@ -281,6 +281,15 @@ impl ModelStore {
         let entry = files.manifest.model(ModelKind::Full).map_err(|e| ReloadError::Files { dir: dir.clone(), source: e.into() })?.clone();
         let policy = RankingPolicy::new(files.catalog, ModelKind::Full, entry.n_items)?;
         let (_, onnx) = &files.models[0];
+        // The manifest's word is checked against the file's own: a wrong item
+        // count passed the warm-up (one item) and failed under load.
+        let meta = shared::inference::read_metadata(onnx).map_err(|e| ReloadError::Backend { file: entry.file.clone(), reason: e.to_string() })?;
+        if meta.kind != ModelKind::Full || meta.n_items != entry.n_items {
+            return Err(ReloadError::Backend {
+                file: entry.file.clone(),
+                reason: format!("the file is a {:?} model over {} items, the manifest says a full model over {} items", meta.kind, meta.n_items, entry.n_items),
+            });
+        }
         let chosen = backend::choose(self.settings.backend, self.settings.ort.as_ref(), onnx, entry.n_items, self.settings.batch.workers)
             .map_err(|e| ReloadError::Backend { file: entry.file.clone(), reason: format!("{e:#}") })?;
         let backend = chosen.backend.name();
@@ -308,9 +317,14 @@ impl ModelStore {
 /// that cannot answer is refused.
 async fn warm(mut model: LoadedModel) -> Result<LoadedModel, ReloadError> {
     let started = Instant::now();
-    let ranked = model.batcher.run(vec![(0, 1.0)]).await.map_err(|e| ReloadError::Warmup(e.to_string()))?;
-    if ranked.indices.is_empty() {
-        return Err(ReloadError::Warmup("no items returned".into()));
+    // The first and the last item: a model over fewer items than its catalog
+    // fails on the last one here, not on a shopper's request.
+    let last = model.policy.n_items().saturating_sub(1);
+    for index in [0, last] {
+        let ranked = model.batcher.run(vec![(index, 1.0)]).await.map_err(|e| ReloadError::Warmup(format!("item index {index}: {e}")))?;
+        if ranked.indices.is_empty() {
+            return Err(ReloadError::Warmup("no items returned".into()));
+        }
     }
     model.load_seconds += started.elapsed().as_secs_f64();
     Ok(model)

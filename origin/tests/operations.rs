@@ -310,3 +310,123 @@ async fn rate_limit_deadline_and_empty_rollback_answer_in_json() {
     let body: Value = r.json().await.unwrap();
     assert!(body["error"].as_str().unwrap().contains("deadline"));
 }
+
+/// Hardening round 2, item 4: one client could hold every connection slot
+/// (idle keep-alive connections refreshed just under the header timeout, or
+/// trickling bodies). Now one client address holds at most
+/// `--max-connections-per-client`; another address is still served.
+#[tokio::test]
+async fn one_client_cannot_hold_every_connection_slot() {
+    use tokio::io::AsyncReadExt;
+    let o = Origin::start(&movielens(), &["--max-connections-per-client", "20", "--max-connections", "100"]).await;
+    let addr: std::net::SocketAddr = o.base.trim_start_matches("http://").parse().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    // The 21st from 127.0.0.1 is closed at once (EOF long before the 10 s header timeout).
+    let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut buf = [0u8; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(2), extra.read(&mut buf)).await;
+    assert!(matches!(closed, Ok(Ok(0) | Err(_))), "the client's 21st connection stayed open: {closed:?}");
+    // Another loopback address is another client, and is served meanwhile.
+    let other = reqwest::Client::builder().local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap()).build().unwrap();
+    let r = other.post(o.url("/v1/recommendations")).json(&json!({"history": ["50"]})).send().await.expect("another client is served");
+    assert_eq!(r.status(), 200);
+    // Once the first client lets go, it is served again.
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let fresh = reqwest::Client::new().post(o.url("/v1/recommendations")).json(&json!({"history": ["50"]})).send().await.expect("served again");
+    assert_eq!(fresh.status(), 200);
+}
+
+/// Hardening round 2, item 3: each distinct method was a new, never dropped
+/// Prometheus series.
+#[tokio::test]
+async fn ten_thousand_methods_leave_a_handful_of_method_labels() {
+    let o = Origin::start(&movielens(), &[]).await;
+    let mut set = tokio::task::JoinSet::new();
+    for worker in 0..8 {
+        let (client, url) = (o.client.clone(), o.url("/v1/recommendations?history=50"));
+        set.spawn(async move {
+            for i in (worker..10_000).step_by(8) {
+                let m = reqwest::Method::from_bytes(format!("X{i:04}").as_bytes()).unwrap();
+                client.request(m, &url).send().await.unwrap();
+            }
+        });
+    }
+    set.join_all().await;
+    let metrics = o.metrics().await;
+    let methods: std::collections::HashSet<&str> =
+        metrics.lines().filter(|l| l.starts_with("http_requests_total")).filter_map(|l| l.split("method=\"").nth(1)?.split('"').next()).collect();
+    assert!(methods.len() <= 3, "{methods:?}");
+    assert!(methods.contains("other"), "{methods:?}");
+}
+
+/// Hardening round 2, item 12: a reload whose caller hung up is carried
+/// through (the new version serves and the log says so), not thrown away.
+#[tokio::test]
+async fn a_reload_whose_caller_hangs_up_still_completes() {
+    use tokio::io::AsyncWriteExt;
+    let o = Origin::start(&movielens(), &[]).await;
+    let v2 = copy_dir(&movielens(), "hangup");
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(v2.join("manifest.json")).unwrap()).unwrap();
+    manifest["version"] = json!("hangup-v2");
+    std::fs::write(v2.join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let body = json!({ "path": v2 }).to_string();
+    let addr = o.base.trim_start_matches("http://").to_string();
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /admin/reload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // Model changes run one at a time: three reloads ahead of this one make
+    // it wait its turn, and its caller hangs up while it waits.
+    let mut ahead = tokio::task::JoinSet::new();
+    for _ in 0..3 {
+        let (client, url) = (o.client.clone(), o.url("/admin/reload"));
+        ahead.spawn(async move { client.post(url).bearer_auth(TOKEN).send().await.unwrap().status().as_u16() });
+    }
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    s.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    drop(s);
+    assert_eq!(ahead.join_all().await, vec![200; 3]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if o.json("/readyz").await["model"]["version"] == "hangup-v2" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the abandoned reload never swapped in");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = std::fs::remove_dir_all(v2);
+}
+
+/// Hardening round 2, item 8: the origin trusted the manifest's item count.
+/// A directory whose manifest and catalog agree on one item fewer than the
+/// ONNX file scores passed the one-item warm-up and failed under load; now
+/// the file's own metadata is checked and the reload refused.
+#[tokio::test]
+async fn a_manifest_that_miscounts_the_model_is_refused() {
+    let o = Origin::start(&movielens(), &[]).await;
+    let v1 = o.json("/readyz").await["model"]["version"].as_str().unwrap().to_string();
+    let bad = copy_dir(&movielens(), "miscount");
+    let mut catalog: Value = serde_json::from_slice(&std::fs::read(bad.join("catalog.json")).unwrap()).unwrap();
+    catalog["items"].as_array_mut().unwrap().pop();
+    let n = catalog["items"].as_array().unwrap().len();
+    let bytes = serde_json::to_vec(&catalog).unwrap();
+    std::fs::write(bad.join("catalog.json"), &bytes).unwrap();
+    let mut manifest: Value = serde_json::from_slice(&std::fs::read(bad.join("manifest.json")).unwrap()).unwrap();
+    manifest["files"]["catalog.json"] = serde_json::to_value(shared::FileEntry::of(&bytes)).unwrap();
+    manifest["catalog_items"] = json!(n);
+    manifest["models"]["full"]["n_items"] = json!(n);
+    manifest["models"]["full"]["top_k"] = json!(shared::contract::output_top_k(n));
+    manifest["version"] = json!("miscounted");
+    std::fs::write(bad.join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let (status, body) = admin(&o, "/admin/reload", Some(TOKEN), Some(json!({"path": bad}))).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("manifest says"), "{body}");
+    assert_eq!(o.json("/readyz").await["model"]["version"], v1.as_str(), "the good model keeps serving");
+    let _ = std::fs::remove_dir_all(bad);
+}

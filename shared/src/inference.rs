@@ -63,6 +63,57 @@ pub struct NodeTime {
     pub ms: f64,
 }
 
+/// What an ONNX file says about itself in its `edgerec.*` metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OnnxMetadata {
+    /// `edgerec.kind`.
+    pub kind: ModelKind,
+    /// `edgerec.n_items`: items the model scores.
+    pub n_items: usize,
+    /// `edgerec.top_k`: columns of the outputs.
+    pub top_k: usize,
+}
+
+/// `ModelProto` with only its `metadata_props` (field 14): prost skips every
+/// other field without allocating it, so the weights are never copied.
+#[derive(Clone, PartialEq, prost::Message)]
+struct MetadataOnly {
+    #[prost(message, repeated, tag = "14")]
+    metadata_props: Vec<tract_onnx::pb::StringStringEntryProto>,
+}
+
+/// Reads the `edgerec.*` metadata of an ONNX file (a backend that is not
+/// tract, e.g. ONNX Runtime, is checked against it before it serves).
+///
+/// # Errors
+/// [`InferenceError::Contract`] when the bytes are not an ONNX model or the
+/// metadata is missing, malformed, or inconsistent (`top_k`).
+pub fn read_metadata(bytes: &[u8]) -> Result<OnnxMetadata, InferenceError> {
+    use prost::Message;
+    let m = MetadataOnly::decode(bytes).map_err(|e| InferenceError::Contract(format!("not an ONNX model: {e}")))?;
+    let get = |key: &str| {
+        m.metadata_props
+            .iter()
+            .find(|p| p.key == key)
+            .map(|p| p.value.clone())
+            .ok_or_else(|| InferenceError::Contract(format!("missing metadata_props {key:?}")))
+    };
+    let count = |key: &str| -> Result<usize, InferenceError> {
+        let raw = get(key)?;
+        raw.parse().map_err(|_| InferenceError::Contract(format!("metadata_props {key:?} = {raw:?} is not a count")))
+    };
+    let kind = match get(metadata::KIND)?.as_str() {
+        "full" => ModelKind::Full,
+        "edge" => ModelKind::Edge,
+        other => return Err(InferenceError::Contract(format!("unknown model kind {other:?}"))),
+    };
+    let (n_items, top_k) = (count(metadata::N_ITEMS)?, count(metadata::TOP_K)?);
+    if n_items == 0 || top_k != contract::output_top_k(n_items) {
+        return Err(InferenceError::Contract(format!("top_k {top_k} does not match n_items {n_items} (expected {})", contract::output_top_k(n_items))));
+    }
+    Ok(OnnxMetadata { kind, n_items, top_k })
+}
+
 /// A loaded, optimized model ready to run.
 #[derive(Debug, Clone)]
 pub struct OnnxRecommender {
