@@ -132,6 +132,29 @@ fn refuse(var: &'static str, value: impl Into<String>, reason: impl Into<String>
     ConfigError { var, value: value.into(), reason: reason.into() }
 }
 
+/// Shortest `ORIGIN_TRY_MS`, ms: no origin across a network answers sooner,
+/// so a smaller share only times every origin out (and blames it).
+pub const MIN_TRY_MS: u64 = 10;
+
+/// Shortest `ORIGIN_SECRET` in production, bytes (the origin's own minimum).
+pub const MIN_SECRET_BYTES: usize = 16;
+
+/// Checks an origin base URL: `http://` or `https://`, a host (and port),
+/// nothing else: a path, query, fragment or user info would be joined with
+/// `/v1/recommendations?…` into a URL that silently asks something else.
+/// Returns it without a trailing `/`.
+fn check_origin_url(url: &str) -> Result<String, String> {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")).ok_or("url must start with http:// or https://")?;
+    let rest = rest.trim_end_matches('/');
+    if rest.is_empty() {
+        return Err("url has no host".into());
+    }
+    if let Some(c) = rest.chars().find(|c| matches!(c, '/' | '?' | '#' | '@') || c.is_whitespace() || c.is_control()) {
+        return Err(format!("url must be scheme://host[:port] only (found {c:?}): the edge appends /v1/recommendations itself"));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
 /// Parses and checks `ORIGINS` (module docs).
 fn parse_origins(json: &str) -> Result<Vec<OriginSpec>, ConfigError> {
     let bad = |reason: String| refuse("ORIGINS", json, reason);
@@ -144,10 +167,7 @@ fn parse_origins(json: &str) -> Result<Vec<OriginSpec>, ConfigError> {
         if !ok_name {
             return Err(bad(format!("origin {i}: name {:?} must be 1 to 32 of A-Z a-z 0-9 - _", o.name)));
         }
-        if !(o.url.starts_with("http://") || o.url.starts_with("https://")) {
-            return Err(bad(format!("origin {:?}: url must start with http:// or https://", o.name)));
-        }
-        o.url = o.url.trim_end_matches('/').to_string();
+        o.url = check_origin_url(&o.url).map_err(|why| bad(format!("origin {:?}: {why}", o.name)))?;
         if !(1..=100).contains(&o.priority) || !(1..=100).contains(&o.weight) {
             return Err(bad(format!("origin {:?}: priority and weight must be 1 to 100", o.name)));
         }
@@ -188,10 +208,10 @@ impl EdgeConfig {
         let origins = match (get("ORIGINS"), get("ORIGIN_URL")) {
             (Some(_), Some(u)) => return Err(refuse("ORIGIN_URL", u, "set ORIGINS or ORIGIN_URL, not both")),
             (Some(json), None) => parse_origins(&json)?,
-            (None, Some(u)) if u.starts_with("http://") || u.starts_with("https://") => {
-                vec![OriginSpec { name: "origin".into(), url: u.trim_end_matches('/').to_string(), priority: 1, weight: 1 }]
+            (None, Some(u)) => {
+                let url = check_origin_url(&u).map_err(|why| refuse("ORIGIN_URL", u.clone(), why))?;
+                vec![OriginSpec { name: "origin".into(), url, priority: 1, weight: 1 }]
             }
-            (None, Some(u)) => return Err(refuse("ORIGIN_URL", u, "must start with http:// or https://")),
             (None, None) => Vec::new(),
         };
         let u32_of = |n: u64| u32::try_from(n).unwrap_or(u32::MAX);
@@ -207,8 +227,11 @@ impl EdgeConfig {
             stale_if_error_s: num("STALE_S", d.cache.stale_if_error_s, 0, 31_536_000)?,
         };
         let deadline_ms = num("ORIGIN_DEADLINE_MS", d.deadline_ms, 1, 60_000)?;
-        let min_origin_budget_ms = num("ORIGIN_MIN_BUDGET_MS", d.min_origin_budget_ms, 0, deadline_ms)?;
-        let try_timeout_ms = num("ORIGIN_TRY_MS", deadline_ms / 2, 1, deadline_ms)?;
+        // Below the deadline: a floor equal to it never asks an origin after any cache lookup.
+        let min_origin_budget_ms = num("ORIGIN_MIN_BUDGET_MS", d.min_origin_budget_ms.min(deadline_ms - 1), 0, deadline_ms - 1)?;
+        // At least the floor (a share under it is never enough to be asked) and MIN_TRY_MS.
+        let try_floor = min_origin_budget_ms.max(MIN_TRY_MS).min(deadline_ms);
+        let try_timeout_ms = num("ORIGIN_TRY_MS", (deadline_ms / 2).max(try_floor), try_floor, deadline_ms)?;
         let hedge = HedgePolicy {
             budget_pct: u32_of(num("HEDGE_BUDGET_PCT", d.balancer.hedge.budget_pct.into(), 0, 100)?),
             percentile: u32_of(num("HEDGE_PERCENTILE", d.balancer.hedge.percentile.into(), 50, 99)?),
@@ -231,8 +254,14 @@ impl EdgeConfig {
                 if let Some(o) = origins.iter().find(|o| !o.url.starts_with("https://")) {
                     return Err(refuse(var, o.url.clone(), "production needs https:// origins"));
                 }
-                if origin_secret.is_none() {
-                    return Err(refuse("ORIGIN_SECRET", "", "production needs the edge credential: wrangler secret put ORIGIN_SECRET --env production"));
+                match &origin_secret {
+                    None => {
+                        return Err(refuse("ORIGIN_SECRET", "", "production needs the edge credential: wrangler secret put ORIGIN_SECRET --env production"));
+                    }
+                    Some(s) if s.len() < MIN_SECRET_BYTES => {
+                        return Err(refuse("ORIGIN_SECRET", "(hidden)", format!("{} bytes; production needs at least {MIN_SECRET_BYTES}", s.len())));
+                    }
+                    Some(_) => {}
                 }
             }
             Some(other) => return Err(refuse("EDGEREC_ENV", other, "must be development or production")),
@@ -325,6 +354,27 @@ mod tests {
         assert_eq!(EdgeConfig::from_vars(prod).unwrap_err().var, "ORIGINS", "production refuses any http:// region");
     }
 
+    /// Hardening round 2, item 15: configurations that deployed silently wrong.
+    #[test]
+    fn settings_that_would_run_silently_wrong_are_refused() {
+        let e = |pairs: &[(&str, &str)]| EdgeConfig::from_vars(vars(pairs)).unwrap_err();
+        assert_eq!(e(&[("ORIGIN_MIN_BUDGET_MS", "150")]).var, "ORIGIN_MIN_BUDGET_MS", "a floor equal to the deadline never asks");
+        assert_eq!(e(&[("ORIGIN_TRY_MS", "1")]).var, "ORIGIN_TRY_MS", "a 1 ms share times every origin out");
+        assert_eq!(e(&[("ORIGIN_TRY_MS", "15")]).var, "ORIGIN_TRY_MS", "under the 20 ms floor");
+        assert!(EdgeConfig::from_vars(vars(&[("ORIGIN_TRY_MS", "20")])).is_ok());
+        for url in ["https://origin.example/api", "https://origin.example?x=1", "https://origin.example#f", "https://user@origin.example", "https://"] {
+            assert_eq!(e(&[("ORIGIN_URL", url)]).var, "ORIGIN_URL", "{url}");
+            let json = format!(r#"[{{"name": "a", "url": "{url}"}}]"#);
+            assert_eq!(e(&[("ORIGINS", &json)]).var, "ORIGINS", "{url}");
+        }
+        let c = EdgeConfig::from_vars(vars(&[("ORIGIN_URL", "https://origin.example:8443/")])).unwrap();
+        assert_eq!(c.origins[0].url, "https://origin.example:8443");
+        let prod = [("EDGEREC_ENV", "production"), ("ORIGIN_URL", "https://origin.example"), ("ORIGIN_SECRET", "short")];
+        assert_eq!(e(&prod).var, "ORIGIN_SECRET", "a guessable credential");
+        let d = EdgeConfig::from_vars(vars(&[("ORIGIN_DEADLINE_MS", "10")])).unwrap();
+        assert!(d.min_origin_budget_ms < d.deadline_ms && d.try_timeout_ms <= d.deadline_ms, "{d:?}");
+    }
+
     /// Hardening 17: production refuses the local defaults.
     #[test]
     fn production_needs_an_https_origin_and_the_credential() {
@@ -336,8 +386,8 @@ mod tests {
         assert_eq!(prod(&[]).unwrap_err().var, "ORIGIN_URL");
         assert_eq!(prod(&[("ORIGIN_URL", "http://127.0.0.1:8080"), ("ORIGIN_SECRET", "s")]).unwrap_err().var, "ORIGIN_URL");
         assert_eq!(prod(&[("ORIGIN_URL", "https://origin.shop.example")]).unwrap_err().var, "ORIGIN_SECRET");
-        let ok = prod(&[("ORIGIN_URL", "https://origin.shop.example"), ("ORIGIN_SECRET", "s3cret")]).unwrap();
-        assert_eq!(ok.origin_secret.as_deref(), Some("s3cret"));
+        let ok = prod(&[("ORIGIN_URL", "https://origin.shop.example"), ("ORIGIN_SECRET", "s3cret-0123456789")]).unwrap();
+        assert_eq!(ok.origin_secret.as_deref(), Some("s3cret-0123456789"));
         assert!(EdgeConfig::from_vars(vars(&[("ORIGIN_URL", "http://127.0.0.1:8080")])).is_ok(), "development keeps the local default");
     }
 }

@@ -181,6 +181,23 @@ pub fn check_production(wrangler_toml: &str) -> anyhow::Result<()> {
     if var("EDGEREC_ENV") != "production" {
         bail!("wrangler.toml [env.production.vars] must set EDGEREC_ENV = \"production\"");
     }
+    let production = doc.get("env").and_then(|e| e.get("production"));
+    let name = |t: Option<&toml_edit::Item>| t.and_then(|t| t.get("name")).and_then(|n| n.as_str()).map(str::to_string);
+    if name(production).is_none() || name(production) == name(Some(doc.as_item())) {
+        bail!("wrangler.toml: [env.production] needs a name of its own, not the local worker's (a plain `wrangler deploy` would replace it)");
+    }
+    // The Cache API is not available on *.workers.dev: without a route of the
+    // shop's zone every answer would miss the cache (hardening round 2, item 9).
+    let has_route = production.is_some_and(|p| {
+        p.get("route").is_some_and(|r| r.as_str().is_some_and(|s| !s.is_empty()) || r.is_inline_table() || r.is_table())
+            || p.get("routes").and_then(|r| r.as_array()).is_some_and(|a| !a.is_empty())
+    });
+    let workers_dev = production.and_then(|p| p.get("workers_dev")).and_then(|v| v.as_bool()).unwrap_or(true);
+    if !has_route || workers_dev {
+        bail!(
+            "refusing a production build: wrangler.toml [env.production] needs `routes` on your shop's zone and `workers_dev = false` (the Cache API does not run on workers.dev)"
+        );
+    }
     let https = |url: &str| url.starts_with("https://") && url.len() > "https://".len();
     let origins = var("ORIGINS");
     if !origins.is_empty() {
@@ -229,8 +246,43 @@ fn shop_catalog() -> anyhow::Result<()> {
 }
 
 #[cfg(test)]
+#[path = "../../edge/build_verify.rs"]
+mod edge_build_verify;
+
+#[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Hardening round 2, item 7: the worker's build embedded the model
+    /// directory without checking it (a comment said it did), so a
+    /// half-written one deployed. `edge/build.rs` now runs this check.
+    #[test]
+    fn the_worker_build_refuses_a_model_directory_that_fails_its_sha256s() {
+        let good = root().join("models/movielens");
+        if !good.join("manifest.json").is_file() {
+            eprintln!("skipped: no trained models/movielens");
+            return;
+        }
+        super::edge_build_verify::verify(&good).expect("the trained directory passes");
+        let dir = std::env::temp_dir().join(format!("edgerec-build-verify-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        for f in super::edge_build_verify::EMBEDDED {
+            std::fs::copy(good.join(f), dir.join(f)).unwrap();
+        }
+        let onnx = std::fs::read(dir.join("edge.onnx")).unwrap();
+        std::fs::write(dir.join("edge.onnx"), &onnx[..onnx.len() / 2]).unwrap();
+        let e = super::edge_build_verify::verify(&dir).unwrap_err();
+        assert!(e.contains("edge.onnx") && e.contains("half-written"), "{e}");
+        let mut flipped = onnx.clone();
+        flipped[onnx.len() / 2] ^= 1;
+        std::fs::write(dir.join("edge.onnx"), &flipped).unwrap();
+        assert!(super::edge_build_verify::verify(&dir).unwrap_err().contains("sha256"));
+        std::fs::write(dir.join("edge.onnx"), &onnx).unwrap();
+        std::fs::write(dir.join("edge_catalog.json"), b"{}").unwrap();
+        assert!(super::edge_build_verify::verify(&dir).is_err(), "a catalog that is not the manifest's");
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     /// Hardening 8: no cron trigger. A cron event runs in an isolate of its own
     /// whose breaker never saw a failure, so a cron probe cannot close the
@@ -244,11 +296,44 @@ mod tests {
         assert!(!worker.contains("#[event(scheduled)]"), "the worker exports a scheduled handler");
     }
 
+    /// The shipped file with the production route an operator adds.
+    fn with_route(toml: &str) -> String {
+        toml.replace("\n# routes = [", "\nroutes = [")
+    }
+
+    /// Hardening round 2, item 6: `npx wrangler deploy` (no `--env`) shipped the
+    /// local config under the production worker's name. Now the local worker
+    /// has a name of its own, no route and no workers.dev URL.
+    #[test]
+    fn a_plain_deploy_cannot_replace_or_expose_the_production_worker() {
+        let shipped = std::fs::read_to_string(root().join("wrangler.toml")).unwrap();
+        let doc: toml_edit::DocumentMut = shipped.parse().unwrap();
+        let local = doc["name"].as_str().unwrap();
+        assert_ne!(Some(local), doc["env"]["production"]["name"].as_str(), "the local config must not carry the production name");
+        assert_eq!(doc.get("workers_dev").and_then(|v| v.as_bool()), Some(false), "the local worker must get no workers.dev URL");
+        assert!(doc.get("routes").is_none() && doc.get("route").is_none(), "the local worker must have no route");
+        let same_name = with_route(&shipped)
+            .replace("name = \"edgerec-local\"", "name = \"edgerec\"")
+            .replace("\nORIGIN_URL = \"\"\n", "\nORIGIN_URL = \"https://o.example\"\n");
+        assert!(check_production(&same_name).unwrap_err().to_string().contains("name of its own"));
+    }
+
+    /// Hardening round 2, item 9: workers.dev has no Cache API, so production needs a route.
+    #[test]
+    fn production_builds_need_a_route_of_the_shop() {
+        let shipped = std::fs::read_to_string(root().join("wrangler.toml")).unwrap();
+        let https = shipped.replace("\nORIGIN_URL = \"\"\n", "\nORIGIN_URL = \"https://o.example\"\n");
+        assert!(check_production(&https).unwrap_err().to_string().contains("routes"), "no route");
+        assert!(check_production(&with_route(&https)).is_ok());
+        let exposed = with_route(&https).replace("name = \"edgerec\"\nworkers_dev = false", "name = \"edgerec\"\nworkers_dev = true");
+        assert!(check_production(&exposed).is_err(), "workers.dev on");
+    }
+
     /// Hardening 17: the shipped file cannot be deployed to production as is;
     /// an https origin passes, an http or empty one does not.
     #[test]
     fn production_builds_need_an_https_origin() {
-        let shipped = std::fs::read_to_string(root().join("wrangler.toml")).unwrap();
+        let shipped = with_route(&std::fs::read_to_string(root().join("wrangler.toml")).unwrap());
         let e = check_production(&shipped).unwrap_err();
         assert!(e.to_string().contains("ORIGIN_URL"), "{e}");
         let with = |url: &str| shipped.replace("\nORIGIN_URL = \"\"\n", &format!("\nORIGIN_URL = \"{url}\"\n"));
