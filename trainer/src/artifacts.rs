@@ -262,7 +262,41 @@ pub fn check_parity(kind: ModelKind, model: &OnnxRecommender, catalog: &Catalog,
     Ok(max_diff)
 }
 
-/// Writes the whole model directory (module docs).
+/// Publishes a model directory whole: every file is written (and synced)
+/// into a sibling staging directory, then the old `dir` is renamed aside,
+/// the staging directory renamed to `dir`, and the old one removed. A crash
+/// at any point leaves either the old directory or the new one complete at
+/// `dir` (or, between the two renames, the old one complete at
+/// `<dir>.previous`, which the next publish removes); never a mix, which is
+/// what writing file by file into the served directory risked.
+///
+/// # Errors
+/// On I/O failure; `dir` is unchanged unless the last rename succeeded.
+pub fn publish<'a>(dir: &Path, files: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> anyhow::Result<()> {
+    let name = dir.file_name().and_then(|n| n.to_str()).with_context(|| format!("{} has no directory name", dir.display()))?;
+    let sibling = |suffix: &str| dir.with_file_name(format!("{name}.{suffix}"));
+    let (staging, previous) = (sibling(&format!("partial-{}", std::process::id())), sibling("previous"));
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+    }
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging).with_context(|| format!("creating {}", staging.display()))?;
+    for (file, bytes) in files {
+        let path = staging.join(file);
+        let mut f = std::fs::File::create(&path).with_context(|| format!("writing {}", path.display()))?;
+        std::io::Write::write_all(&mut f, bytes).with_context(|| format!("writing {}", path.display()))?;
+        f.sync_all().with_context(|| format!("syncing {}", path.display()))?;
+    }
+    let _ = std::fs::remove_dir_all(&previous);
+    if dir.exists() {
+        std::fs::rename(dir, &previous).with_context(|| format!("moving {} aside", dir.display()))?;
+    }
+    std::fs::rename(&staging, dir).with_context(|| format!("publishing {}", dir.display()))?;
+    let _ = std::fs::remove_dir_all(&previous);
+    Ok(())
+}
+
+/// Writes the whole model directory (module docs) with [`publish`].
 ///
 /// # Errors
 /// On I/O failure, or if tract's output disagrees with the trainer's.
@@ -277,7 +311,6 @@ pub fn write(
     cfg: &TrainConfig,
     metrics: serde_json::Value,
 ) -> anyhow::Result<Exported> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
     let catalog = Catalog::new(
         space
@@ -355,9 +388,6 @@ pub fn write(
         );
         files.insert(kind.file_name().into(), bytes);
     }
-    for (name, bytes) in &files {
-        std::fs::write(dir.join(name), bytes).with_context(|| format!("writing {}", dir.join(name).display()))?;
-    }
     let now = std::time::SystemTime::now();
     let stamp = humantime::format_rfc3339_seconds(now).to_string();
     let full_sha = FileEntry::of(&files["full.onnx"]).sha256;
@@ -376,6 +406,32 @@ pub fn write(
         files: files.iter().map(|(name, bytes)| (name.clone(), FileEntry::of(bytes))).collect(),
         metrics,
     };
-    std::fs::write(dir.join("manifest.json"), serde_json::to_vec_pretty(&manifest)?)?;
+    let manifest = serde_json::to_vec_pretty(&manifest)?;
+    publish(dir, files.iter().map(|(n, b)| (n.as_str(), b.as_slice())).chain([("manifest.json", manifest.as_slice())]))?;
     Ok(Exported { full_bytes: files["full.onnx"].len() as u64, edge_bytes: files["edge.onnx"].len() as u64 })
+}
+
+#[cfg(test)]
+mod publish_tests {
+    use super::publish;
+
+    /// Hardening round 2, item 13: the trainer overwrote the served directory
+    /// file by file, so a crash mid-write left a directory mixing two models.
+    #[test]
+    fn a_publish_that_fails_midway_leaves_the_served_directory_whole() {
+        let base = std::env::temp_dir().join(format!("edgerec-publish-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let dir = base.join("models/shop");
+        publish(&dir, [("a.bin", &b"old a"[..]), ("manifest.json", &b"old"[..])]).unwrap();
+        // A file name that cannot be created fails the write half-way through.
+        let failed = publish(&dir, [("a.bin", &b"new a"[..]), ("no/such/dir/b.bin", &b"new b"[..]), ("manifest.json", &b"new"[..])]);
+        assert!(failed.is_err());
+        assert_eq!(std::fs::read(dir.join("a.bin")).unwrap(), b"old a", "the served directory is untouched");
+        assert_eq!(std::fs::read(dir.join("manifest.json")).unwrap(), b"old");
+        publish(&dir, [("a.bin", &b"new a"[..]), ("manifest.json", &b"new"[..])]).unwrap();
+        assert_eq!(std::fs::read(dir.join("manifest.json")).unwrap(), b"new");
+        let left: Vec<_> = std::fs::read_dir(base.join("models")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, vec![std::ffi::OsString::from("shop")], "no staging or previous directory is left behind");
+        let _ = std::fs::remove_dir_all(base);
+    }
 }

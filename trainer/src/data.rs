@@ -17,8 +17,35 @@
 //!
 //! Rows with equal `(user, time)` form one basket (see the `last-basket` protocol).
 
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+/// What a log read from a file may cost, each checked before the memory or
+/// the work it bounds is spent (hardening round 2, item 10).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogLimits {
+    /// Longest row, bytes (64 KiB). A 10 GB line, or a stray quote that
+    /// makes the rest of the file one field, is refused after this much.
+    pub max_row_bytes: usize,
+    /// Most distinct users (10⁷): each costs a row in several per-user
+    /// tables (10⁸ users allocated ~7 GB of empty ones).
+    pub max_users: usize,
+    /// Most distinct items (10⁷; the large-catalog pipeline is measured to 10⁶).
+    pub max_items: usize,
+    /// Most events of one user (50,000): EASE's Gram matrix costs the square
+    /// of a user's items, so one "guest" account holding a shop's whole log
+    /// turned training quadratic.
+    pub max_events_per_user: usize,
+}
+
+impl Default for LogLimits {
+    fn default() -> Self {
+        LogLimits { max_row_bytes: 64 * 1024, max_users: 10_000_000, max_items: 10_000_000, max_events_per_user: 50_000 }
+    }
+}
 
 /// One interaction: `user` touched `item` at `time` with `weight`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -46,6 +73,8 @@ pub struct InteractionLog {
     pub events: Vec<Event>,
     user_index: HashMap<String, u32>,
     item_index: HashMap<String, u32>,
+    /// Events per user index (for [`LogLimits::max_events_per_user`]).
+    user_events: Vec<u32>,
 }
 
 /// A loader failure, always naming the file (and the line when one is to blame).
@@ -69,6 +98,17 @@ pub enum DataError {
         /// What is wrong.
         reason: String,
     },
+    /// A limit of [`LogLimits`] would be passed: the log is refused before
+    /// the memory or work is spent.
+    #[error("{file}:{line}: {reason}")]
+    Limit {
+        /// The file.
+        file: PathBuf,
+        /// 1-based line number where the limit was reached.
+        line: u64,
+        /// Which limit, with the numbers.
+        reason: String,
+    },
     /// The file has no interactions.
     #[error("{file}: no interactions (the log is empty)")]
     Empty {
@@ -78,15 +118,44 @@ pub enum DataError {
 }
 
 impl InteractionLog {
-    /// Adds one event, interning its ids.
+    /// Adds one event, interning its ids (no limits: for logs built in code).
     pub fn push(&mut self, user: &str, item: &str, time: i64, weight: f32) {
+        let unlimited = LogLimits { max_row_bytes: usize::MAX, max_users: u32::MAX as usize, max_items: u32::MAX as usize, max_events_per_user: usize::MAX };
+        self.try_push(user, item, time, weight, &unlimited).expect("ids fit in u32");
+    }
+
+    /// Adds one event within `limits`, interning its ids.
+    ///
+    /// # Errors
+    /// Which limit it would pass, with the numbers; nothing is added then.
+    pub fn try_push(&mut self, user: &str, item: &str, time: i64, weight: f32, limits: &LogLimits) -> Result<(), String> {
+        let new_user = !self.user_index.contains_key(user);
+        if new_user && self.users.len() >= limits.max_users.min(u32::MAX as usize) {
+            return Err(format!("more than {} users (the limit); split the log or raise LogLimits::max_users", self.users.len()));
+        }
+        if !self.item_index.contains_key(item) && self.items.len() >= limits.max_items.min(u32::MAX as usize) {
+            return Err(format!("more than {} items (the limit)", self.items.len()));
+        }
+        if let Some(&u) = self.user_index.get(user)
+            && self.user_events[u as usize] as usize >= limits.max_events_per_user
+        {
+            return Err(format!(
+                "user {user:?} has more than {} events (the limit: EASE's cost grows with the square of one user's items); a shared or guest account should be left out",
+                limits.max_events_per_user
+            ));
+        }
         let user = intern(&mut self.users, &mut self.user_index, user);
+        if new_user {
+            self.user_events.push(0);
+        }
         let before = self.items.len();
         let item = intern(&mut self.items, &mut self.item_index, item);
         if self.items.len() > before {
             self.titles.push(None);
         }
+        self.user_events[user as usize] += 1;
         self.events.push(Event { user, item, time, weight });
+        Ok(())
     }
 
     /// Sets the title of an item id if the log has that item and no title yet.
@@ -104,37 +173,108 @@ fn intern(names: &mut Vec<String>, index: &mut HashMap<String, u32>, name: &str)
     if let Some(&i) = index.get(name) {
         return i;
     }
-    let i = names.len() as u32;
+    let i = u32::try_from(names.len()).expect("callers check the count against LogLimits first");
     names.push(name.to_string());
     index.insert(name.to_string(), i);
     i
 }
 
-/// Reads a delimited file and calls `row(line, fields)` for each data row.
-fn for_each_row(file: &Path, delimiter: u8, mut row: impl FnMut(u64, &csv::StringRecord, &csv::StringRecord) -> Result<(), String>) -> Result<(), DataError> {
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(delimiter)
-        .quoting(delimiter == b',')
-        .flexible(false)
-        .from_path(file)
-        .map_err(|e| DataError::Io { file: file.into(), source: std::io::Error::other(e) })?;
-    let header = reader.headers().map_err(|e| DataError::Row { file: file.into(), line: 1, reason: e.to_string() })?.clone();
+/// A reader that refuses to deliver more than `max_row` bytes (plus the
+/// parser's read-ahead) past the end of the last complete row: a row's
+/// memory is bounded while it is read, not after.
+struct RowBounded<R> {
+    inner: R,
+    delivered: u64,
+    /// Byte offset where the parser finished its last row.
+    row_start: Rc<Cell<u64>>,
+    max_row: u64,
+    /// Set when the bound stopped the read.
+    tripped: Rc<Cell<bool>>,
+}
+
+/// The csv parser's buffer: bytes it may hold beyond the row being parsed.
+const READ_AHEAD: u64 = 64 * 1024;
+
+impl<R: Read> Read for RowBounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let allowed = (self.row_start.get() + self.max_row + READ_AHEAD).saturating_sub(self.delivered);
+        if allowed == 0 {
+            self.tripped.set(true);
+            return Err(std::io::Error::other(format!("a row is longer than {} bytes (the limit; a stray quote?)", self.max_row)));
+        }
+        let n = buf.len().min(usize::try_from(allowed).unwrap_or(usize::MAX));
+        let got = self.inner.read(&mut buf[..n])?;
+        self.delivered += got as u64;
+        Ok(got)
+    }
+}
+
+/// What a row handler refuses: a malformed row, or a passed limit.
+enum RowError {
+    Malformed(String),
+    Limit(String),
+}
+
+impl From<String> for RowError {
+    fn from(s: String) -> Self {
+        RowError::Malformed(s)
+    }
+}
+
+impl From<&str> for RowError {
+    fn from(s: &str) -> Self {
+        RowError::Malformed(s.to_string())
+    }
+}
+
+/// Reads a delimited file and calls `row(line, fields)` for each data row,
+/// no row longer than `limits.max_row_bytes`.
+fn for_each_row(
+    file: &Path,
+    delimiter: u8,
+    limits: &LogLimits,
+    mut row: impl FnMut(u64, &csv::StringRecord, &csv::StringRecord) -> Result<(), RowError>,
+) -> Result<(), DataError> {
+    let opened = std::fs::File::open(file).map_err(|source| DataError::Io { file: file.into(), source })?;
+    let (row_start, tripped) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(false)));
+    let bounded = RowBounded { inner: opened, delivered: 0, row_start: row_start.clone(), max_row: limits.max_row_bytes as u64, tripped: tripped.clone() };
+    let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).quoting(delimiter == b',').flexible(false).from_reader(std::io::BufReader::new(bounded));
+    let fail = |line: u64, e: csv::Error| {
+        if tripped.get() {
+            DataError::Limit {
+                file: file.into(),
+                line,
+                reason: format!("a row starting here is longer than {} bytes (the limit; a stray quote?)", limits.max_row_bytes),
+            }
+        } else {
+            DataError::Row { file: file.into(), line, reason: e.to_string() }
+        }
+    };
+    let header = reader.headers().map_err(|e| fail(1, e))?.clone();
     let mut record = csv::StringRecord::new();
     loop {
         let line = reader.position().line();
+        row_start.set(reader.position().byte());
         match reader.read_record(&mut record) {
             Ok(false) => return Ok(()),
-            Ok(true) => row(record.position().map_or(line, |p| p.line()), &header, &record).map_err(|reason| DataError::Row {
-                file: file.into(),
-                line: record.position().map_or(line, |p| p.line()),
-                reason,
-            })?,
-            Err(e) => {
-                let line = e.position().map_or(line, |p| p.line());
-                return Err(DataError::Row { file: file.into(), line, reason: e.to_string() });
+            Ok(true) => {
+                let line = record.position().map_or(line, |p| p.line());
+                row(line, &header, &record).map_err(|e| match e {
+                    RowError::Malformed(reason) => DataError::Row { file: file.into(), line, reason },
+                    RowError::Limit(reason) => DataError::Limit { file: file.into(), line, reason },
+                })?;
             }
+            Err(e) => return Err(fail(line, e)),
         }
     }
+}
+
+/// The id in column `col`, checked by the API's rules ([`shared::wire::check_item_id`])
+/// so that every trained id can be asked for.
+fn item_field<'r>(record: &'r csv::StringRecord, col: usize, name: &str) -> Result<&'r str, String> {
+    let id = field(record, col, name)?;
+    shared::wire::check_item_id(id).map_err(|why| format!("column {name:?}: item id {why}"))?;
+    Ok(id)
 }
 
 fn column(header: &csv::StringRecord, name: &str) -> Option<usize> {
@@ -172,10 +312,17 @@ fn require(header: &csv::StringRecord, name: &str, file: &Path) -> Result<usize,
 /// # Errors
 /// [`DataError`] for unreadable files, missing columns, malformed rows, empty logs.
 pub fn load_csv(file: &Path) -> Result<InteractionLog, DataError> {
+    load_csv_within(file, &LogLimits::default())
+}
+
+/// [`load_csv`] within `limits`.
+///
+/// # Errors
+/// As [`load_csv`], and [`DataError::Limit`] naming the limit passed.
+pub fn load_csv_within(file: &Path, limits: &LogLimits) -> Result<InteractionLog, DataError> {
     let mut log = InteractionLog::default();
     let mut cols = None;
-    let mut titles: Vec<(String, String)> = Vec::new();
-    for_each_row(file, b',', |_, header, record| {
+    for_each_row(file, b',', limits, |_, header, record| {
         let (user, item, time, weight, title) = match cols {
             Some(c) => c,
             None => {
@@ -195,19 +342,17 @@ pub fn load_csv(file: &Path) -> Result<InteractionLog, DataError> {
             None => 1.0,
             Some(w) => match w.parse::<f32>() {
                 Ok(v) if v.is_finite() && v > 0.0 => v,
-                _ => return Err(format!("column \"weight\" must be a positive number, got {w:?}")),
+                _ => return Err(format!("column \"weight\" must be a positive number, got {w:?}").into()),
             },
         };
-        let item_id = field(record, item, "item")?;
-        log.push(field(record, user, "user")?, item_id, parse_time(field(record, time, "time")?, "time")?, weight);
+        let item_id = item_field(record, item, "item")?;
+        log.try_push(field(record, user, "user")?, item_id, parse_time(field(record, time, "time")?, "time")?, weight, limits).map_err(RowError::Limit)?;
+        // The first non-empty title wins: set now, never buffered per row.
         if let Some(t) = title.and_then(|c| record.get(c)).filter(|t| !t.trim().is_empty()) {
-            titles.push((item_id.to_string(), t.to_string()));
+            log.set_title(item_id, t);
         }
         Ok(())
     })?;
-    for (item, title) in titles {
-        log.set_title(&item, &title);
-    }
     non_empty(log, file)
 }
 
@@ -222,7 +367,8 @@ pub fn load_movielens(dir: &Path) -> Result<InteractionLog, DataError> {
     let inter = dir.join("ml-100k.inter");
     let mut log = InteractionLog::default();
     let mut cols = None;
-    for_each_row(&inter, b'\t', |_, header, record| {
+    let limits = LogLimits::default();
+    for_each_row(&inter, b'\t', &limits, |_, header, record| {
         let (u, i, t) = match cols {
             Some(c) => c,
             None => {
@@ -235,11 +381,12 @@ pub fn load_movielens(dir: &Path) -> Result<InteractionLog, DataError> {
                 c
             }
         };
-        log.push(field(record, u, "user_id")?, field(record, i, "item_id")?, parse_time(field(record, t, "timestamp")?, "timestamp")?, 1.0);
+        log.try_push(field(record, u, "user_id")?, item_field(record, i, "item_id")?, parse_time(field(record, t, "timestamp")?, "timestamp")?, 1.0, &limits)
+            .map_err(RowError::Limit)?;
         Ok(())
     })?;
     let items = dir.join("ml-100k.item");
-    for_each_row(&items, b'\t', |_, header, record| {
+    for_each_row(&items, b'\t', &limits, |_, header, record| {
         let id = column(header, "item_id:token").ok_or("header has no \"item_id:token\" column")?;
         let title = column(header, "movie_title:token_seq").ok_or("header has no \"movie_title:token_seq\" column")?;
         let year = column(header, "release_year:token");
@@ -263,7 +410,8 @@ pub fn load_movielens(dir: &Path) -> Result<InteractionLog, DataError> {
 pub fn load_instacart(file: &Path) -> Result<InteractionLog, DataError> {
     let mut log = InteractionLog::default();
     let mut cols = None;
-    for_each_row(file, b',', |_, header, record| {
+    let limits = LogLimits::default();
+    for_each_row(file, b',', &limits, |_, header, record| {
         let (u, i, t) = match cols {
             Some(c) => c,
             None => {
@@ -276,7 +424,14 @@ pub fn load_instacart(file: &Path) -> Result<InteractionLog, DataError> {
                 c
             }
         };
-        log.push(field(record, u, "user_id")?, field(record, i, "product_id")?, parse_time(field(record, t, "order_number")?, "order_number")?, 1.0);
+        log.try_push(
+            field(record, u, "user_id")?,
+            item_field(record, i, "product_id")?,
+            parse_time(field(record, t, "order_number")?, "order_number")?,
+            1.0,
+            &limits,
+        )
+        .map_err(RowError::Limit)?;
         Ok(())
     })?;
     non_empty(log, file)
@@ -320,6 +475,40 @@ mod tests {
         assert!(load_csv(&p).unwrap_err().to_string().contains("ragged.csv:2"));
         let p = temp_csv("empty_user.csv", "user,item,time\n,a,1\n");
         assert!(load_csv(&p).unwrap_err().to_string().contains("\"user\" is empty"));
+    }
+
+    /// Hardening round 2, item 10: each limit is checked before the memory
+    /// or work it bounds, with a typed error naming the numbers.
+    #[test]
+    fn hostile_logs_are_refused_before_they_cost_memory_or_time() {
+        // A 1 MB line, and a stray quote that makes the rest of the file one field.
+        let long = temp_csv("long_line.csv", &format!("user,item,time,title\nu1,a,1,{}\nu1,b,2,ok\n", "x".repeat(1 << 20)));
+        let e = load_csv(&long).unwrap_err();
+        assert!(matches!(&e, DataError::Limit { line: 2, .. }) && e.to_string().contains("65536"), "{e}");
+        let mut body = String::from("user,item,time,title\nu1,a,1,\"oops\n");
+        for i in 0..20_000 {
+            body.push_str(&format!("u{i},item{i},{i},title {i}\n"));
+        }
+        let e = load_csv(&temp_csv("stray_quote.csv", &body)).unwrap_err();
+        assert!(matches!(e, DataError::Limit { .. }), "{e}");
+        // One guest account holding everything.
+        let limits = LogLimits { max_events_per_user: 100, ..LogLimits::default() };
+        let guest: String = (0..101).map(|i| format!("guest,item{i},{i}\n")).collect();
+        let e = load_csv_within(&temp_csv("guest.csv", &format!("user,item,time\n{guest}")), &limits).unwrap_err();
+        assert!(matches!(e, DataError::Limit { line: 102, .. }) && e.to_string().contains("\"guest\" has more than 100 events"), "{e}");
+        // Too many users or items.
+        let many: String = (0..11).map(|i| format!("u{i},item{i},1\n")).collect();
+        let path = temp_csv("many.csv", &format!("user,item,time\n{many}"));
+        let e = load_csv_within(&path, &LogLimits { max_users: 10, ..LogLimits::default() }).unwrap_err();
+        assert!(e.to_string().contains("more than 10 users"), "{e}");
+        let e = load_csv_within(&path, &LogLimits { max_items: 10, ..LogLimits::default() }).unwrap_err();
+        assert!(e.to_string().contains("more than 10 items"), "{e}");
+        assert!(load_csv_within(&path, &LogLimits { max_users: 11, max_items: 11, ..LogLimits::default() }).is_ok());
+        // Item ids the API could never ask for.
+        let e = load_csv(&temp_csv("comma_id.csv", "user,item,time\nu1,\"a,b\",1\n")).unwrap_err();
+        assert!(matches!(&e, DataError::Row { line: 2, .. }) && e.to_string().contains("separator"), "{e}");
+        let e = load_csv(&temp_csv("long_id.csv", &format!("user,item,time\nu1,{},1\n", "i".repeat(300)))).unwrap_err();
+        assert!(e.to_string().contains("300 bytes"), "{e}");
     }
 
     #[test]

@@ -133,7 +133,10 @@ impl Report {
     /// # Errors
     /// On I/O failure.
     pub fn save(&self, cfg: &TrainConfig) -> anyhow::Result<()> {
-        std::fs::write(cfg.out_dir.join("report.json"), serde_json::to_vec_pretty(self)?)?;
+        // Beside the published model (not in its manifest): written aside, then renamed into place.
+        let tmp = cfg.out_dir.join(".report.json.partial");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        std::fs::rename(&tmp, cfg.out_dir.join("report.json"))?;
         Ok(())
     }
 }
