@@ -289,6 +289,13 @@ pub fn publish<'a>(dir: &Path, files: impl IntoIterator<Item = (&'a str, &'a [u8
     }
     let _ = std::fs::remove_dir_all(&previous);
     if dir.exists() {
+        // What else lives in the directory (the peers' splits, a report) moves over to the new one.
+        for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.flatten() {
+            let target = staging.join(entry.file_name());
+            if !target.exists() {
+                std::fs::rename(entry.path(), &target).with_context(|| format!("keeping {}", entry.path().display()))?;
+            }
+        }
         std::fs::rename(dir, &previous).with_context(|| format!("moving {} aside", dir.display()))?;
     }
     std::fs::rename(&staging, dir).with_context(|| format!("publishing {}", dir.display()))?;
@@ -428,8 +435,11 @@ mod publish_tests {
         assert!(failed.is_err());
         assert_eq!(std::fs::read(dir.join("a.bin")).unwrap(), b"old a", "the served directory is untouched");
         assert_eq!(std::fs::read(dir.join("manifest.json")).unwrap(), b"old");
+        std::fs::create_dir_all(dir.join("splits")).unwrap();
+        std::fs::write(dir.join("splits/meta.json"), b"kept").unwrap();
         publish(&dir, [("a.bin", &b"new a"[..]), ("manifest.json", &b"new"[..])]).unwrap();
         assert_eq!(std::fs::read(dir.join("manifest.json")).unwrap(), b"new");
+        assert_eq!(std::fs::read(dir.join("splits/meta.json")).unwrap(), b"kept", "other contents move over");
         let left: Vec<_> = std::fs::read_dir(base.join("models")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(left, vec![std::ffi::OsString::from("shop")], "no staging or previous directory is left behind");
         let _ = std::fs::remove_dir_all(base);

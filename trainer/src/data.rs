@@ -233,9 +233,20 @@ fn for_each_row(
     file: &Path,
     delimiter: u8,
     limits: &LogLimits,
-    mut row: impl FnMut(u64, &csv::StringRecord, &csv::StringRecord) -> Result<(), RowError>,
+    row: impl FnMut(u64, &csv::StringRecord, &csv::StringRecord) -> Result<(), RowError>,
 ) -> Result<(), DataError> {
     let opened = std::fs::File::open(file).map_err(|source| DataError::Io { file: file.into(), source })?;
+    for_each_row_of(opened, file, delimiter, limits, row)
+}
+
+/// [`for_each_row`] over any reader; `file` names it in errors.
+fn for_each_row_of(
+    opened: impl Read,
+    file: &Path,
+    delimiter: u8,
+    limits: &LogLimits,
+    mut row: impl FnMut(u64, &csv::StringRecord, &csv::StringRecord) -> Result<(), RowError>,
+) -> Result<(), DataError> {
     let (row_start, tripped) = (Rc::new(Cell::new(0)), Rc::new(Cell::new(false)));
     let bounded = RowBounded { inner: opened, delivered: 0, row_start: row_start.clone(), max_row: limits.max_row_bytes as u64, tripped: tripped.clone() };
     let mut reader = csv::ReaderBuilder::new().delimiter(delimiter).quoting(delimiter == b',').flexible(false).from_reader(std::io::BufReader::new(bounded));
@@ -320,9 +331,20 @@ pub fn load_csv(file: &Path) -> Result<InteractionLog, DataError> {
 /// # Errors
 /// As [`load_csv`], and [`DataError::Limit`] naming the limit passed.
 pub fn load_csv_within(file: &Path, limits: &LogLimits) -> Result<InteractionLog, DataError> {
+    let opened = std::fs::File::open(file).map_err(|source| DataError::Io { file: file.into(), source })?;
+    load_csv_from(opened, file, limits)
+}
+
+/// [`load_csv_within`] over any reader (`name` names it in errors): what the
+/// fuzz target drives.
+///
+/// # Errors
+/// As [`load_csv_within`].
+pub fn load_csv_from(reader: impl Read, name: &Path, limits: &LogLimits) -> Result<InteractionLog, DataError> {
+    let file = name;
     let mut log = InteractionLog::default();
     let mut cols = None;
-    for_each_row(file, b',', limits, |_, header, record| {
+    for_each_row_of(reader, file, b',', limits, |_, header, record| {
         let (user, item, time, weight, title) = match cols {
             Some(c) => c,
             None => {

@@ -20,6 +20,7 @@
 
 mod datasets;
 mod edge;
+mod fuzz;
 mod scale;
 mod setup;
 
@@ -77,6 +78,12 @@ enum Cmd {
         /// Train sizes that are already trained again.
         #[arg(long)]
         retrain: bool,
+    },
+    /// Every libFuzzer target under fuzz/ (cargo fuzz, nightly) for a bounded time; prints executions, corpus and crashes.
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        secs: u64,
     },
     /// The full failover suite (edge vs nginx under every fault, overload, soak); writes docs/reliability.md.
     Chaos {
@@ -392,6 +399,7 @@ fn main() -> anyhow::Result<()> {
             run(cargo().args(["build", "--release", "-p", "e2e", "--bin", "bench-edge"]))?;
             run(Command::new(target_dir().join("release/bench-edge")).args(["models/movielens", "docs/performance.md"]))
         }
+        Cmd::Fuzz { secs } => fuzz::all(secs),
         Cmd::Peers => {
             setup::all()?;
             train(false, Schedule::Full)?;
