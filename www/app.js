@@ -11,6 +11,10 @@ const HISTORY_KEY = "edgerec.history";
 const CART_KEY = "edgerec.cart";
 const HISTORY_MAX = 50;
 const MAX_ID_BYTES = 256; // the API's limit (shared::wire::MAX_ID_BYTES)
+const EVENTS_API = "/v1/events";
+const SESSION_KEY = "edgerec.session";
+const EVENTS_FLUSH_MS = 2000;
+const EVENTS_MAX_BATCH = 50; // the API takes 500; a beacon carries at most 64 KiB
 
 const main = document.getElementById("main");
 let catalog = { items: [], byId: new Map(), dataset: "", version: "" };
@@ -40,8 +44,41 @@ function addToCart(id) {
   if (!cart.includes(id)) cart.push(id);
   save(CART_KEY, cart);
   remember(id);
+  track("cart", id);
   updateCartCount();
 }
+
+// ---- events (POST /v1/events: edge → queue → origin → store) -----------------
+
+/** This browser's session id (a random UUID kept in localStorage). */
+function sessionId() {
+  let s = localStorage.getItem(SESSION_KEY);
+  if (!s) { s = crypto.randomUUID(); localStorage.setItem(SESSION_KEY, s); }
+  return s;
+}
+let pending = [];
+let flushTimer = null;
+/** Queues one event; each gets a client-made event_id, so a resent batch is stored once. */
+function track(type, id) {
+  if (!isValidId(id)) return;
+  pending.push({ event_id: crypto.randomUUID(), session_id: sessionId(), item_id: id, type, time: Date.now() });
+  if (pending.length >= EVENTS_MAX_BATCH) flush();
+  else if (!flushTimer) flushTimer = setTimeout(flush, EVENTS_FLUSH_MS);
+}
+/** Sends what is queued: a beacon when the page hides (it outlives the page), else fetch. */
+function flush(beacon = false) {
+  clearTimeout(flushTimer);
+  flushTimer = null;
+  if (!pending.length) return;
+  const batch = pending.splice(0, EVENTS_MAX_BATCH);
+  const body = JSON.stringify({ events: batch });
+  if (beacon && navigator.sendBeacon(EVENTS_API, new Blob([body], { type: "application/json" }))) return;
+  fetch(EVENTS_API, { method: "POST", headers: { "content-type": "application/json" }, body, keepalive: true })
+    .then((r) => { if (r.status >= 500) pending.unshift(...batch); }) // the edge could not queue them: try again later
+    .catch(() => { pending.unshift(...batch); });
+  if (pending.length) flushTimer = setTimeout(flush, EVENTS_FLUSH_MS);
+}
+document.addEventListener("visibilitychange", () => { if (document.visibilityState === "hidden") flush(true); });
 function updateCartCount() { document.getElementById("cart-count").textContent = String(load(CART_KEY).length); }
 
 // ---- catalog ---------------------------------------------------------------
@@ -164,6 +201,7 @@ function catalogView(query) {
 
 function productView(id) {
   remember(id);
+  if (catalog.byId.has(id)) track("view", id);
   const name = displayName(id);
   const known = catalog.byId.has(id);
   const swatch = el("div", { class: "swatch", "aria-hidden": "true", text: initials(name) });
@@ -185,7 +223,20 @@ function productView(id) {
 function cartView() {
   const cart = load(CART_KEY);
   const grid = el("ul", { class: "grid", "data-testid": "cart" }, ...cart.map((id) => card(id)));
-  return [el("h1", { text: `Your cart (${cart.length})` }), cart.length ? grid : el("p", { text: "Your cart is empty." }), recRow("Recommended for you", load(HISTORY_KEY), "for-you")];
+  const checkout = el("button", { type: "button", class: "btn", "data-testid": "checkout", text: "Check out" });
+  checkout.addEventListener("click", () => {
+    for (const id of cart) track("purchase", id);
+    flush();
+    save(CART_KEY, []);
+    updateCartCount();
+    route();
+  });
+  return [
+    el("h1", { text: `Your cart (${cart.length})` }),
+    cart.length ? grid : el("p", { text: "Your cart is empty." }),
+    ...(cart.length ? [checkout] : []),
+    recRow("Recommended for you", load(HISTORY_KEY), "for-you"),
+  ];
 }
 
 function badLinkView() {

@@ -16,6 +16,8 @@
 //! never saw a failure (edge README).
 
 mod answer_cache;
+mod catalog_sync;
+mod events;
 mod model;
 mod origin_client;
 
@@ -27,7 +29,7 @@ use shared::edge_config::{EdgeConfig, OriginSpec};
 use shared::failover_path::{self, CachedAnswer, EdgeEnv, EdgeState, FollowUp, OriginCall, OriginFailure};
 use shared::request::{self, MAX_BODY_BYTES, OriginForm, RequestError};
 use shared::wire::{ApiError, RecommendationResponse, ValidRequest};
-use worker::{Context, Env, Method, Request, Response, event};
+use worker::{Context, Env, MessageBatch, Method, Request, Response, event};
 
 thread_local! {
     /// The isolate's failover state: origins' breakers, latency and versions, refreshes in flight.
@@ -53,6 +55,19 @@ fn start() {
 
 fn config(env: &Env) -> Result<EdgeConfig, shared::edge_config::ConfigError> {
     EdgeConfig::from_vars(|name| env.var(name).ok().map(|v| v.to_string()))
+}
+
+/// The events queue's consumer: delivers queued events to an origin ([`events`]).
+#[event(queue)]
+async fn queue(batch: MessageBatch<String>, env: Env, _ctx: Context) -> worker::Result<()> {
+    match config(&env) {
+        Ok(cfg) => events::consume(batch, &cfg).await,
+        Err(e) => {
+            worker::console_error!("edgerec: configuration refused: {e}; queued events wait");
+            batch.retry_all();
+            Ok(())
+        }
+    }
 }
 
 #[event(fetch)]
@@ -87,6 +102,8 @@ async fn route(mut req: Request, env: &Env, ctx: &Context, request_id: &str) -> 
             recommend(&url, request::validate(parsed)?, env, ctx, client_ip(&req), request_id).await
         }
         ("/v1/recommendations", _) => method_not_allowed("GET, POST"),
+        ("/v1/events", Method::Post) => events::accept(&mut req, env).await,
+        ("/v1/events", _) => method_not_allowed("POST"),
         ("/healthz", Method::Get | Method::Head) => healthz(env),
         ("/healthz", _) => method_not_allowed("GET, HEAD"),
         _ => Err(RequestError::new(404, format!("no route for {path}"))),
@@ -158,6 +175,10 @@ fn healthz(env: &Env) -> Result<Response, RequestError> {
             serde_json::json!({ "budget_pct": b.config().hedge.budget_pct, "stats": b.stats })
         }),
         "config": if cfg.is_ok() { "ok" } else { "invalid (see the worker's log)" },
+        "catalog": {
+            let (synced_ms, version, hidden) = catalog_sync::status();
+            serde_json::json!({ "version": version, "hidden_items": hidden, "synced_ms_ago": (synced_ms > 0).then(|| now_ms().saturating_sub(synced_ms)) })
+        },
     });
     let response = Response::from_json(&body).map_err(internal)?;
     Ok(if ok { response } else { response.with_status(503) })
@@ -221,6 +242,7 @@ impl EdgeEnv for WorkerEnv {
                 source: shared::wire::Source::Popular,
                 model: shared::wire::ModelInfo { name: "none".into(), version: String::new(), backend: model::BACKEND.into(), dataset: String::new() },
                 warnings: vec![format!("edge model unavailable: {e}")],
+                catalog_version: None,
             },
         }
     }
@@ -261,7 +283,17 @@ async fn recommend(
         host_origin: url.origin().ascii_serialization(),
         request_id: request_id.to_string(),
     };
-    let served = failover_path::serve(&wenv, &cfg, &state, &req).await;
+    match catalog_sync::due(now_ms()) {
+        catalog_sync::Due::Inline => catalog_sync::refresh(&cfg, now_ms, catalog_sync::INLINE_BUDGET_MS).await,
+        catalog_sync::Due::Background => {
+            let cfg = cfg.clone();
+            ctx.wait_until(async move { catalog_sync::refresh(&cfg, now_ms, events::DELIVERY_DEADLINE_MS).await });
+        }
+        catalog_sync::Due::No => {}
+    }
+    let mut served = failover_path::serve(&wenv, &cfg, &state, &req).await;
+    // Whichever source answered (origin, cache, edge model, popular list), the live catalog's rules hold.
+    apply_live_catalog(&wenv, &req, &mut served.body);
     if let Some(u) = &served.unanswered
         && u.counts_against_origin()
     {
@@ -309,6 +341,17 @@ async fn recommend(
     headers.set("cache-control", "no-store").map_err(internal)?;
     headers.set("timing-allow-origin", "*").map_err(internal)?;
     Ok(response)
+}
+
+/// Leaves out what the live catalog hides or the request excludes, fills
+/// `k` from the popular list, gives new items their cold-start slots.
+fn apply_live_catalog(wenv: &WorkerEnv, req: &ValidRequest, body: &mut RecommendationResponse) {
+    let Ok(m) = wenv.model.as_ref() else { return };
+    let wide = ValidRequest { history: req.history.clone(), k: shared::contract::MAX_K, exclude_seen: req.exclude_seen, ..Default::default() };
+    let popular = m.popular(&wide);
+    let origin_version = body.catalog_version;
+    catalog_sync::with(|c| c.apply(body, req, |id| m.knows(id), popular.items.iter().map(|i| (i.item_id.as_str(), i.title.as_deref()))));
+    body.catalog_version = body.catalog_version.max(origin_version);
 }
 
 /// The shopper's address as Cloudflare saw it (`CF-Connecting-IP`).

@@ -43,6 +43,14 @@ pub struct OriginRequest<'a> {
 /// [`OriginFailure`]: timeout, network error, non-200 status, or a body that
 /// is not a recommendation answer.
 pub async fn get_json(call: &OriginRequest<'_>, deadline_ms: u64) -> Result<RecommendationResponse, OriginFailure> {
+    call_json(call, deadline_ms).await
+}
+
+/// [`get_json`] for any JSON answer `T` (events acknowledgements, catalog changes).
+///
+/// # Errors
+/// As [`get_json`].
+pub async fn call_json<T: serde::de::DeserializeOwned>(call: &OriginRequest<'_>, deadline_ms: u64) -> Result<T, OriginFailure> {
     let controller = AbortOnDrop(Some(AbortController::default()));
     let signal = controller.0.as_ref().expect("set until dropped").signal();
     let url = call.url;
@@ -74,7 +82,7 @@ pub async fn get_json(call: &OriginRequest<'_>, deadline_ms: u64) -> Result<Reco
         while let Some(chunk) = stream.next().await {
             append_answer_chunk(&mut body, &chunk.map_err(net)?).map_err(OriginFailure::Malformed)?;
         }
-        serde_json::from_slice::<RecommendationResponse>(&body).map_err(|e| OriginFailure::Malformed(e.to_string()))
+        serde_json::from_slice::<T>(&body).map_err(|e| OriginFailure::Malformed(e.to_string()))
     };
     let deadline = Delay::from(Duration::from_millis(deadline_ms));
     match select(pin!(call), pin!(deadline)).await {

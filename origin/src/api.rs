@@ -34,7 +34,9 @@ pub async fn get_recommendations(
     } else {
         HeaderValue::from_str(&CachePolicy::DEFAULT.cache_control()).expect("ASCII header value")
     };
-    response.headers_mut().insert(header::CACHE_CONTROL, cache_control);
+    if !response.headers().contains_key(header::CACHE_CONTROL) {
+        response.headers_mut().insert(header::CACHE_CONTROL, cache_control);
+    }
     Ok(response)
 }
 
@@ -55,10 +57,32 @@ pub async fn post_recommendations(
     Ok(response)
 }
 
+/// Most history items read from the store for a logged-in shopper.
+pub const STORED_HISTORY: usize = 50;
+
+/// Extra model items asked for beyond `k`, at most, to stand in for hidden ones
+/// (the popular list fills any gap past them).
+const HIDDEN_HEADROOM: usize = 100;
+
 async fn recommend(state: &AppState, req: RecommendationRequest) -> Result<Response, HttpError> {
-    let ValidRequest { history, k, exclude_seen } = request::validate(req)?;
+    let mut req = request::validate(req)?;
     let model = state.store.current().ok_or_else(|| HttpError::overloaded("no model loaded yet"))?;
-    let prepared = model.policy.prepare(&history);
+    // A logged-in shopper without a history: the store's, so every device sees the same answer.
+    if req.history.is_empty()
+        && let Some(user) = req.user_id.clone()
+    {
+        let live = state.live.clone();
+        match tokio::task::spawn_blocking(move || live.store.history(&user, STORED_HISTORY)).await {
+            Ok(Ok(history)) => req.history = history,
+            // The answer degrades to the popular list rather than failing.
+            Ok(Err(e)) => tracing::warn!(error = %e, "reading a shopper's history failed"),
+            Err(e) => tracing::error!(error = %e, "history task failed"),
+        }
+    }
+    let ValidRequest { history, k, exclude_seen, .. } = &req;
+    // Ask past `k` for what the live catalog will take out.
+    let wide_k = k + state.live.catalog().hidden_count().min(HIDDEN_HEADROOM) + req.exclude.len();
+    let prepared = model.policy.prepare(history);
     let ranked = if prepared.row.is_empty() {
         None
     } else {
@@ -71,12 +95,18 @@ async fn recommend(state: &AppState, req: RecommendationRequest) -> Result<Respo
             Err(e) => return Err(HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())),
         }
     };
-    let rec = model.policy.finish(prepared, ranked.as_ref(), k, exclude_seen);
+    let rec = model.policy.finish(prepared, ranked.as_ref(), wide_k, *exclude_seen);
     let info =
         ModelInfo { name: "full".into(), version: model.version().to_string(), backend: model.backend.to_string(), dataset: model.manifest.dataset.clone() };
-    let body = model.policy.response(&rec, Source::Origin, info);
+    let mut body = model.policy.response(&rec, Source::Origin, info);
+    let catalog = model.policy.catalog();
+    state.live.catalog().apply(&mut body, &req, |id| catalog.index_of(id).is_some(), catalog.items().iter().map(|i| (i.id.as_str(), i.title.as_deref())));
     let source = body.source.as_str();
     let mut response = axum::Json(body).into_response();
     response.headers_mut().insert("x-rec-source", HeaderValue::from_static(source));
+    if req.user_id.is_some() {
+        // Built from one shopper's stored history: no shared cache may keep it.
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, no-store"));
+    }
     Ok(response)
 }

@@ -45,6 +45,9 @@ impl ServeConfig {
         if self.max_connections_per_client == 0 || self.max_connections == 0 {
             anyhow::bail!("--max-connections and --max-connections-per-client must be at least 1");
         }
+        if self.events_per_shopper_per_s == 0 || self.events_per_shopper_burst == 0 || self.catalog_poll_ms == 0 {
+            anyhow::bail!("--events-per-shopper-per-s, --events-per-shopper-burst and --catalog-poll-ms must be at least 1");
+        }
         if self.request_timeout_ms == 0 {
             anyhow::bail!("--request-timeout-ms (EDGEREC_REQUEST_TIMEOUT_MS) must be at least 1");
         }
@@ -134,6 +137,20 @@ pub struct ServeConfig {
     /// How long SIGTERM waits for in-flight requests before exiting (ms).
     #[arg(long, env = "EDGEREC_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
+    /// The event and catalog store: `sqlite:PATH` (embedded, created if
+    /// missing) or `postgres://user:password@host:port/db` (shared by several origins).
+    #[arg(long, env = "EDGEREC_EVENTS", default_value = "sqlite:events.sqlite")]
+    pub events: String,
+    /// Events per second one shopper (user or session) may send; more are refused (`rate_limited`).
+    #[arg(long, env = "EDGEREC_EVENTS_PER_SHOPPER_PER_S", default_value_t = 20)]
+    pub events_per_shopper_per_s: u32,
+    /// Burst of the per-shopper event limit.
+    #[arg(long, env = "EDGEREC_EVENTS_PER_SHOPPER_BURST", default_value_t = 500)]
+    pub events_per_shopper_burst: u32,
+    /// How often the live catalog asks the store for changes (ms): a change
+    /// written through another origin is honoured here within it.
+    #[arg(long, env = "EDGEREC_CATALOG_POLL_MS", default_value_t = 1000)]
+    pub catalog_poll_ms: u64,
     /// Log format.
     #[arg(long, env = "EDGEREC_LOG_FORMAT", value_enum, default_value = "json")]
     pub log_format: LogFormat,

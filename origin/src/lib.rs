@@ -10,7 +10,9 @@
 //! tower layers (request id, trace, CORS, metrics, edge credential, rate limit,
 //! concurrency limit + load shed, deadline, 64 KiB body limit) → [`api`]
 //! (validate, map ids) → [`batcher`] (micro-batch, blocking pool) →
-//! [`backend`] (ORT or tract) → [`api`] (drop seen, fill to `k`, JSON).
+//! [`backend`] (ORT or tract) → [`api`] (drop seen, the live catalog's rules
+//! ([`live_data`]), fill to `k`, JSON). Events and item changes: [`events_api`]
+//! → the event store (`event-store`: SQLite or PostgreSQL).
 
 pub mod api;
 pub mod backend;
@@ -18,6 +20,8 @@ pub mod batcher;
 pub mod config;
 pub mod edge_auth;
 pub mod error;
+pub mod events_api;
+pub mod live_data;
 pub mod model_store;
 pub mod ops;
 pub mod rate_limit;

@@ -109,8 +109,26 @@ fn router(fake: Option<Fake>, extra: &[&str]) -> axum::Router {
         store.serve_unverified(model(f));
     }
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder().handle();
-    let state = Arc::new(AppState { store, models_dir: cfg.models.clone(), models_root: cfg.models_root(), admin_token: cfg.admin_token.clone(), metrics });
+    let state = Arc::new(AppState {
+        store,
+        models_dir: cfg.models.clone(),
+        models_root: cfg.models_root(),
+        admin_token: cfg.admin_token.clone(),
+        metrics,
+        live: live_data(),
+    });
     app(state, &cfg)
+}
+
+/// A live-data side over a fresh SQLite store of its own.
+fn live_data() -> Arc<crate::live_data::LiveData> {
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("edgerec-router-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let store = event_store::sqlite::SqliteStore::open(&dir.join("events.sqlite")).unwrap();
+    let (per_s, burst) = (std::num::NonZeroU32::new(5).unwrap(), std::num::NonZeroU32::new(20).unwrap());
+    Arc::new(crate::live_data::LiveData::new(Arc::new(store), per_s, burst))
 }
 
 async fn send(router: &axum::Router, req: Request<Body>) -> (StatusCode, Value) {
@@ -269,4 +287,81 @@ fn short_secrets_are_refused_at_start_up() {
     assert!(e.contains("EDGEREC_ADMIN_TOKEN") && e.contains("5 bytes") && e.contains("16"), "{e}");
     assert!(config(&["--edge-key", "k"]).validate().unwrap_err().to_string().contains("EDGEREC_EDGE_KEY"));
     assert!(config(&["--max-connections-per-client", "0"]).validate().is_err());
+}
+
+fn events_body(events: &[serde_json::Value]) -> String {
+    serde_json::json!({ "events": events }).to_string()
+}
+
+fn event(id: &str, user: &str, item: &str) -> serde_json::Value {
+    serde_json::json!({ "event_id": id, "user_id": user, "item_id": item, "type": "view", "time": 1_796_000_000_000i64 })
+}
+
+fn post_events(body: String) -> Request<Body> {
+    Request::post("/v1/events").header("content-type", "application/json").body(Body::from(body)).unwrap()
+}
+
+fn put_item(id: &str, body: serde_json::Value, token: Option<&str>) -> Request<Body> {
+    let mut r = Request::put(format!("/v1/items/{id}")).header("content-type", "application/json");
+    if let Some(t) = token {
+        r = r.header("authorization", format!("Bearer {t}"));
+    }
+    r.body(Body::from(body.to_string())).unwrap()
+}
+
+#[tokio::test]
+async fn events_are_stored_once_and_bad_ones_name_their_field() {
+    let r = router(Some(Fake::Ranks), &[]);
+    let batch = events_body(&[event("e1", "u1", "3"), event("e2", "u1", "4"), event("e3", "u1", "new-sku")]);
+    let (status, body) = send(&r, post_events(batch.clone())).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!((body["stored"].as_u64(), body["unknown_items"].as_u64()), (Some(3), Some(1)), "{body}");
+    let (_, body) = send(&r, post_events(batch)).await;
+    assert_eq!((body["stored"].as_u64(), body["duplicates"].as_u64()), (Some(0), Some(3)), "a retried batch is stored once: {body}");
+    let mut bad = event("e4", "u1", "3");
+    bad["time"] = "tomorrow".into();
+    let (status, body) = send(&r, post_events(events_body(&[event("e5", "u1", "3"), bad]))).await;
+    assert_eq!((status, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("events[1].time")), "{body}");
+    let many: Vec<_> = (0..=shared::events::MAX_EVENTS_PER_BATCH).map(|i| event(&format!("m{i}"), "u2", "3")).collect();
+    let (status, _) = send(&r, post_events(events_body(&many))).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // One shopper past the per-shopper limit (burst 20 here): the rest are refused, not stored.
+    let flood: Vec<_> = (0..30).map(|i| event(&format!("f{i}"), "flooder", "3")).collect();
+    let (_, body) = send(&r, post_events(events_body(&flood))).await;
+    assert_eq!((body["stored"].as_u64(), body["rate_limited"].as_u64()), (Some(20), Some(10)), "{body}");
+}
+
+#[tokio::test]
+async fn a_logged_in_shopper_gets_the_stored_history() {
+    let r = router(Some(Fake::Ranks), &[]);
+    let (_, cold) = send(&r, get("/v1/recommendations?user_id=u9&k=3")).await;
+    assert_eq!(cold["source"], "popular", "no history yet: {cold}");
+    send(&r, post_events(events_body(&[event("h1", "u9", "0"), event("h2", "u9", "1")]))).await;
+    let (status, warm) = send(&r, get("/v1/recommendations?user_id=u9&k=3")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(warm["source"], "origin", "the stored history went to the model: {warm}");
+    let ids: Vec<&str> = warm["items"].as_array().unwrap().iter().map(|i| i["item_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["2", "3", "4"], "the stored history's items are seen, so left out");
+}
+
+#[tokio::test]
+async fn hidden_items_leave_every_answer_and_writes_need_the_admin_token() {
+    let r = router(Some(Fake::Ranks), &[]);
+    let (_, before) = send(&r, get("/v1/recommendations?k=5")).await;
+    let first = before["items"][0]["item_id"].as_str().unwrap().to_string();
+    let (status, _) = send(&r, put_item(&first, serde_json::json!({ "available": false }), None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "item writes need the admin token");
+    let (status, body) = send(&r, put_item(&first, serde_json::json!({ "available": false }), Some(TOKEN))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    for uri in ["/v1/recommendations?k=5", "/v1/recommendations?history=1,2&k=5"] {
+        let (_, after) = send(&r, get(uri)).await;
+        let ids: Vec<&str> = after["items"].as_array().unwrap().iter().map(|i| i["item_id"].as_str().unwrap()).collect();
+        assert!(!ids.contains(&first.as_str()) && ids.len() == 5, "{uri}: {ids:?} still holds {first} or is short");
+        assert!(after["catalog_version"].as_u64().unwrap() >= 1);
+    }
+    let (status, body) = send(&r, put_item("x", serde_json::json!({ "price": -1 }), Some(TOKEN))).await;
+    assert_eq!((status, body["field"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("price")));
+    let (status, changes) = send(&r, get("/v1/catalog/changes?since=0")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(changes["items"][0]["item_id"].as_str(), Some(first.as_str()));
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
 use axum::http::{HeaderName, Method, StatusCode, header};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{BoxError, Router, middleware};
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -18,10 +18,11 @@ use crate::backend::OrtRuntime;
 use crate::batcher::BatchConfig;
 use crate::config::{BackendPref, ServeConfig};
 use crate::error::HttpError;
+use crate::live_data::LiveData;
 use crate::model_store::{LoadSettings, ModelStore};
 use crate::rate_limit::{self, ClientRateLimit};
 use crate::state::AppState;
-use crate::{api, edge_auth, ops, telemetry};
+use crate::{api, edge_auth, events_api, ops, telemetry};
 use shared::request::MAX_BODY_BYTES;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -65,16 +66,38 @@ pub fn app(state: Arc<AppState>, cfg: &ServeConfig) -> Router {
         });
         api = api.layer(middleware::from_fn_with_state(rl, rate_limit::limit));
     }
+    // Events and the edge's catalog sync: the edge credential, no per-address
+    // limit (the edge's queue consumer sends every shopper's batches; each
+    // shopper is limited inside), a deadline for a store under load.
+    let mut events = Router::new()
+        .route("/v1/events", post(events_api::post_events))
+        .route("/v1/catalog/changes", get(events_api::catalog_changes))
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(layer_error))
+                .load_shed()
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(cfg.max_concurrency.max(1)))
+                .timeout(Duration::from_secs(10)),
+        )
+        .layer(axum::extract::DefaultBodyLimit::max(shared::events::MAX_EVENTS_BODY_BYTES));
     // Outside the rate limit: it marks the requests whose forwarded address it may trust.
     if let Some(key) = cfg.edge_key.as_deref().filter(|k| !k.is_empty()) {
         api = api.layer(middleware::from_fn_with_state(Arc::<str>::from(key), edge_auth::require));
+        events = events.layer(middleware::from_fn_with_state(Arc::<str>::from(key), edge_auth::require));
     }
+    let api = api.merge(events);
     let ops = Router::new().route("/healthz", get(ops::healthz)).route("/readyz", get(ops::readyz)).route("/metrics", get(ops::metrics)).merge(
         // The token is checked before any handler reads a body: a stranger's
         // trickling 2 MB upload cannot hold a connection slot here.
         Router::new()
             .route("/admin/reload", post(ops::reload))
             .route("/admin/rollback", post(ops::rollback))
+            .merge(
+                Router::new()
+                    .route("/v1/items", put(events_api::put_items))
+                    .route("/v1/items/{id}", put(events_api::put_item).delete(events_api::delete_item))
+                    .layer(axum::extract::DefaultBodyLimit::max(events_api::MAX_ITEMS_BODY_BYTES)),
+            )
             .route_layer(middleware::from_fn_with_state(state.clone(), ops::require_admin)),
     );
     let cors = if cfg.cors_origins.is_empty() {
@@ -141,6 +164,23 @@ fn load_ort(cfg: &ServeConfig) -> anyhow::Result<Option<OrtRuntime>> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// Opens the event store, reads the live catalog and starts its poller.
+///
+/// # Errors
+/// When the store cannot be opened (a bad URL, PostgreSQL unreachable).
+pub async fn open_live_data(cfg: &ServeConfig) -> anyhow::Result<Arc<LiveData>> {
+    let url = cfg.events.clone();
+    let store = tokio::task::spawn_blocking(move || event_store::open(&url)).await?.map_err(|e| anyhow::anyhow!("--events (EDGEREC_EVENTS): {e}"))?;
+    let per_s = NonZeroU32::new(cfg.events_per_shopper_per_s).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(cfg.events_per_shopper_burst).unwrap_or(per_s);
+    let live = Arc::new(LiveData::new(Arc::from(store), per_s, burst));
+    let first = live.clone();
+    tokio::task::spawn_blocking(move || first.catch_up()).await?.map_err(|e| anyhow::anyhow!("reading the live catalog: {e}"))?;
+    live.spawn_poller(Duration::from_millis(cfg.catalog_poll_ms));
+    tracing::info!(store = live.store.kind(), catalog_version = live.catalog().version(), "event store open");
+    Ok(live)
 }
 
 /// What one client connection may cost.
@@ -278,12 +318,14 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         },
     };
     let store = Arc::new(ModelStore::new(settings));
+    let live = open_live_data(&cfg).await?;
     let state = Arc::new(AppState {
         store: store.clone(),
         models_dir: cfg.models.clone(),
         models_root: cfg.models_root(),
         admin_token: cfg.admin_token.clone(),
         metrics,
+        live,
     });
     let listener = tokio::net::TcpListener::bind(cfg.addr).await?;
     tracing::info!(addr = %listener.local_addr()?, models = %cfg.models.display(), backend = ?cfg.backend, "origin listening; not ready until the model is loaded");

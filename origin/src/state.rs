@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::live_data::LiveData;
 use crate::model_store::ModelStore;
 
 /// What handlers reach through `State`.
@@ -19,4 +20,6 @@ pub struct AppState {
     pub admin_token: Option<String>,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// The event store and the live catalog.
+    pub live: Arc<LiveData>,
 }

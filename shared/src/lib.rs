@@ -20,6 +20,8 @@
 //! * [`model_set`] — a verified model directory: manifest, catalog, models.
 //! * [`recommender`] — catalog + model + popular list: external ids in,
 //!   ranked items out, unknown ids reported rather than fatal.
+//! * [`events`] — `POST /v1/events` batches and `PUT /v1/items` records, checked alike at edge and origin.
+//! * [`live_catalog`] — query-time catalog rules (unavailable items, filters, cold start) at origin and edge.
 //! * [`wire`] — the JSON request/response types shared by origin and edge.
 //!
 //! Compiles natively and for `wasm32-unknown-unknown` (no threads, no file
@@ -28,9 +30,11 @@
 pub mod catalog;
 pub mod contract;
 pub mod edge_config;
+pub mod events;
 pub mod failover;
 pub mod failover_path;
 pub mod inference;
+pub mod live_catalog;
 pub mod manifest;
 pub mod model_set;
 pub mod origin_answer;

@@ -120,7 +120,7 @@ mod tests {
     }
 
     fn req(history: &[&str], k: usize) -> ValidRequest {
-        ValidRequest { history: history.iter().map(|s| s.to_string()).collect(), k, exclude_seen: true }
+        ValidRequest { history: history.iter().map(|s| s.to_string()).collect(), k, exclude_seen: true, ..Default::default() }
     }
 
     fn answer(ids: &[&str]) -> RecommendationResponse {
@@ -129,6 +129,7 @@ mod tests {
             source: Source::Origin,
             model: ModelInfo { name: "full".into(), version: "v1".into(), backend: "tract".into(), dataset: "movielens".into() },
             warnings: vec![],
+            catalog_version: None,
         }
     }
 

@@ -149,6 +149,7 @@ impl RankingPolicy {
             source: if rec.popular_fallback { Source::Popular } else { model_source },
             model,
             warnings,
+            catalog_version: None,
         }
     }
 }

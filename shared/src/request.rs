@@ -47,9 +47,20 @@ pub fn origin_form(req: &ValidRequest, query: &str) -> OriginForm {
     if body.len() <= MAX_BODY_BYTES { OriginForm::Post(body) } else { OriginForm::TooLarge { body_bytes: body.len() } }
 }
 
-/// The `POST` body of a valid request: `{"history", "k", "exclude_seen"}`.
+/// The `POST` body of a valid request: `{"history", "k", "exclude_seen"}`,
+/// and `category`, `exclude` when given.
 pub fn origin_body(req: &ValidRequest) -> String {
-    serde_json::json!({ "history": req.history, "k": req.k, "exclude_seen": req.exclude_seen }).to_string()
+    let mut body = serde_json::json!({ "history": req.history, "k": req.k, "exclude_seen": req.exclude_seen });
+    if let Some(u) = &req.user_id {
+        body["user_id"] = u.clone().into();
+    }
+    if let Some(c) = &req.category {
+        body["category"] = c.clone().into();
+    }
+    if !req.exclude.is_empty() {
+        body["exclude"] = req.exclude.clone().into();
+    }
+    body.to_string()
 }
 
 /// A request that cannot be served, with the HTTP status to answer.
@@ -89,6 +100,8 @@ struct RecommendationQuery {
     history: Option<String>,
     k: Option<String>,
     exclude_seen: Option<String>,
+    category: Option<String>,
+    exclude: Option<String>,
 }
 
 /// Parses `history=1,2,3&k=10&exclude_seen=true&user_id=…` (without the `?`).
@@ -112,7 +125,11 @@ pub fn parse_query(raw: &str) -> Result<RecommendationRequest, RequestError> {
         None | Some("") => Vec::new(),
         Some(raw) => raw.split(',').map(|s| s.trim().to_string()).collect(),
     };
-    Ok(RecommendationRequest { user_id: q.user_id, history, k, exclude_seen })
+    let exclude = match q.exclude.as_deref() {
+        None | Some("") => Vec::new(),
+        Some(raw) => raw.split(',').map(|s| s.trim().to_string()).collect(),
+    };
+    Ok(RecommendationRequest { user_id: q.user_id, history, k, exclude_seen, category: q.category.filter(|c| !c.is_empty()), exclude })
 }
 
 /// Whether a `Content-Type` value is JSON (`application/json`, any parameters).
@@ -166,8 +183,16 @@ pub fn validate(req: RecommendationRequest) -> Result<ValidRequest, RequestError
 /// # Errors
 /// 413 naming `body`, with the limit in bytes.
 pub fn append_body_chunk(body: &mut Vec<u8>, chunk: &[u8]) -> Result<(), RequestError> {
-    if body.len().saturating_add(chunk.len()) > MAX_BODY_BYTES {
-        return Err(RequestError::field(413, "body", format!("body is over {MAX_BODY_BYTES} bytes")));
+    append_body_chunk_within(body, chunk, MAX_BODY_BYTES)
+}
+
+/// [`append_body_chunk`] for a body of at most `max` bytes (e.g. an events batch).
+///
+/// # Errors
+/// 413 naming `body`, with the limit in bytes.
+pub fn append_body_chunk_within(body: &mut Vec<u8>, chunk: &[u8], max: usize) -> Result<(), RequestError> {
+    if body.len().saturating_add(chunk.len()) > max {
+        return Err(RequestError::field(413, "body", format!("body is over {max} bytes")));
     }
     body.extend_from_slice(chunk);
     Ok(())
@@ -201,8 +226,15 @@ pub fn canonicalize(req: &ValidRequest, knows: impl Fn(&str) -> bool) -> Canonic
             unknown.push(id.clone());
         }
     }
-    let history = known.into_iter().cloned().collect();
-    Canonical { request: ValidRequest { history, k: req.k, exclude_seen: req.exclude_seen }, unknown }
+    let history: Vec<String> = known.into_iter().cloned().collect();
+    // `user_id` matters only without a history (the origin reads the
+    // shopper's history from its store); with one, it changes nothing and
+    // stays out of the key.
+    let user_id = if history.is_empty() && req.history.is_empty() { req.user_id.clone() } else { None };
+    Canonical {
+        request: ValidRequest { history, k: req.k, exclude_seen: req.exclude_seen, user_id, category: req.category.clone(), exclude: req.exclude.clone() },
+        unknown,
+    }
 }
 
 /// The query string of a valid request, in one spelling whichever form
@@ -211,8 +243,19 @@ pub fn canonicalize(req: &ValidRequest, knows: impl Fn(&str) -> bool) -> Canonic
 /// Ids are percent-encoded, history order is kept.
 pub fn canonical_query(req: &ValidRequest) -> String {
     let history = req.history.join(",");
-    serde_urlencoded::to_string([("history", history.as_str()), ("k", &req.k.to_string()), ("exclude_seen", if req.exclude_seen { "true" } else { "false" })])
-        .expect("string pairs always encode")
+    let k = req.k.to_string();
+    let mut pairs = vec![("history", history.as_str()), ("k", &k), ("exclude_seen", if req.exclude_seen { "true" } else { "false" })];
+    if let Some(u) = &req.user_id {
+        pairs.push(("user_id", u));
+    }
+    if let Some(c) = &req.category {
+        pairs.push(("category", c));
+    }
+    let exclude = req.exclude.join(",");
+    if !exclude.is_empty() {
+        pairs.push(("exclude", &exclude));
+    }
+    serde_urlencoded::to_string(pairs).expect("string pairs always encode")
 }
 
 #[cfg(test)]
@@ -223,22 +266,29 @@ mod tests {
     fn query_and_json_forms_agree_and_canonicalize_alike() {
         let get = validate(parse_query("k=5&history=50,%20172&user_id=u1").unwrap()).unwrap();
         let post = validate(parse_json(br#"{"history":["50",172],"k":5,"exclude_seen":true}"#).unwrap()).unwrap();
-        assert_eq!(get, post);
-        assert_eq!(canonical_query(&get), "history=50%2C172&k=5&exclude_seen=true");
+        assert_eq!(ValidRequest { user_id: None, ..get.clone() }, post, "user_id aside, the forms agree");
+        let key = |r: &ValidRequest| canonical_query(&canonicalize(r, |_| true).request);
+        assert_eq!(key(&get), "history=50%2C172&k=5&exclude_seen=true", "beside a history, user_id is not part of the key");
+        assert_eq!(key(&get), key(&post));
         // The canonical form parses back to the same request.
-        assert_eq!(validate(parse_query(&canonical_query(&get)).unwrap()).unwrap(), get);
+        let c = canonicalize(&get, |_| true).request;
+        assert_eq!(validate(parse_query(&canonical_query(&c)).unwrap()).unwrap(), c);
+        // Without a history the origin reads the shopper's: then user_id is the key.
+        let alone = validate(parse_query("user_id=u1&k=5").unwrap()).unwrap();
+        assert_eq!(key(&alone), "history=&k=5&exclude_seen=true&user_id=u1");
+        assert_eq!(origin_body(&canonicalize(&alone, |_| true).request), r#"{"exclude_seen":true,"history":[],"k":5,"user_id":"u1"}"#);
     }
 
     #[test]
     fn ids_with_reserved_characters_survive_the_canonical_form() {
-        let req = ValidRequest { history: vec!["a&b=c".into(), "ü ß".into()], k: 3, exclude_seen: false };
+        let req = ValidRequest { history: vec!["a&b=c".into(), "ü ß".into()], k: 3, exclude_seen: false, ..Default::default() };
         assert_eq!(validate(parse_query(&canonical_query(&req)).unwrap()).unwrap(), req);
     }
 
     #[test]
     fn canonical_requests_drop_unknown_ids_but_keep_order_and_duplicates() {
         let index = |id: &str| id.parse::<usize>().is_ok();
-        let r = |h: &[&str]| ValidRequest { history: h.iter().map(|s| s.to_string()).collect(), k: 5, exclude_seen: true };
+        let r = |h: &[&str]| ValidRequest { history: h.iter().map(|s| s.to_string()).collect(), k: 5, exclude_seen: true, ..Default::default() };
         let a = canonicalize(&r(&["50", "172", "junk-1"]), index);
         let b = canonicalize(&r(&["junk-2", "50", "172"]), index);
         assert_eq!(a.request, b.request, "unknown ids do not split the key");
@@ -254,17 +304,17 @@ mod tests {
     /// Hardening round 2, item 1: the origin accepts what the edge forwards.
     #[test]
     fn long_histories_go_to_the_origin_as_a_body_it_accepts() {
-        let short = ValidRequest { history: vec!["50".into(), "172".into()], k: 5, exclude_seen: true };
+        let short = ValidRequest { history: vec!["50".into(), "172".into()], k: 5, exclude_seen: true, ..Default::default() };
         assert_eq!(origin_form(&short, &canonical_query(&short)), OriginForm::Get);
         // 250 ids of 256 bytes of a character that percent-encodes to three bytes per byte.
-        let long = ValidRequest { history: vec!["\u{1}".repeat(256); 250], k: 5, exclude_seen: true };
+        let long = ValidRequest { history: vec!["\u{1}".repeat(256); 250], k: 5, exclude_seen: true, ..Default::default() };
         let query = canonical_query(&long);
         assert!(query.len() > 150_000, "{}", query.len());
         match origin_form(&long, &query) {
             OriginForm::TooLarge { body_bytes } => assert!(body_bytes > MAX_BODY_BYTES),
             other => panic!("{other:?}"),
         }
-        let wide = ValidRequest { history: vec!["é".repeat(128); 120], k: 5, exclude_seen: false };
+        let wide = ValidRequest { history: vec!["é".repeat(128); 120], k: 5, exclude_seen: false, ..Default::default() };
         let query = canonical_query(&wide);
         assert!(query.len() > MAX_ORIGIN_QUERY_BYTES);
         let OriginForm::Post(body) = origin_form(&wide, &query) else { panic!("a body fits") };

@@ -31,7 +31,16 @@ pub struct RecommendationRequest {
     /// Leave the history's items out of the answer; default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub exclude_seen: Option<bool>,
+    /// Only items of this category (the live catalog's `categories`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// Items never to recommend in this answer (e.g. what the cart holds), at most [`MAX_EXCLUDE`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "item_ids")]
+    pub exclude: Vec<String>,
 }
+
+/// Most ids in a request's `exclude`.
+pub const MAX_EXCLUDE: usize = 100;
 
 fn item_ids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
@@ -51,7 +60,7 @@ fn item_ids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
 }
 
 /// A request whose fields are in range.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct ValidRequest {
     /// Item ids, oldest first, at most [`MAX_HISTORY`].
     pub history: Vec<String>,
@@ -59,6 +68,12 @@ pub struct ValidRequest {
     pub k: usize,
     /// Whether history items are removed from the answer.
     pub exclude_seen: bool,
+    /// The shopper, when logged in: the origin reads an empty history from the store.
+    pub user_id: Option<String>,
+    /// Only items of this category.
+    pub category: Option<String>,
+    /// Items left out of the answer.
+    pub exclude: Vec<String>,
 }
 
 /// A request field that is out of range (HTTP 422 in both servers).
@@ -94,7 +109,27 @@ impl RecommendationRequest {
             }
             check_item_id(id).map_err(|why| FieldError { field: "history", reason: format!("item id at position {pos} {why}") })?;
         }
-        Ok(ValidRequest { history, k, exclude_seen: self.exclude_seen.unwrap_or(true) })
+        if self.exclude.len() > MAX_EXCLUDE {
+            return Err(FieldError { field: "exclude", reason: format!("at most {MAX_EXCLUDE} items, got {}", self.exclude.len()) });
+        }
+        let mut exclude = self.exclude;
+        for (pos, id) in exclude.iter_mut().enumerate() {
+            if id.trim().len() != id.len() {
+                *id = id.trim().to_string();
+            }
+            check_item_id(id).map_err(|why| FieldError { field: "exclude", reason: format!("item id at position {pos} {why}") })?;
+        }
+        if let Some(c) = &self.category
+            && (c.is_empty() || c.len() > MAX_ID_BYTES)
+        {
+            return Err(FieldError { field: "category", reason: format!("must be 1..={MAX_ID_BYTES} bytes, got {}", c.len()) });
+        }
+        if let Some(u) = &self.user_id
+            && (u.is_empty() || u.len() > MAX_ID_BYTES)
+        {
+            return Err(FieldError { field: "user_id", reason: format!("must be 1..={MAX_ID_BYTES} bytes, got {}", u.len()) });
+        }
+        Ok(ValidRequest { history, k, exclude_seen: self.exclude_seen.unwrap_or(true), user_id: self.user_id, category: self.category, exclude })
     }
 }
 
@@ -188,6 +223,9 @@ pub struct RecommendationResponse {
     /// Non-fatal problems, e.g. unknown item ids that were ignored.
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// The live catalog's version whose rules the answer follows (unavailable items left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog_version: Option<u64>,
 }
 
 /// Body of every error answer (4xx/5xx).
@@ -214,9 +252,10 @@ mod tests {
 
     #[test]
     fn out_of_range_fields_are_named() {
-        let r = RecommendationRequest { user_id: None, history: vec![], k: Some(0), exclude_seen: None };
+        let r = RecommendationRequest { user_id: None, history: vec![], k: Some(0), exclude_seen: None, category: None, exclude: vec![] };
         assert_eq!(r.validate().unwrap_err().field, "k");
-        let r = RecommendationRequest { user_id: None, history: vec!["1".into(); MAX_HISTORY + 1], k: None, exclude_seen: None };
+        let r =
+            RecommendationRequest { user_id: None, history: vec!["1".into(); MAX_HISTORY + 1], k: None, exclude_seen: None, category: None, exclude: vec![] };
         assert_eq!(r.validate().unwrap_err().field, "history");
         assert!(serde_json::from_str::<RecommendationRequest>(r#"{"history":[-1]}"#).is_err());
         assert!(serde_json::from_str::<RecommendationRequest>(r#"{"history":[],"bogus":1}"#).is_err());
@@ -224,7 +263,7 @@ mod tests {
 
     #[test]
     fn ids_holding_the_separator_are_refused_not_split() {
-        let r = RecommendationRequest { user_id: None, history: vec!["50".into(), "1,2".into()], k: None, exclude_seen: None };
+        let r = RecommendationRequest { user_id: None, history: vec!["50".into(), "1,2".into()], k: None, exclude_seen: None, category: None, exclude: vec![] };
         let e = r.validate().unwrap_err();
         assert_eq!(e.field, "history");
         assert!(e.reason.contains("position 1"), "{e}");
@@ -234,7 +273,14 @@ mod tests {
     /// and was refused by the origin (its `GET` form trims it to nothing).
     #[test]
     fn ids_are_trimmed_alike_in_both_forms_and_blank_ones_are_refused() {
-        let r = |ids: &[&str]| RecommendationRequest { user_id: None, history: ids.iter().map(|s| s.to_string()).collect(), k: None, exclude_seen: None };
+        let r = |ids: &[&str]| RecommendationRequest {
+            user_id: None,
+            history: ids.iter().map(|s| s.to_string()).collect(),
+            k: None,
+            exclude_seen: None,
+            category: None,
+            exclude: vec![],
+        };
         let e = r(&["50", " "]).validate().unwrap_err();
         assert_eq!(e.field, "history");
         assert!(e.reason.contains("position 1") && e.reason.contains("empty"), "{e}");

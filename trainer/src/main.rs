@@ -47,11 +47,15 @@ struct Cli {
 #[derive(clap::Args)]
 struct Input {
     /// Log format.
-    #[arg(long, value_enum)]
-    format: Format,
+    #[arg(long, value_enum, required_unless_present = "events", conflicts_with = "events")]
+    format: Option<Format>,
     /// Directory (movielens) or file (instacart, csv).
+    #[arg(long, required_unless_present = "events", conflicts_with = "events")]
+    input: Option<PathBuf>,
+    /// Read the log from an event store instead (the origin's `--events`):
+    /// `sqlite:PATH` or `postgres://user:password@host:port/db`.
     #[arg(long)]
-    input: PathBuf,
+    events: Option<String>,
     /// Protocol for `csv` logs (movielens: last-fraction, instacart: last-basket).
     #[arg(long, value_enum, default_value = "last-fraction")]
     protocol: ProtocolArg,
@@ -145,7 +149,8 @@ enum Command {
 }
 
 fn protocol_of(input: &Input) -> (Protocol, Weighting) {
-    match (input.format, input.protocol) {
+    // An event store reads like a CSV.
+    match (input.format.unwrap_or(Format::Csv), input.protocol) {
         (Format::Movielens, _) | (Format::Csv, ProtocolArg::LastFraction) => (Protocol::LastFraction { fraction: 0.2 }, Weighting::Binary),
         (Format::Instacart, _) | (Format::Csv, ProtocolArg::LastBasket) => (Protocol::LastBasket, Weighting::Count),
     }
@@ -153,14 +158,21 @@ fn protocol_of(input: &Input) -> (Protocol, Weighting) {
 
 fn load(input: &Input) -> anyhow::Result<data::InteractionLog> {
     let started = std::time::Instant::now();
-    let log = match input.format {
-        Format::Movielens => data::load_movielens(&input.input)?,
-        Format::Instacart => data::load_instacart(&input.input)?,
-        Format::Csv => data::load_csv(&input.input)?,
+    let (log, name) = match (&input.events, input.format, &input.input) {
+        (Some(url), _, _) => (data::load_store(url, &data::LogLimits::default())?, url.clone()),
+        (None, Some(format), Some(path)) => (
+            match format {
+                Format::Movielens => data::load_movielens(path)?,
+                Format::Instacart => data::load_instacart(path)?,
+                Format::Csv => data::load_csv(path)?,
+            },
+            path.display().to_string(),
+        ),
+        _ => anyhow::bail!("give --format and --input, or --events"),
     };
     eprintln!(
         "loaded {}: {} users, {} items, {} interactions in {:.2} s",
-        input.input.display(),
+        name,
         log.users.len(),
         log.items.len(),
         log.events.len(),

@@ -356,10 +356,12 @@ fn test() -> anyhow::Result<()> {
     eprintln!("xtask: building the edge worker (wasm32, {}) and the origin …", edge::PROFILE);
     edge::build()?;
     // The Rust suites last, so their runner's summary closes the output.
+    // The event store's tests and the origin's PostgreSQL runs use the server set-up started.
+    let pg = std::env::var("EDGEREC_PG_URL").unwrap_or_else(|_| setup::PG_URL.to_string());
     if setup::has_nextest() {
-        run(cargo().args(["nextest", "run", "--workspace", "--exclude", "edge", "--no-fail-fast"]))
+        run(cargo().args(["nextest", "run", "--workspace", "--exclude", "edge", "--no-fail-fast"]).env("EDGEREC_PG_URL", &pg))
     } else {
-        run(cargo().args(["test", "--workspace", "--exclude", "edge", "--no-fail-fast"]))
+        run(cargo().args(["test", "--workspace", "--exclude", "edge", "--no-fail-fast"]).env("EDGEREC_PG_URL", &pg))
     }
 }
 

@@ -27,8 +27,48 @@ pub fn all() -> anyhow::Result<()> {
         dataset(ds)?;
     }
     crate::edge::tools()?;
-    debian_packages()
+    debian_packages()?;
+    postgresql()
 }
+
+/// The PostgreSQL server the event store's tests and `--events postgres://…`
+/// talk to: Debian's `postgresql`, its `main` cluster started (it listens on
+/// loopback only, Debian's default), a role `edgerec` (password `edgerec`,
+/// `CREATEDB` so each test makes a database of its own) and a database
+/// `edgerec`. [`PG_URL`] names it.
+fn postgresql() -> anyhow::Result<()> {
+    let installed = || std::fs::read_dir("/usr/lib/postgresql").ok().and_then(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).max());
+    if installed().is_none() {
+        eprintln!("setup: installing Debian's postgresql for the event store's tests (apt-get, once)");
+        run(Command::new("apt-get").args(["update", "-qq"])).context("apt-get update")?;
+        run(Command::new("apt-get").args(["install", "-y", "-qq", "postgresql"]).env("DEBIAN_FRONTEND", "noninteractive"))
+            .context("apt-get install postgresql")?;
+    }
+    let version = installed().context("no /usr/lib/postgresql/<version> after installing postgresql")?;
+    let ready = || Command::new("pg_isready").args(["-q", "-h", "127.0.0.1", "-p", "5432"]).status().is_ok_and(|s| s.success());
+    if !ready() {
+        let clusters = Command::new("pg_lsclusters").arg("-h").output().context("pg_lsclusters")?;
+        if !String::from_utf8_lossy(&clusters.stdout).lines().any(|l| l.split_whitespace().take(2).eq([version.as_str(), "main"])) {
+            run(Command::new("pg_createcluster").args([&version, "main"]))?;
+        }
+        run(Command::new("pg_ctlcluster").args([&version, "main", "start"])).context("starting PostgreSQL")?;
+        let started = std::time::Instant::now();
+        while !ready() {
+            ensure!(started.elapsed() < std::time::Duration::from_secs(30), "PostgreSQL did not accept connections on 127.0.0.1:5432 within 30 s");
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+    let sql = "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'edgerec') THEN CREATE ROLE edgerec LOGIN CREATEDB PASSWORD 'edgerec'; END IF; END $$;\n\
+               SELECT 'CREATE DATABASE edgerec OWNER edgerec' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'edgerec')\\gexec\n";
+    let mut psql =
+        Command::new("su").args(["postgres", "-c", "psql -q -v ON_ERROR_STOP=1"]).stdin(std::process::Stdio::piped()).spawn().context("psql as postgres")?;
+    std::io::Write::write_all(psql.stdin.as_mut().expect("piped"), sql.as_bytes())?;
+    ensure!(psql.wait()?.success(), "creating the edgerec role and database failed");
+    Ok(())
+}
+
+/// The set-up's PostgreSQL database (`EDGEREC_PG_URL` overrides it).
+pub const PG_URL: &str = "postgres://edgerec:edgerec@127.0.0.1:5432/edgerec";
 
 /// Debian packages the tests drive: Chromium for the browser tests
 /// (playwright-core drives it; test tools cannot download their own browsers

@@ -63,6 +63,7 @@ fn answer(source: Source, first: &str) -> RecommendationResponse {
         source,
         model: ModelInfo { name: "m".into(), version: "v1".into(), backend: "fake".into(), dataset: "movielens".into() },
         warnings: vec![],
+        catalog_version: None,
     }
 }
 
@@ -194,7 +195,7 @@ fn req() -> ValidRequest {
 }
 
 fn history(ids: &[&str]) -> ValidRequest {
-    ValidRequest { history: ids.iter().map(|s| s.to_string()).collect(), k: 1, exclude_seen: true }
+    ValidRequest { history: ids.iter().map(|s| s.to_string()).collect(), k: 1, exclude_seen: true, ..Default::default() }
 }
 
 fn state_for(c: &EdgeConfig) -> RefCell<EdgeState> {
@@ -354,14 +355,19 @@ fn requests_too_long_for_a_query_never_eject_an_origin() {
     let env = Fake::new(Origin::Answers(5));
     let c = regions();
     let st = state_for(&c);
-    let junk = |n: usize, tag: usize| ValidRequest { history: (0..n).map(|i| format!("{tag}-{i}-{}", "é".repeat(100))).collect(), k: 1, exclude_seen: true };
+    let junk = |n: usize, tag: usize| ValidRequest {
+        history: (0..n).map(|i| format!("{tag}-{i}-{}", "é".repeat(100))).collect(),
+        k: 1,
+        exclude_seen: true,
+        ..Default::default()
+    };
     for round in 0..20 {
         let s = block_on(serve(&env, &c, &st, &junk(250, round)));
         assert_eq!(s.body.source, Source::Origin, "round {round}: {:?}", s.unanswered);
     }
     assert!(env.calls.borrow().iter().all(|(_, q)| q.starts_with("POST ")), "long histories go as a body");
     // One that fits in no form the origin accepts is not sent at all.
-    let huge = ValidRequest { history: (0..500).map(|i| format!("{i}{}", "\u{1}".repeat(250))).collect(), k: 1, exclude_seen: true };
+    let huge = ValidRequest { history: (0..500).map(|i| format!("{i}{}", "\u{1}".repeat(250))).collect(), k: 1, exclude_seen: true, ..Default::default() };
     let calls = env.origin_calls();
     let s = block_on(serve(&env, &c, &st, &huge));
     assert_eq!((s.body.source, not_asked(&s)), (Source::Popular, Some(NotAsked::TooLarge)), "unknown ids only: the popular list");

@@ -21,8 +21,12 @@ async fn main() {
         std::process::exit(2);
     };
     let histories: Vec<Vec<String>> = serde_json::from_slice(&std::fs::read(histories).expect("histories file")).expect("JSON array of id arrays");
-    let queries: Arc<Vec<String>> =
-        Arc::new(histories.into_iter().map(|history| format!("{url}?{}", canonical_query(&ValidRequest { history, k: 10, exclude_seen: true }))).collect());
+    let queries: Arc<Vec<String>> = Arc::new(
+        histories
+            .into_iter()
+            .map(|history| format!("{url}?{}", canonical_query(&ValidRequest { history, k: 10, exclude_seen: true, ..Default::default() })))
+            .collect(),
+    );
     let (concurrency, requests): (usize, usize) = (concurrency.parse().expect("CONCURRENCY"), requests.parse().expect("REQUESTS"));
     let spec =
         LoadSpec { requests, concurrency, max_duration: Duration::from_secs(3_600), timeout: Duration::from_secs(30), think: Duration::ZERO, rate_per_s: None };

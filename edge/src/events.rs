@@ -1,0 +1,165 @@
+//! Events in: `POST /v1/events` → Cloudflare Queue → the queue consumer →
+//! an origin's `POST /v1/events`.
+//!
+//! The edge checks a batch with the origin's own rules
+//! (`shared::events::parse_batch`) and answers 202 once the queue holds it:
+//! the queue, not an isolate's memory, carries events through an outage of
+//! every origin. The consumer delivers to the origins in priority order and
+//! acknowledges a queue batch only when an origin acknowledged every event
+//! of it (which it does once they are durable); otherwise the whole batch is
+//! retried later (`retry_delay` in wrangler.toml) and, after `max_retries`,
+//! moved to the dead-letter queue. Delivery is at-least-once; the events'
+//! `event_id`s make the origin store each once.
+
+use futures_util::StreamExt;
+use shared::edge_config::{EdgeConfig, OriginSpec};
+use shared::events::{self, Event, EventsAccepted, MAX_EVENTS_BODY_BYTES, MAX_EVENTS_PER_BATCH};
+use shared::request::{self, RequestError};
+use worker::{Env, MessageBatch, MessageExt, Request, Response};
+
+use crate::origin_client::{self, OriginRequest};
+
+/// The queue binding (wrangler.toml `[[queues.producers]]`).
+pub const QUEUE_BINDING: &str = "EVENTS";
+
+/// Largest queue message we send, bytes of JSON (Cloudflare Queues take 128 KB).
+pub const MAX_MESSAGE_BYTES: usize = 96 * 1024;
+
+/// How long the consumer waits for one origin to acknowledge one batch, ms.
+pub const DELIVERY_DEADLINE_MS: u64 = 10_000;
+
+fn now_ms() -> i64 {
+    worker::Date::now().as_millis() as i64
+}
+
+/// Splits checked events into queue messages (JSON arrays) of at most
+/// [`MAX_MESSAGE_BYTES`] each; an event never splits.
+pub fn messages(events: &[Event]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current: Vec<String> = Vec::new();
+    let mut size = 2;
+    for e in events {
+        let one = serde_json::to_string(e).expect("events serialize");
+        if !current.is_empty() && size + one.len() + 1 > MAX_MESSAGE_BYTES {
+            out.push(format!("[{}]", current.join(",")));
+            current.clear();
+            size = 2;
+        }
+        size += one.len() + 1;
+        current.push(one);
+    }
+    if !current.is_empty() {
+        out.push(format!("[{}]", current.join(",")));
+    }
+    out
+}
+
+/// `POST /v1/events`: 202 `{"queued": n}` once the queue holds the batch;
+/// 413/422/400 as the origin would answer; 503 when no queue is bound or it refuses.
+pub async fn accept(req: &mut Request, env: &Env) -> Result<Response, RequestError> {
+    let content_type = req.headers().get("content-type").ok().flatten();
+    if !request::is_json_content_type(content_type.as_deref()) {
+        return Err(RequestError::new(415, "Content-Type must be application/json"));
+    }
+    let declared = req.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_EVENTS_BODY_BYTES) {
+        return Err(RequestError::field(413, "body", format!("body is over {MAX_EVENTS_BODY_BYTES} bytes")));
+    }
+    let mut body = Vec::with_capacity(declared.unwrap_or(0));
+    if let Ok(mut stream) = req.stream() {
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| RequestError::field(400, "body", format!("reading the body: {e}")))?;
+            request::append_body_chunk_within(&mut body, &chunk, MAX_EVENTS_BODY_BYTES)?;
+        }
+    }
+    let batch = events::parse_batch(&body, now_ms())?;
+    let queue = env.queue(QUEUE_BINDING).map_err(|_| RequestError::new(503, format!("no {QUEUE_BINDING} queue is bound to this worker")))?;
+    for message in messages(&batch) {
+        queue.send(message).await.map_err(|e| {
+            worker::console_error!("edgerec: queueing events failed: {e}");
+            RequestError::new(503, "the events queue refused the batch; retry it (event_ids make that safe)")
+        })?;
+    }
+    let body = serde_json::json!({ "queued": batch.len() });
+    Ok(Response::from_json(&body).map_err(|e| RequestError::new(500, e.to_string()))?.with_status(202))
+}
+
+/// Origins in the order the consumer tries them: best priority first, then by name.
+fn delivery_order(cfg: &EdgeConfig) -> Vec<&OriginSpec> {
+    let mut origins: Vec<&OriginSpec> = cfg.origins.iter().collect();
+    origins.sort_by(|a, b| a.priority.cmp(&b.priority).then(a.name.cmp(&b.name)));
+    origins
+}
+
+/// Sends `events` (at most [`MAX_EVENTS_PER_BATCH`]) to the first origin that acknowledges them.
+async fn deliver_one(cfg: &EdgeConfig, events: &[Event]) -> Result<EventsAccepted, String> {
+    let body = serde_json::json!({ "events": events }).to_string();
+    let mut last = String::from("no origin is configured");
+    for origin in delivery_order(cfg) {
+        let url = format!("{}/v1/events", origin.url);
+        let call = OriginRequest { url: &url, body: Some(&body), request_id: "events", edge_key: cfg.origin_secret.as_deref(), client_ip: None };
+        match origin_client::call_json::<EventsAccepted>(&call, DELIVERY_DEADLINE_MS).await {
+            Ok(ack) => return Ok(ack),
+            Err(e) => last = format!("{}: {e}", origin.name),
+        }
+    }
+    Err(last)
+}
+
+/// The queue consumer: every message's events to an origin; ack the batch
+/// when all are acknowledged, else retry it whole. A message that does not
+/// parse (never written by [`accept`]) is acknowledged and logged: retrying
+/// it could never succeed.
+///
+/// # Errors
+/// Only the runtime's; delivery failures retry the batch instead.
+pub async fn consume(batch: MessageBatch<String>, cfg: &EdgeConfig) -> worker::Result<()> {
+    let mut events: Vec<Event> = Vec::new();
+    for message in batch.messages()? {
+        match serde_json::from_str::<Vec<Event>>(message.body()) {
+            Ok(mut e) => events.append(&mut e),
+            Err(e) => {
+                worker::console_error!("edgerec: dropping a queue message that is not an event list: {e}");
+                message.ack();
+            }
+        }
+    }
+    for chunk in events.chunks(MAX_EVENTS_PER_BATCH) {
+        match deliver_one(cfg, chunk).await {
+            Ok(ack) if ack.rate_limited > 0 => {
+                worker::console_warn!("edgerec: the origin refused {} events over the per-shopper rate", ack.rate_limited)
+            }
+            Ok(_) => {}
+            Err(e) => {
+                worker::console_warn!("edgerec: events not delivered ({e}); the queue retries the batch");
+                batch.retry_all();
+                return Ok(());
+            }
+        }
+    }
+    batch.ack_all();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_stay_under_the_queue_limit_and_keep_every_event() {
+        let e = |i: usize| Event {
+            event_id: format!("e{i}"),
+            user_id: Some("u".repeat(200)),
+            session_id: None,
+            item_id: "i".repeat(250),
+            kind: "view".into(),
+            time_ms: 1,
+            weight: 1.0,
+        };
+        let events: Vec<Event> = (0..500).map(e).collect();
+        let msgs = messages(&events);
+        assert!(msgs.len() > 1 && msgs.iter().all(|m| m.len() <= MAX_MESSAGE_BYTES));
+        let back: Vec<Event> = msgs.iter().flat_map(|m| serde_json::from_str::<Vec<Event>>(m).unwrap()).collect();
+        assert_eq!(back, events);
+    }
+}
