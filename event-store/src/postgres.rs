@@ -43,7 +43,7 @@ CREATE INDEX IF NOT EXISTS items_by_version ON items (version);
 ";
 
 /// The advisory lock key that serialises catalog writers (any constant; "edgerec" in ASCII).
-const CATALOG_LOCK: i64 = 0x6564_6765_7265_63;
+const CATALOG_LOCK: i64 = 0x0065_6467_6572_6563;
 
 /// Connections the pool keeps at most.
 pub const POOL_SIZE: u32 = 8;
@@ -97,24 +97,22 @@ impl EventStore for PgStore {
     }
 
     fn append(&self, events: &[Event]) -> Result<Appended, StoreError> {
-        let mut cols: (Vec<&str>, Vec<String>, Vec<Option<&str>>, Vec<Option<&str>>, Vec<&str>, Vec<&str>, Vec<i64>, Vec<f32>) = Default::default();
-        for e in events {
-            cols.0.push(&e.event_id);
-            cols.1.push(e.shopper());
-            cols.2.push(e.user_id.as_deref());
-            cols.3.push(e.session_id.as_deref());
-            cols.4.push(&e.item_id);
-            cols.5.push(&e.kind);
-            cols.6.push(e.time_ms);
-            cols.7.push(e.weight);
-        }
+        // Column arrays for one `unnest`: a batch is one round trip.
+        let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+        let shoppers: Vec<String> = events.iter().map(Event::shopper).collect();
+        let users: Vec<Option<&str>> = events.iter().map(|e| e.user_id.as_deref()).collect();
+        let sessions: Vec<Option<&str>> = events.iter().map(|e| e.session_id.as_deref()).collect();
+        let items: Vec<&str> = events.iter().map(|e| e.item_id.as_str()).collect();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        let times: Vec<i64> = events.iter().map(|e| e.time_ms).collect();
+        let weights: Vec<f32> = events.iter().map(|e| e.weight).collect();
         let mut c = self.pool.get()?;
         // One statement is its own transaction: durable when it returns.
         let stored = c.execute(
             "INSERT INTO events (event_id, shopper, user_id, session_id, item_id, kind, time_ms, weight)
              SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::real[])
              ON CONFLICT (event_id) DO NOTHING",
-            &[&cols.0, &cols.1, &cols.2, &cols.3, &cols.4, &cols.5, &cols.6, &cols.7],
+            &[&ids, &shoppers, &users, &sessions, &items, &kinds, &times, &weights],
         )? as usize;
         Ok(Appended { stored, duplicates: events.len() - stored })
     }

@@ -64,7 +64,7 @@ pub async fn post_events(
     let unknown_items = {
         let model = state.store.current();
         let catalog = live.catalog();
-        batch.iter().filter(|e| !model.as_ref().is_some_and(|m| m.policy.catalog().index_of(&e.item_id).is_some()) && catalog.get(&e.item_id).is_none()).count()
+        batch.iter().filter(|e| model.as_ref().is_none_or(|m| m.policy.catalog().index_of(&e.item_id).is_none()) && catalog.get(&e.item_id).is_none()).count()
     };
     let started = std::time::Instant::now();
     let appended = if batch.is_empty() { Default::default() } else { blocking(move || live.store.append(&batch)).await? };

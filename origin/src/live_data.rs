@@ -82,7 +82,7 @@ impl LiveData {
                 tick.tick().await;
                 let Some(live) = live.upgrade() else { break };
                 n += 1;
-                if n % 30 == 0 {
+                if n.is_multiple_of(30) {
                     live.shoppers.retain_recent();
                     live.shoppers.shrink_to_fit();
                 }

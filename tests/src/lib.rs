@@ -5,6 +5,7 @@
 
 pub mod chaos;
 pub mod fault_proxy;
+pub mod ingest;
 pub mod load;
 pub mod measure;
 pub mod nginx;
