@@ -32,28 +32,6 @@ fn now_ms() -> i64 {
     worker::Date::now().as_millis() as i64
 }
 
-/// Splits checked events into queue messages (JSON arrays) of at most
-/// [`MAX_MESSAGE_BYTES`] each; an event never splits.
-pub fn messages(events: &[Event]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut current: Vec<String> = Vec::new();
-    let mut size = 2;
-    for e in events {
-        let one = serde_json::to_string(e).expect("events serialize");
-        if !current.is_empty() && size + one.len() + 1 > MAX_MESSAGE_BYTES {
-            out.push(format!("[{}]", current.join(",")));
-            current.clear();
-            size = 2;
-        }
-        size += one.len() + 1;
-        current.push(one);
-    }
-    if !current.is_empty() {
-        out.push(format!("[{}]", current.join(",")));
-    }
-    out
-}
-
 /// `POST /v1/events`: 202 `{"queued": n}` once the queue holds the batch;
 /// 413/422/400 as the origin would answer; 503 when no queue is bound or it refuses.
 pub async fn accept(req: &mut Request, env: &Env) -> Result<Response, RequestError> {
@@ -74,7 +52,7 @@ pub async fn accept(req: &mut Request, env: &Env) -> Result<Response, RequestErr
     }
     let batch = events::parse_batch(&body, now_ms())?;
     let queue = env.queue(QUEUE_BINDING).map_err(|_| RequestError::new(503, format!("no {QUEUE_BINDING} queue is bound to this worker")))?;
-    for message in messages(&batch) {
+    for message in events::queue_messages(&batch, MAX_MESSAGE_BYTES) {
         queue.send(message).await.map_err(|e| {
             worker::console_error!("edgerec: queueing events failed: {e}");
             RequestError::new(503, "the events queue refused the batch; retry it (event_ids make that safe)")
@@ -139,27 +117,4 @@ pub async fn consume(batch: MessageBatch<String>, cfg: &EdgeConfig) -> worker::R
     }
     batch.ack_all();
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn messages_stay_under_the_queue_limit_and_keep_every_event() {
-        let e = |i: usize| Event {
-            event_id: format!("e{i}"),
-            user_id: Some("u".repeat(200)),
-            session_id: None,
-            item_id: "i".repeat(250),
-            kind: "view".into(),
-            time_ms: 1,
-            weight: 1.0,
-        };
-        let events: Vec<Event> = (0..500).map(e).collect();
-        let msgs = messages(&events);
-        assert!(msgs.len() > 1 && msgs.iter().all(|m| m.len() <= MAX_MESSAGE_BYTES));
-        let back: Vec<Event> = msgs.iter().flat_map(|m| serde_json::from_str::<Vec<Event>>(m).unwrap()).collect();
-        assert_eq!(back, events);
-    }
 }

@@ -161,6 +161,10 @@ fn healthz(env: &Env) -> Result<Response, RequestError> {
     });
     let mismatch = s.as_ref().and_then(|s| s.borrow().balancer.version_mismatch());
     let ok = model.is_ok() && cfg.is_ok();
+    // The live catalog this isolate applies: its version, hidden items, and how old it is.
+    let (synced_ms, version, hidden) = catalog_sync::status();
+    let catalog =
+        serde_json::json!({ "version": version, "hidden_items": hidden, "synced_ms_ago": (synced_ms > 0).then(|| now_ms().saturating_sub(synced_ms)) });
     let body = serde_json::json!({
         "status": if ok { "ok" } else { "unhealthy" },
         "model": match model.as_ref() {
@@ -175,10 +179,7 @@ fn healthz(env: &Env) -> Result<Response, RequestError> {
             serde_json::json!({ "budget_pct": b.config().hedge.budget_pct, "stats": b.stats })
         }),
         "config": if cfg.is_ok() { "ok" } else { "invalid (see the worker's log)" },
-        "catalog": {
-            let (synced_ms, version, hidden) = catalog_sync::status();
-            serde_json::json!({ "version": version, "hidden_items": hidden, "synced_ms_ago": (synced_ms > 0).then(|| now_ms().saturating_sub(synced_ms)) })
-        },
+        "catalog": catalog,
     });
     let response = Response::from_json(&body).map_err(internal)?;
     Ok(if ok { response } else { response.with_status(503) })

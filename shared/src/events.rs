@@ -116,7 +116,9 @@ pub struct Event {
     /// Event type.
     #[serde(rename = "type")]
     pub kind: String,
-    /// Milliseconds since the epoch.
+    /// Milliseconds since the epoch (`time` on the wire, so a stored event
+    /// is also a valid [`EventIn`]: the edge's queue carries them to the origin as is).
+    #[serde(rename = "time")]
     pub time_ms: i64,
     /// Strength.
     pub weight: f32,
@@ -391,6 +393,29 @@ pub struct CatalogChanges {
     pub more: bool,
 }
 
+/// Splits checked events into JSON arrays of at most `max_bytes` each (a
+/// queue's message limit: Cloudflare Queues take 128 KB); an event is never
+/// split, and one larger than `max_bytes` travels alone.
+pub fn queue_messages(events: &[Event], max_bytes: usize) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut current: Vec<String> = Vec::new();
+    let mut size = 2;
+    for e in events {
+        let one = serde_json::to_string(e).expect("events serialize");
+        if !current.is_empty() && size + one.len() + 1 > max_bytes {
+            out.push(format!("[{}]", current.join(",")));
+            current.clear();
+            size = 2;
+        }
+        size += one.len() + 1;
+        current.push(one);
+    }
+    if !current.is_empty() {
+        out.push(format!("[{}]", current.join(",")));
+    }
+    out
+}
+
 /// Answer of `POST /v1/events`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventsAccepted {
@@ -461,6 +486,29 @@ mod tests {
         assert_eq!((e.status, e.field.as_deref()), (413, Some("events")));
         assert!(parse_batch(&body(&vec![ok; MAX_EVENTS_PER_BATCH].join(",")), NOW).is_ok());
         assert_eq!(parse_batch(&vec![b' '; MAX_EVENTS_BODY_BYTES + 1], NOW).unwrap_err().status, 413);
+    }
+
+    #[test]
+    fn queue_messages_stay_under_the_limit_and_keep_every_event() {
+        let e = |i: usize| Event {
+            event_id: format!("e{i}"),
+            user_id: Some("u".repeat(200)),
+            session_id: None,
+            item_id: "i".repeat(250),
+            kind: "view".into(),
+            time_ms: NOW - 1000,
+            weight: 1.0,
+        };
+        let events: Vec<Event> = (0..500).map(e).collect();
+        let msgs = queue_messages(&events, 96 * 1024);
+        assert!(msgs.len() > 1 && msgs.iter().all(|m| m.len() <= 96 * 1024), "{}", msgs.len());
+        let back: Vec<Event> = msgs.iter().flat_map(|m| serde_json::from_str::<Vec<Event>>(m).unwrap()).collect();
+        assert_eq!(back, events);
+        assert!(queue_messages(&[], 100).is_empty());
+        // What the queue carries is a batch the origin accepts as is.
+        let batch = format!(r#"{{"events":{}}}"#, &msgs[0]);
+        let again = parse_batch(batch.as_bytes(), NOW).unwrap();
+        assert_eq!(again.len(), serde_json::from_str::<Vec<Event>>(&msgs[0]).unwrap().len());
     }
 
     #[test]

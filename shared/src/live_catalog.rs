@@ -15,7 +15,9 @@ use crate::events::ItemRecord;
 use crate::wire::{RecommendationResponse, RecommendedItem, ValidRequest};
 
 /// Slots of an answer at most given to items the model has never seen
-/// (cold start), and only when `k` is at least [`NEW_ITEM_MIN_K`].
+/// (cold start), and only when `k` is at least [`NEW_ITEM_MIN_K`]: the new
+/// items whose categories the shopper's history holds most often (content
+/// matching on the shop's own categories), newest first among equals.
 pub const NEW_ITEM_SLOTS: usize = 2;
 
 /// Smallest `k` that gets cold-start slots.
@@ -32,7 +34,13 @@ pub struct LiveCatalog {
     version: u64,
     records: HashMap<String, ItemRecord>,
     hidden: HashSet<String>,
+    /// Recommendable records, newest first, at most [`NEW_ITEM_CANDIDATES`]:
+    /// where cold start looks, so a request never walks every record.
+    newest: Vec<String>,
 }
+
+/// Newest records cold start considers.
+pub const NEW_ITEM_CANDIDATES: usize = 10_000;
 
 impl LiveCatalog {
     /// An empty catalog at version 0 (everything the model knows is available).
@@ -77,6 +85,9 @@ impl LiveCatalog {
             }
             self.records.insert(r.item_id.clone(), r);
         }
+        let mut newest: Vec<&ItemRecord> = self.records.values().filter(|r| r.recommendable()).collect();
+        newest.sort_by(|a, b| b.added_ms.unwrap_or(0).cmp(&a.added_ms.unwrap_or(0)).then(b.version.cmp(&a.version)));
+        self.newest = newest.into_iter().take(NEW_ITEM_CANDIDATES).map(|r| r.item_id.clone()).collect();
     }
 
     /// The record of `id`, if the shop ever changed it.
@@ -100,11 +111,10 @@ impl LiveCatalog {
         }
     }
 
-    /// Recommendable items that `known` (the model's catalog) does not hold, newest first.
+    /// Recommendable items that `known` (the model's catalog) does not hold,
+    /// newest first, among the newest [`NEW_ITEM_CANDIDATES`] records.
     pub fn new_items<'a>(&'a self, known: impl Fn(&str) -> bool + 'a) -> impl Iterator<Item = &'a ItemRecord> + 'a {
-        let mut v: Vec<&ItemRecord> = self.records.values().filter(|r| r.recommendable() && !known(&r.item_id)).collect();
-        v.sort_by(|a, b| b.added_ms.unwrap_or(0).cmp(&a.added_ms.unwrap_or(0)).then(b.version.cmp(&a.version)));
-        v.into_iter()
+        self.newest.iter().filter(move |id| !known(id)).filter_map(|id| self.records.get(id))
     }
 
     /// Enforces the rules on `answer` to `req`: drops what may not be shown,
@@ -139,23 +149,36 @@ impl LiveCatalog {
         if req.k < NEW_ITEM_MIN_K || self.records.is_empty() {
             return;
         }
-        let wanted: HashSet<&str> = req.history.iter().filter_map(|h| self.records.get(h)).flat_map(|r| r.categories.iter().map(String::as_str)).collect();
+        // How often each category occurs in the shopper's history.
+        let mut wanted: HashMap<&str, f32> = HashMap::new();
+        for r in req.history.iter().filter_map(|h| self.records.get(h)) {
+            for c in &r.categories {
+                *wanted.entry(c.as_str()).or_default() += 1.0;
+            }
+        }
         if wanted.is_empty() {
             return;
         }
-        let picks: Vec<&ItemRecord> = self
+        // Content match: the history's weight on the item's categories, per
+        // category of the item (a narrow match beats a broad one); ties go to the newest.
+        let mut picks: Vec<(f32, &ItemRecord)> = self
             .new_items(known)
-            .filter(|r| r.categories.iter().any(|c| wanted.contains(c.as_str())) && self.allows(&r.item_id, req) && !seen(&r.item_id))
-            .filter(|r| !answer.items.iter().any(|i| i.item_id == r.item_id))
-            .take(NEW_ITEM_SLOTS)
+            .filter(|r| self.allows(&r.item_id, req) && !seen(&r.item_id) && !answer.items.iter().any(|i| i.item_id == r.item_id))
+            .filter_map(|r| {
+                let hits: f32 = r.categories.iter().filter_map(|c| wanted.get(c.as_str())).sum();
+                (hits > 0.0).then(|| (hits / r.categories.len() as f32, r))
+            })
             .collect();
         if picks.is_empty() {
             return;
         }
+        // `new_items` is newest first and the sort is stable.
+        picks.sort_by(|a, b| b.0.total_cmp(&a.0));
+        picks.truncate(NEW_ITEM_SLOTS);
         let keep = req.k - picks.len();
         answer.items.truncate(keep);
         let floor = answer.items.last().map_or(0.0, |i| i.score);
-        answer.items.extend(picks.into_iter().map(|r| RecommendedItem { item_id: r.item_id.clone(), score: floor, title: r.title.clone() }));
+        answer.items.extend(picks.into_iter().map(|(_, r)| RecommendedItem { item_id: r.item_id.clone(), score: floor, title: r.title.clone() }));
     }
 }
 

@@ -98,6 +98,15 @@ try {
     assert.ok(["origin", "cache"].includes(cleaned.source), `a poisoned history still gets full-model recommendations (badge: ${cleaned.badge})`);
     assert.equal(cleaned.ids.length, 10);
 
+    // Check out: the views, the cart and the purchases go to /v1/events (edge → queue → origin → store).
+    await page.goto(`${base}/#/cart`);
+    await page.locator('#main[data-route="/cart"]').waitFor();
+    const queued = page.waitForResponse((r) => r.url().endsWith("/v1/events") && r.request().postData()?.includes('"purchase"'));
+    await page.getByTestId("checkout").click();
+    assert.equal((await queued).status(), 202, "the edge queued the purchase");
+    assert.equal(await page.locator("#cart-count").textContent(), "0");
+    console.log(`shop session: ${await page.evaluate(() => localStorage.getItem("edgerec.session"))}`);
+
     // Keyboard: Tab reaches a product card and Enter opens it.
     await page.goto(`${base}/#/`);
     await page.getByTestId("catalog").locator("a.card").first().waitFor();

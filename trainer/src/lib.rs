@@ -18,6 +18,7 @@
 //! * [`query`] — real queries through `shared`
 
 pub mod artifacts;
+pub mod cold_start;
 pub mod data;
 pub mod evaluate;
 pub mod large_catalog;

@@ -122,6 +122,21 @@ enum Command {
         #[arg(long)]
         write_docs: Option<PathBuf>,
     },
+    /// Measure cold start on MovieLens: the newest items hidden from training, reached through the live catalog's slots.
+    ColdStart {
+        /// The MovieLens directory (ml-100k.inter, ml-100k.item with genres).
+        #[arg(long, default_value = "data/ml-100k")]
+        input: PathBuf,
+        /// Share of the catalog held out as new (the newest by first interaction).
+        #[arg(long, default_value_t = 0.05)]
+        new_fraction: f64,
+        /// EASE L2 strength.
+        #[arg(long, default_value_t = 400.0)]
+        lambda: f64,
+        /// Also write the table as markdown to this file.
+        #[arg(long)]
+        write_docs: Option<PathBuf>,
+    },
     /// Write a synthetic shop log (Zipf popularity, topics, item chains) as CSV.
     Generate {
         /// Catalog size.
@@ -245,6 +260,18 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Query { models, users } => query::run(&models, users)?,
+        Command::ColdStart { input, new_fraction, lambda, write_docs } => {
+            let log = data::load_movielens(&input)?;
+            let genres = data::load_movielens_genres(&input)?;
+            let r = trainer::cold_start::evaluate(&log, &genres, new_fraction, lambda)?;
+            let md =
+                trainer::cold_start::markdown(&r, &format!("trainer cold-start --input {} --new-fraction {new_fraction} --lambda {lambda}", input.display()));
+            println!("{md}");
+            if let Some(path) = write_docs {
+                std::fs::write(&path, md)?;
+                eprintln!("wrote {}", path.display());
+            }
+        }
         Command::Generate { items, events, seed, out } => {
             let started = std::time::Instant::now();
             let users = trainer::synthetic::write_csv(trainer::synthetic::ShopShape { items, events, seed }, &out)?;

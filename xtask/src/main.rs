@@ -61,6 +61,12 @@ enum Cmd {
     Peers,
     /// Benchmark the origin (release build) against raw ONNX Runtime; writes docs/performance.md.
     BenchOrigin,
+    /// Events into each store through the origin beside the store's own rate, and the SIGKILL test ten times; writes docs/ingest.md.
+    BenchIngest {
+        /// Seconds per measured cell.
+        #[arg(long, default_value_t = 5.0)]
+        secs: f64,
+    },
     /// Build the edge worker (wrangler's `[build]` command).
     BuildEdge {
         /// Refuse to build unless wrangler.toml's `[env.production.vars]` name an https:// origin
@@ -267,6 +273,61 @@ fn wait_ok(url: &str, secs: u64) -> bool {
 /// and the operator token for `/metrics` and the detailed `/readyz`. Local only.
 const DEMO_EDGE_KEY: &str = "demo-edge-credential";
 const DEMO_ADMIN_TOKEN: &str = "demo-admin-token";
+/// The demo's event and catalog store (the embedded default, git-ignored).
+const DEMO_STORE: &str = "sqlite:data/events.sqlite";
+
+/// `curl` of `url` with extra arguments, its body as JSON.
+fn curl_json(url: &str, extra: &[&str]) -> anyhow::Result<serde_json::Value> {
+    let out = Command::new("curl").args(["-s", url]).args(extra).output().context("curl")?;
+    serde_json::from_slice(&out.stdout).with_context(|| format!("{url}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Polls `f` every 250 ms until it returns `Some`, up to `secs`; the value and the seconds it took.
+fn poll<T>(secs: u64, mut f: impl FnMut() -> Option<T>) -> Option<(T, f64)> {
+    let started = std::time::Instant::now();
+    while started.elapsed().as_secs() < secs {
+        if let Some(v) = f() {
+            return Some((v, started.elapsed().as_secs_f64()));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    None
+}
+
+/// The living shop: a shopper's events through the edge, the queue and the
+/// origin into the store, answered back by user id; an item hidden by the
+/// shop leaving the edge's answers.
+fn show_live_shop(edge_url: &str) -> anyhow::Result<()> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
+    let user = format!("demo-shopper-{now}");
+    let events: Vec<serde_json::Value> = ["50", "172", "181"]
+        .iter()
+        .enumerate()
+        .map(|(i, item)| serde_json::json!({ "event_id": format!("demo-{now}-{i}"), "user_id": user, "item_id": item, "type": "view", "time": now - 3 + i as u64 }))
+        .collect();
+    show(
+        "events: the shop's views go edge → queue → origin → store (202: queued)",
+        &format!("{edge_url}/v1/events"),
+        &serde_json::json!({ "events": events }).to_string(),
+    )?;
+    let by_user = format!("{edge_url}/v1/recommendations?user_id={user}&k=5");
+    let Some((answer, secs)) = poll(60, || curl_json(&by_user, &[]).ok().filter(|a| a["source"] == "origin")) else {
+        bail!("the demo shopper's events did not reach the store within 60 s");
+    };
+    println!("\n== {by_user}: answered from the stored history {secs:.1} s after the events were queued ==\n{answer}");
+    let Some(top) = answer["items"][0]["item_id"].as_str().map(str::to_string) else { bail!("no items in {answer}") };
+    let put = format!("http://{ORIGIN_ADDR}/v1/items/{top}");
+    println!("\n== the shop hides item {top} ==\n$ curl -X PUT {put} -H 'authorization: Bearer …' -d '{{\"available\": false}}'");
+    let auth = format!("authorization: Bearer {DEMO_ADMIN_TOKEN}");
+    println!("{}", curl_json(&put, &["-X", "PUT", "-H", &auth, "-H", "content-type: application/json", "-d", r#"{"available": false}"#])?);
+    let gone = poll(60, || curl_json(&by_user, &[]).ok().filter(|a| a["items"].as_array().is_some_and(|i| i.iter().all(|i| i["item_id"] != top.as_str()))));
+    match gone {
+        Some((a, secs)) => println!("item {top} left the edge's answers after {secs:.1} s (catalog_version {})", a["catalog_version"]),
+        None => bail!("item {top} still in the edge's answers after 60 s"),
+    }
+    let _ = curl_json(&put, &["-X", "PUT", "-H", &auth, "-H", "content-type: application/json", "-d", r#"{"available": true}"#])?;
+    Ok(())
+}
 
 /// Starts the origin on the MovieLens model (ONNX Runtime when its library is there, else tract).
 fn start_origin() -> anyhow::Result<Child> {
@@ -276,6 +337,8 @@ fn start_origin() -> anyhow::Result<Child> {
         DEMO_EDGE_KEY,
         "--admin-token",
         DEMO_ADMIN_TOKEN,
+        "--events",
+        DEMO_STORE,
     ]);
     if let Some(lib) = setup::ort_lib() {
         cmd.arg("--ort-lib").arg(lib);
@@ -324,6 +387,8 @@ fn serve() -> anyhow::Result<()> {
     show("origin stopped: the edge model answers (source=edge)", &recs, other)?;
     origin = start_origin()?;
     println!("\nOrigin restarted at http://{ORIGIN_ADDR}; the edge fails back to it when its breaker closes.");
+    show_live_shop(&edge_url)?;
+    println!("Events and catalog: {DEMO_STORE}; `trainer train --events {DEMO_STORE} --dataset myshop --out models/myshop` trains from it.");
     println!("Edge: {edge_url}/v1/recommendations?history=50,172&k=10   {edge_url}/healthz");
     println!(
         "Origin: http://{ORIGIN_ADDR}/readyz (add -H 'authorization: Bearer {DEMO_ADMIN_TOKEN}' for details and /metrics); /v1 answers only the edge (x-edgerec-edge-key) — Ctrl-C stops both."
@@ -402,6 +467,16 @@ fn main() -> anyhow::Result<()> {
             run(Command::new(target_dir().join("release/bench-edge")).args(["models/movielens", "docs/performance.md"]))
         }
         Cmd::Fuzz { secs } => fuzz::all(secs),
+        Cmd::BenchIngest { secs } => {
+            setup::all()?;
+            train(false, Schedule::Full)?;
+            run(cargo().args(["build", "--release", "-p", "origin", "--bins", "-p", "e2e", "--bin", "bench-ingest"]))?;
+            let pg = std::env::var("EDGEREC_PG_URL").unwrap_or_else(|_| setup::PG_URL.to_string());
+            run(Command::new(target_dir().join("release/bench-ingest"))
+                .args(["models/movielens", "docs/ingest.md", &secs.to_string()])
+                .env("EDGEREC_ORIGIN_BIN", target_dir().join("release/origin"))
+                .env("EDGEREC_PG_URL", pg))
+        }
         Cmd::Peers => {
             setup::all()?;
             train(false, Schedule::Full)?;
