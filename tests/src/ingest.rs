@@ -128,5 +128,7 @@ pub fn pg_url() -> String {
 /// When PostgreSQL is not reachable (set-up starts it).
 pub fn pg_database(tag: &str) -> String {
     let name = format!("edgerec_{tag}_{}_{}", std::process::id(), now_ms() % 1_000_000_000);
-    event_store::postgres::create_database(&pg_url(), &name).unwrap_or_else(|e| panic!("PostgreSQL at {} (started by `cargo xtask setup`): {e}", pg_url()))
+    // The blocking client runs its own runtime: off any async caller's thread.
+    let created = std::thread::spawn(move || event_store::postgres::create_database(&pg_url(), &name)).join().expect("create_database thread");
+    created.unwrap_or_else(|e| panic!("PostgreSQL at {} (started by `cargo xtask setup`): {e}", pg_url()))
 }
