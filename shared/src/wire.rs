@@ -76,6 +76,22 @@ pub struct ValidRequest {
     pub exclude: Vec<String>,
 }
 
+/// An id list of at most `max` ids, each trimmed (the `GET` form's `50, 172`
+/// is two ids: both forms trim, so the edge and the origin see the same id
+/// whichever form carried it) and checked by the API's id rules.
+fn checked_ids(field: &'static str, mut ids: Vec<String>, max: usize) -> Result<Vec<String>, FieldError> {
+    if ids.len() > max {
+        return Err(FieldError { field, reason: format!("at most {max} items, got {}", ids.len()) });
+    }
+    for (pos, id) in ids.iter_mut().enumerate() {
+        if id.trim().len() != id.len() {
+            *id = id.trim().to_string();
+        }
+        check_item_id(id).map_err(|why| FieldError { field, reason: format!("item id at position {pos} {why}") })?;
+    }
+    Ok(ids)
+}
+
 /// A request field that is out of range (HTTP 422 in both servers).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {reason}")]
@@ -97,28 +113,8 @@ impl RecommendationRequest {
         if !(1..=MAX_K).contains(&k) {
             return Err(FieldError { field: "k", reason: format!("must be between 1 and {MAX_K}, got {k}") });
         }
-        if self.history.len() > MAX_HISTORY {
-            return Err(FieldError { field: "history", reason: format!("at most {MAX_HISTORY} items, got {}", self.history.len()) });
-        }
-        let mut history = self.history;
-        for (pos, id) in history.iter_mut().enumerate() {
-            // Both forms trim (the `GET` form's `50, 172` is two ids), so the
-            // edge and the origin see the same id whichever form carried it.
-            if id.trim().len() != id.len() {
-                *id = id.trim().to_string();
-            }
-            check_item_id(id).map_err(|why| FieldError { field: "history", reason: format!("item id at position {pos} {why}") })?;
-        }
-        if self.exclude.len() > MAX_EXCLUDE {
-            return Err(FieldError { field: "exclude", reason: format!("at most {MAX_EXCLUDE} items, got {}", self.exclude.len()) });
-        }
-        let mut exclude = self.exclude;
-        for (pos, id) in exclude.iter_mut().enumerate() {
-            if id.trim().len() != id.len() {
-                *id = id.trim().to_string();
-            }
-            check_item_id(id).map_err(|why| FieldError { field: "exclude", reason: format!("item id at position {pos} {why}") })?;
-        }
+        let history = checked_ids("history", self.history, MAX_HISTORY)?;
+        let exclude = checked_ids("exclude", self.exclude, MAX_EXCLUDE)?;
         if let Some(c) = &self.category
             && (c.is_empty() || c.len() > MAX_ID_BYTES)
         {
