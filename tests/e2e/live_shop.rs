@@ -58,6 +58,11 @@ async fn events_reach_the_store_through_the_queue_and_ride_out_an_origin_outage(
     assert_eq!((status, body["queued"].as_u64()), (202, Some(120)), "{body}");
     let took = until_stored(&store, &first.iter().map(|e| e.event_id.clone()).collect::<Vec<_>>(), Duration::from_secs(60)).await;
     eprintln!("LIVE edge → queue → origin → store: {:.2} s", took.as_secs_f64());
+    // A logged-in shopper without a history: the edge asks the origin, which reads the store.
+    let user = first[0].user_id.clone().unwrap();
+    let by_user: Value = client.get(format!("{}/v1/recommendations?user_id={user}&k=5", edge.url())).send().await.unwrap().json().await.unwrap();
+    assert_eq!(by_user["source"], "origin", "{by_user}");
+    assert_eq!(by_user["items"].as_array().unwrap().len(), 5);
 
     // The edge checks a batch with the origin's rules before queueing it.
     let mut bad = serde_json::to_value(&first[..2]).unwrap();

@@ -47,6 +47,8 @@ enum Cmd {
         #[arg(long)]
         retrain: bool,
     },
+    /// Only the demo's last step: origin and edge, the failover and the living shop shown, then serve (models must exist).
+    Serve,
     /// Set up, train if needed, run every test.
     Test,
     /// Only the idempotent set-up.
@@ -435,6 +437,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Demo { retrain } => demo(retrain),
         Cmd::Test => test(),
         Cmd::Setup => setup::all(),
+        Cmd::Serve => serve(),
         Cmd::Train { retrain } => {
             setup::all()?;
             train(retrain, Schedule::Full)

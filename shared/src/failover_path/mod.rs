@@ -396,7 +396,8 @@ pub async fn serve<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, state: &RefCell<EdgeSt
         raw.history.sort();
         OriginCall::new(raw, false)
     } else {
-        OriginCall::new(canonical.clone(), true)
+        // An answer built from one shopper's stored history is theirs alone: never cached.
+        OriginCall::new(canonical.clone(), canonical.user_id.is_none())
     };
     let has_origins = !cfg.origins.is_empty();
     // `from_origin`: the body is an origin's answer to `call` (which, for an
@@ -426,8 +427,9 @@ pub async fn serve<E: EdgeEnv>(env: &E, cfg: &EdgeConfig, state: &RefCell<EdgeSt
         Served { body, timing, follow_ups, unanswered, call }
     };
 
-    // Nothing to personalize on: every model would answer the popular list.
-    if req.history.is_empty() {
+    // Nothing to personalize on: every model would answer the popular list
+    // (a logged-in shopper's history is the origin's to read from its store).
+    if req.history.is_empty() && req.user_id.is_none() {
         return done(env.popular(req), Source::Popular, timing, vec![], None, None, false);
     }
 

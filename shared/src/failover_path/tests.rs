@@ -830,3 +830,21 @@ fn a_model_version_mismatch_between_regions_is_visible_in_answers() {
     assert_eq!(s.timing.served_by.as_deref(), Some("a"));
     assert!(s.body.warnings.iter().any(|w| w == "origins serve different model versions: a=v1, b=v2"), "{:?}", s.body.warnings);
 }
+
+/// #22: a logged-in shopper without a history is the origin's to answer
+/// (it reads their stored history); the answer is theirs, so never cached.
+#[test]
+fn a_user_id_without_a_history_asks_the_origin_and_is_not_cached() {
+    let env = Fake::new(Origin::Answers(5));
+    let c = cfg();
+    let st = state_for(&c);
+    let req = ValidRequest { user_id: Some("shopper-1".into()), k: 1, exclude_seen: true, ..Default::default() };
+    let s = block_on(serve(&env, &c, &st, &req));
+    assert_eq!(s.body.source, Source::Origin);
+    assert!(env.calls.borrow().iter().any(|(_, q)| q.contains("user_id=shopper-1")), "{:?}", env.calls.borrow());
+    assert!(!s.follow_ups.iter().any(|f| matches!(f, FollowUp::Store(_))), "not cached: {:?}", s.follow_ups);
+    // Anonymous and without a history: the popular list, no origin call.
+    let calls = env.origin_calls();
+    let s = block_on(serve(&env, &c, &st, &ValidRequest { k: 1, exclude_seen: true, ..Default::default() }));
+    assert_eq!((s.body.source, env.origin_calls()), (Source::Popular, calls));
+}
