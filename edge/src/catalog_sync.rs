@@ -77,7 +77,7 @@ pub fn with<R>(f: impl FnOnce(&LiveCatalog) -> R) -> R {
     COPY.with(|c| f(&c.borrow().catalog))
 }
 
-/// When the copy last synced (ms since the epoch; 0 = never) and its version.
+/// When the copy last synced (ms since the epoch; 0 = never), its version and its hidden items.
 pub fn status() -> (u64, u64, usize) {
     COPY.with(|c| {
         let c = c.borrow();
@@ -88,11 +88,9 @@ pub fn status() -> (u64, u64, usize) {
 /// Reads changes from the first origin (best priority first) that answers,
 /// within `budget_ms` in all, and applies them.
 pub async fn refresh(cfg: &EdgeConfig, now_ms: impl Fn() -> u64, budget_ms: u64) {
-    let mut origins: Vec<_> = cfg.origins.iter().collect();
-    origins.sort_by_key(|o| o.priority);
     let started = now_ms();
     let mut ok = false;
-    'origins: for origin in origins {
+    'origins: for origin in cfg.by_priority() {
         for _ in 0..MAX_PAGES {
             let deadline_ms = budget_ms.saturating_sub(now_ms().saturating_sub(started));
             if deadline_ms < 5 {

@@ -11,10 +11,9 @@
 //! moved to the dead-letter queue. Delivery is at-least-once; the events'
 //! `event_id`s make the origin store each once.
 
-use futures_util::StreamExt;
-use shared::edge_config::{EdgeConfig, OriginSpec};
+use shared::edge_config::EdgeConfig;
 use shared::events::{self, Event, EventsAccepted, MAX_EVENTS_BODY_BYTES, MAX_EVENTS_PER_BATCH};
-use shared::request::{self, RequestError};
+use shared::request::RequestError;
 use worker::{Env, MessageBatch, MessageExt, Request, Response};
 
 use crate::origin_client::{self, OriginRequest};
@@ -35,21 +34,8 @@ fn now_ms() -> i64 {
 /// `POST /v1/events`: 202 `{"queued": n}` once the queue holds the batch;
 /// 413/422/400 as the origin would answer; 503 when no queue is bound or it refuses.
 pub async fn accept(req: &mut Request, env: &Env) -> Result<Response, RequestError> {
-    let content_type = req.headers().get("content-type").ok().flatten();
-    if !request::is_json_content_type(content_type.as_deref()) {
-        return Err(RequestError::new(415, "Content-Type must be application/json"));
-    }
-    let declared = req.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_EVENTS_BODY_BYTES) {
-        return Err(RequestError::field(413, "body", format!("body is over {MAX_EVENTS_BODY_BYTES} bytes")));
-    }
-    let mut body = Vec::with_capacity(declared.unwrap_or(0));
-    if let Ok(mut stream) = req.stream() {
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| RequestError::field(400, "body", format!("reading the body: {e}")))?;
-            request::append_body_chunk_within(&mut body, &chunk, MAX_EVENTS_BODY_BYTES)?;
-        }
-    }
+    crate::require_json(req)?;
+    let body = crate::read_body(req, MAX_EVENTS_BODY_BYTES).await?;
     let batch = events::parse_batch(&body, now_ms())?;
     let queue = env.queue(QUEUE_BINDING).map_err(|_| RequestError::new(503, format!("no {QUEUE_BINDING} queue is bound to this worker")))?;
     for message in events::queue_messages(&batch, MAX_MESSAGE_BYTES) {
@@ -62,18 +48,11 @@ pub async fn accept(req: &mut Request, env: &Env) -> Result<Response, RequestErr
     Ok(Response::from_json(&body).map_err(|e| RequestError::new(500, e.to_string()))?.with_status(202))
 }
 
-/// Origins in the order the consumer tries them: best priority first, then by name.
-fn delivery_order(cfg: &EdgeConfig) -> Vec<&OriginSpec> {
-    let mut origins: Vec<&OriginSpec> = cfg.origins.iter().collect();
-    origins.sort_by(|a, b| a.priority.cmp(&b.priority).then(a.name.cmp(&b.name)));
-    origins
-}
-
 /// Sends `events` (at most [`MAX_EVENTS_PER_BATCH`]) to the first origin that acknowledges them.
 async fn deliver_one(cfg: &EdgeConfig, events: &[Event]) -> Result<EventsAccepted, String> {
     let body = serde_json::json!({ "events": events }).to_string();
     let mut last = String::from("no origin is configured");
-    for origin in delivery_order(cfg) {
+    for origin in cfg.by_priority() {
         let url = format!("{}/v1/events", origin.url);
         let call = OriginRequest { url: &url, body: Some(&body), request_id: "events", edge_key: cfg.origin_secret.as_deref(), client_ip: None };
         match origin_client::call_json::<EventsAccepted>(&call, DELIVERY_DEADLINE_MS).await {

@@ -92,12 +92,9 @@ async fn route(mut req: Request, env: &Env, ctx: &Context, request_id: &str) -> 
             recommend(&url, request::validate(parsed)?, env, ctx, client_ip(&req), request_id).await
         }
         ("/v1/recommendations", Method::Post) => {
-            let content_type = req.headers().get("content-type").ok().flatten();
-            if !request::is_json_content_type(content_type.as_deref()) {
-                return Err(RequestError::new(415, "Content-Type must be application/json"));
-            }
+            require_json(&req)?;
             let url = req.url().map_err(internal)?;
-            let body = read_body(&mut req).await?;
+            let body = read_body(&mut req, MAX_BODY_BYTES).await?;
             let parsed = request::parse_json(&body)?;
             recommend(&url, request::validate(parsed)?, env, ctx, client_ip(&req), request_id).await
         }
@@ -111,20 +108,27 @@ async fn route(mut req: Request, env: &Env, ctx: &Context, request_id: &str) -> 
 }
 
 /// Reads a `POST` body as it streams in, answering 413 as soon as it passes
-/// [`MAX_BODY_BYTES`]: a chunked body has no `Content-Length` to check first,
-/// and reading it whole could take the isolate past its 128 MB.
-async fn read_body(req: &mut Request) -> Result<Vec<u8>, RequestError> {
+/// `max` bytes ([`MAX_BODY_BYTES`] for recommendations): a chunked body has
+/// no `Content-Length` to check first, and reading it whole could take the
+/// isolate past its 128 MB.
+pub(crate) async fn read_body(req: &mut Request, max: usize) -> Result<Vec<u8>, RequestError> {
     let declared = req.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        return Err(RequestError::field(413, "body", format!("body is over {MAX_BODY_BYTES} bytes")));
+    if declared.is_some_and(|n| n > max) {
+        return Err(RequestError::field(413, "body", format!("body is over {max} bytes")));
     }
     let mut body = Vec::with_capacity(declared.unwrap_or(0));
     let Ok(mut stream) = req.stream() else { return Ok(body) }; // no body at all
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| RequestError::field(400, "body", format!("reading the body: {e}")))?;
-        request::append_body_chunk(&mut body, &chunk)?;
+        request::append_body_chunk(&mut body, &chunk, max)?;
     }
     Ok(body)
+}
+
+/// 415 unless the request says its body is JSON.
+pub(crate) fn require_json(req: &Request) -> Result<(), RequestError> {
+    let content_type = req.headers().get("content-type").ok().flatten();
+    if request::is_json_content_type(content_type.as_deref()) { Ok(()) } else { Err(RequestError::new(415, "Content-Type must be application/json")) }
 }
 
 /// Liveness for anyone: model, each origin's state by name, hedging
@@ -348,10 +352,8 @@ async fn recommend(
 /// `k` from the popular list, gives new items their cold-start slots.
 fn apply_live_catalog(wenv: &WorkerEnv, req: &ValidRequest, body: &mut RecommendationResponse) {
     let Ok(m) = wenv.model.as_ref() else { return };
-    let wide = ValidRequest { history: req.history.clone(), k: shared::contract::MAX_K, exclude_seen: req.exclude_seen, ..Default::default() };
-    let popular = m.popular(&wide);
     let origin_version = body.catalog_version;
-    catalog_sync::with(|c| c.apply(body, req, |id| m.knows(id), popular.items.iter().map(|i| (i.item_id.as_str(), i.title.as_deref()))));
+    catalog_sync::with(|c| c.apply(body, req, |id| m.knows(id), m.popular_order()));
     body.catalog_version = body.catalog_version.max(origin_version);
 }
 

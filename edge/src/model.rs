@@ -117,6 +117,11 @@ impl EdgeModel {
         Ok(self.recommender.policy().response(&rec, Source::Edge, self.info("edge")))
     }
 
+    /// The embedded catalog head, best first (`Catalog::popular_order`).
+    pub fn popular_order(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.recommender.catalog().popular_order()
+    }
+
     /// The popular list (minus seen items when asked).
     pub fn popular(&self, req: &ValidRequest) -> RecommendationResponse {
         let policy = self.recommender.policy();

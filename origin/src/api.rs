@@ -46,15 +46,25 @@ pub async fn post_recommendations(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Result<Response, HttpError> {
-    if !request::is_json_content_type(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())) {
-        return Err(HttpError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json"));
-    }
+    require_json(&headers)?;
     // Over the body limit → 413, reported as JSON like every other error.
     let body = body.map_err(|e| HttpError::field(e.status(), "body", e.body_text()))?;
     let req = request::parse_json(&body)?;
     let mut response = recommend(&state, req).await?;
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(response)
+}
+
+/// 415 unless the request says its body is JSON (every `POST`/`PUT` of the API).
+///
+/// # Errors
+/// 415 with the rule.
+pub fn require_json(headers: &HeaderMap) -> Result<(), HttpError> {
+    if request::is_json_content_type(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())) {
+        Ok(())
+    } else {
+        Err(HttpError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json"))
+    }
 }
 
 /// Most history items read from the store for a logged-in shopper.
@@ -100,7 +110,7 @@ async fn recommend(state: &AppState, req: RecommendationRequest) -> Result<Respo
         ModelInfo { name: "full".into(), version: model.version().to_string(), backend: model.backend.to_string(), dataset: model.manifest.dataset.clone() };
     let mut body = model.policy.response(&rec, Source::Origin, info);
     let catalog = model.policy.catalog();
-    state.live.catalog().apply(&mut body, &req, |id| catalog.index_of(id).is_some(), catalog.items().iter().map(|i| (i.id.as_str(), i.title.as_deref())));
+    state.live.catalog().apply(&mut body, &req, |id| catalog.index_of(id).is_some(), catalog.popular_order());
     let source = body.source.as_str();
     let mut response = axum::Json(body).into_response();
     response.headers_mut().insert("x-rec-source", HeaderValue::from_static(source));

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use event_store::StoreError;
 use serde::Deserialize;
 use shared::events::{self, CatalogChanges, EventsAccepted, ItemBatch, ItemIn, ItemRecord, MAX_ITEMS_PER_PUT};
-use shared::request;
 
+use crate::api::require_json;
 use crate::error::HttpError;
 use crate::state::AppState;
 
@@ -37,14 +37,6 @@ fn store_failed(e: StoreError) -> HttpError {
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, StoreError> + Send + 'static) -> Result<T, HttpError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("store task: {e}")))?.map_err(store_failed)
-}
-
-fn require_json(headers: &HeaderMap) -> Result<(), HttpError> {
-    if request::is_json_content_type(headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())) {
-        Ok(())
-    } else {
-        Err(HttpError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json"))
-    }
 }
 
 /// `POST /v1/events` with `{"events": [...]}`: 200 with [`EventsAccepted`]

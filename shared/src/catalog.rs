@@ -100,6 +100,12 @@ impl Catalog {
         &self.items
     }
 
+    /// `(id, title)` best first: the catalog is ordered by popularity, so its
+    /// index order is the popular list (the live catalog fills `k` from it).
+    pub fn popular_order(&self) -> impl Iterator<Item = (&str, Option<&str>)> {
+        self.items.iter().map(|i| (i.id.as_str(), i.title.as_deref()))
+    }
+
     /// The item at model index `index`, if any.
     pub fn get(&self, index: usize) -> Option<&CatalogItem> {
         self.items.get(index)

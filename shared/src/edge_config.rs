@@ -181,6 +181,15 @@ fn parse_origins(json: &str) -> Result<Vec<OriginSpec>, ConfigError> {
 }
 
 impl EdgeConfig {
+    /// The origins best priority first, then by name: the order the events
+    /// queue's consumer delivers in and the catalog sync reads from (work
+    /// that wants any one origin, not the balanced one).
+    pub fn by_priority(&self) -> Vec<&OriginSpec> {
+        let mut origins: Vec<&OriginSpec> = self.origins.iter().collect();
+        origins.sort_by(|a, b| a.priority.cmp(&b.priority).then(a.name.cmp(&b.name)));
+        origins
+    }
+
     /// Reads the settings through `var(name)`; missing or empty vars take
     /// their defaults.
     ///

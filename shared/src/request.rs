@@ -177,20 +177,14 @@ pub fn validate(req: RecommendationRequest) -> Result<ValidRequest, RequestError
 }
 
 /// Appends `chunk` to a body being read as a stream, refusing it before the
-/// copy once the body would pass [`MAX_BODY_BYTES`]: a body without
-/// `Content-Length` (chunked) is bounded as it arrives, not after.
+/// copy once the body would pass `max` bytes ([`MAX_BODY_BYTES`] for a
+/// recommendation request, `events::MAX_EVENTS_BODY_BYTES` for an events
+/// batch): a body without `Content-Length` (chunked) is bounded as it
+/// arrives, not after.
 ///
 /// # Errors
 /// 413 naming `body`, with the limit in bytes.
-pub fn append_body_chunk(body: &mut Vec<u8>, chunk: &[u8]) -> Result<(), RequestError> {
-    append_body_chunk_within(body, chunk, MAX_BODY_BYTES)
-}
-
-/// [`append_body_chunk`] for a body of at most `max` bytes (e.g. an events batch).
-///
-/// # Errors
-/// 413 naming `body`, with the limit in bytes.
-pub fn append_body_chunk_within(body: &mut Vec<u8>, chunk: &[u8], max: usize) -> Result<(), RequestError> {
+pub fn append_body_chunk(body: &mut Vec<u8>, chunk: &[u8], max: usize) -> Result<(), RequestError> {
     if body.len().saturating_add(chunk.len()) > max {
         return Err(RequestError::field(413, "body", format!("body is over {max} bytes")));
     }
@@ -327,9 +321,9 @@ mod tests {
         let mut body = Vec::new();
         let chunk = vec![b' '; 16 * 1024];
         for _ in 0..4 {
-            append_body_chunk(&mut body, &chunk).unwrap();
+            append_body_chunk(&mut body, &chunk, MAX_BODY_BYTES).unwrap();
         }
-        let e = append_body_chunk(&mut body, b"x").unwrap_err();
+        let e = append_body_chunk(&mut body, b"x", MAX_BODY_BYTES).unwrap_err();
         assert_eq!((e.status, e.field.as_deref()), (413, Some("body")));
         assert_eq!(body.len(), MAX_BODY_BYTES, "the refused chunk was not copied");
     }
