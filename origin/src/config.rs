@@ -16,6 +16,15 @@ pub enum BackendPref {
     Tract,
 }
 
+/// The registry pointer an origin follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Track {
+    /// `CURRENT`, the version every region serves.
+    Stable,
+    /// `CANARY` while a canary is under way, else `CURRENT`.
+    Canary,
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
@@ -48,15 +57,25 @@ impl ServeConfig {
         if self.events_per_shopper_per_s == 0 || self.events_per_shopper_burst == 0 || self.catalog_poll_ms == 0 {
             anyhow::bail!("--events-per-shopper-per-s, --events-per-shopper-burst and --catalog-poll-ms must be at least 1");
         }
+        if self.registry_poll_ms == 0 {
+            anyhow::bail!("--registry-poll-ms (EDGEREC_REGISTRY_POLL_MS) must be at least 1");
+        }
         if self.request_timeout_ms == 0 {
             anyhow::bail!("--request-timeout-ms (EDGEREC_REQUEST_TIMEOUT_MS) must be at least 1");
         }
         Ok(())
     }
 
-    /// The directory reload paths must lie under.
+    /// The directory reload paths must lie under: `--models-root`, else the
+    /// registry's `versions/`, else the parent of `--models`.
     pub fn models_root(&self) -> PathBuf {
-        self.models_root.clone().unwrap_or_else(|| self.models.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf))
+        if let Some(root) = &self.models_root {
+            return root.clone();
+        }
+        if let Some(registry) = &self.registry {
+            return registry.join("versions");
+        }
+        self.models.as_deref().and_then(Path::parent).map_or_else(|| PathBuf::from("."), Path::to_path_buf)
     }
 }
 
@@ -64,8 +83,20 @@ impl ServeConfig {
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeConfig {
     /// Model directory written by the trainer (manifest.json, full.onnx, catalog.json).
-    #[arg(long, env = "EDGEREC_MODELS")]
-    pub models: PathBuf,
+    #[arg(long, env = "EDGEREC_MODELS", required_unless_present = "registry", conflicts_with = "registry")]
+    pub models: Option<PathBuf>,
+    /// A model registry to follow instead of one directory: the origin serves
+    /// the version its pointer names (`--registry-track`), polled every
+    /// `--registry-poll-ms`, each change a verified hot reload.
+    #[arg(long, env = "EDGEREC_REGISTRY")]
+    pub registry: Option<PathBuf>,
+    /// Which pointer this origin follows: `stable` (`CURRENT`), or `canary`
+    /// (`CANARY` while one is set, else `CURRENT`) in the canary region.
+    #[arg(long, env = "EDGEREC_REGISTRY_TRACK", value_enum, default_value = "stable")]
+    pub registry_track: Track,
+    /// How often the registry's pointer is read (ms).
+    #[arg(long, env = "EDGEREC_REGISTRY_POLL_MS", default_value_t = 1000)]
+    pub registry_poll_ms: u64,
     /// Listen address.
     #[arg(long, env = "EDGEREC_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,

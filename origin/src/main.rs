@@ -1,7 +1,16 @@
-//! `origin serve --models models/movielens --addr 127.0.0.1:8080`
+//! ```text
+//! origin serve --models models/movielens --addr 127.0.0.1:8080
+//! origin serve --registry registry --registry-track canary …
+//! origin registry --registry registry list|verify|publish|promote|mark-bad|retain|backup|restore
+//! origin rollout --registry registry --canary http://a:8080 --others http://b:8080 --admin-token …
+//! ```
+
+use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use origin::config::ServeConfig;
+use origin::registry_cli::RegistryCommand;
+use origin::rollout::RolloutConfig;
 
 #[derive(Parser)]
 #[command(about = "edgerec origin: the full recommendation model over HTTP")]
@@ -12,12 +21,35 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve a model directory.
+    /// Serve a model directory, or the version a registry's pointer names.
     Serve(ServeConfig),
+    /// Operate a model registry.
+    Registry {
+        /// The registry's root directory.
+        #[arg(long, env = "EDGEREC_REGISTRY")]
+        registry: PathBuf,
+        #[command(subcommand)]
+        command: RegistryCommand,
+    },
+    /// Roll an approved version out: canary region first, judged on live traffic, then every region (or rolled back).
+    Rollout(RolloutConfig),
 }
 
 fn main() -> anyhow::Result<()> {
-    let Command::Serve(cfg) = Cli::parse().command;
-    origin::telemetry::init_logging(cfg.log_format);
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(origin::server::serve(cfg))
+    match Cli::parse().command {
+        Command::Serve(cfg) => {
+            origin::telemetry::init_logging(cfg.log_format);
+            tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(origin::server::serve(cfg))
+        }
+        Command::Registry { registry, command } => {
+            println!("{}", serde_json::to_string_pretty(&origin::registry_cli::run(&registry, command)?)?);
+            Ok(())
+        }
+        Command::Rollout(cfg) => {
+            origin::telemetry::init_logging(origin::config::LogFormat::Pretty);
+            let outcome = tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(origin::rollout::run(&cfg))?;
+            println!("{}", serde_json::to_string_pretty(&outcome)?);
+            Ok(())
+        }
+    }
 }

@@ -57,6 +57,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
         "history": state.store.history(),
         "last_reload_error": state.store.last_error(),
         "onnxruntime": state.store.ort_description(),
+        "registry": state.follower.as_ref().map(|f| f.status()),
     });
     (status, Json(body)).into_response()
 }
@@ -124,7 +125,9 @@ pub async fn reload(State(state): State<Arc<AppState>>, headers: HeaderMap, body
             .map_err(|e| HttpError::field(StatusCode::UNPROCESSABLE_ENTITY, "path", format!("body must be {{\"path\": \"<model dir>\"}}: {e}")))?
     };
     let dir = match req.path {
-        None => state.models_dir.clone(),
+        None => state.models_dir.clone().ok_or_else(|| {
+            HttpError::field(StatusCode::UNPROCESSABLE_ENTITY, "path", "this origin follows a model registry: move its pointer, or name a version directory in `path`")
+        })?,
         Some(p) => resolve_under_root(&state.models_root, &p).map_err(|e| HttpError::field(StatusCode::UNPROCESSABLE_ENTITY, "path", e.to_string()))?,
     };
     // A task of its own: were the caller to disconnect, dropping this handler

@@ -113,6 +113,7 @@ fn router(fake: Option<Fake>, extra: &[&str]) -> axum::Router {
         store,
         models_dir: cfg.models.clone(),
         models_root: cfg.models_root(),
+        follower: None,
         admin_token: cfg.admin_token.clone(),
         metrics,
         live: live_data(),

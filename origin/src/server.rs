@@ -21,6 +21,7 @@ use crate::error::HttpError;
 use crate::live_data::LiveData;
 use crate::model_store::{LoadSettings, ModelStore};
 use crate::rate_limit::{self, ClientRateLimit};
+use crate::registry_follow::Follower;
 use crate::state::AppState;
 use crate::{api, edge_auth, events_api, ops, telemetry};
 use shared::request::MAX_BODY_BYTES;
@@ -319,6 +320,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     };
     let store = Arc::new(ModelStore::new(settings));
     let live = open_live_data(&cfg).await?;
+    let follower = cfg.registry.as_ref().map(|root| Follower::new(root.clone(), cfg.registry_track, Duration::from_millis(cfg.registry_poll_ms), store.clone()));
     let state = Arc::new(AppState {
         store: store.clone(),
         models_dir: cfg.models.clone(),
@@ -326,27 +328,33 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         admin_token: cfg.admin_token.clone(),
         metrics,
         live,
+        follower: follower.clone(),
     });
     let listener = tokio::net::TcpListener::bind(cfg.addr).await?;
-    tracing::info!(addr = %listener.local_addr()?, models = %cfg.models.display(), backend = ?cfg.backend, "origin listening; not ready until the model is loaded");
+    let source = cfg.models.as_ref().or(cfg.registry.as_ref()).map(|p| p.display().to_string()).unwrap_or_default();
+    tracing::info!(addr = %listener.local_addr()?, models = %source, backend = ?cfg.backend, "origin listening; not ready until the model is loaded");
 
     // The first load runs while we already answer /healthz (and /readyz says 503).
-    let first = store.clone();
-    let dir = cfg.models.clone();
-    tokio::spawn(async move {
-        let _ = first.load(&dir).await;
-    });
-    #[cfg(unix)]
-    {
-        let store = store.clone();
-        let dir = cfg.models.clone();
-        if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            tokio::spawn(async move {
-                while hup.recv().await.is_some() {
-                    tracing::info!("SIGHUP: reloading {}", dir.display());
-                    let _ = store.load(&dir).await;
-                }
-            });
+    if let Some(follower) = follower {
+        tokio::spawn(follower.run());
+    }
+    if let Some(dir) = cfg.models.clone() {
+        let first = store.clone();
+        let first_dir = dir.clone();
+        tokio::spawn(async move {
+            let _ = first.load(&first_dir).await;
+        });
+        #[cfg(unix)]
+        {
+            let store = store.clone();
+            if let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        tracing::info!("SIGHUP: reloading {}", dir.display());
+                        let _ = store.load(&dir).await;
+                    }
+                });
+            }
         }
     }
 

@@ -7,13 +7,15 @@ use metrics_exporter_prometheus::PrometheusHandle;
 
 use crate::live_data::LiveData;
 use crate::model_store::ModelStore;
+use crate::registry_follow::Follower;
 
 /// What handlers reach through `State`.
 pub struct AppState {
     /// The serving model and its reload machinery.
     pub store: Arc<ModelStore>,
-    /// Directory reloaded by SIGHUP and by `/admin/reload` without a body.
-    pub models_dir: PathBuf,
+    /// Directory reloaded by SIGHUP and by `/admin/reload` without a body
+    /// (`None` when the origin follows a registry).
+    pub models_dir: Option<PathBuf>,
     /// `/admin/reload` paths must lie under it.
     pub models_root: PathBuf,
     /// Bearer token for `/admin/*`, `/metrics`, the detailed `/readyz`.
@@ -22,4 +24,6 @@ pub struct AppState {
     pub metrics: PrometheusHandle,
     /// The event store and the live catalog.
     pub live: Arc<LiveData>,
+    /// The registry follower (`--registry`), if any.
+    pub follower: Option<Arc<Follower>>,
 }
