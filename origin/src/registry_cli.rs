@@ -104,10 +104,11 @@ pub fn run(root: &std::path::Path, command: RegistryCommand) -> anyhow::Result<s
         }
         RegistryCommand::Promote { version } => {
             let reg = open_existing()?;
+            // The pointer first: it refuses a refused or bad version, whose record must stay as it is.
+            reg.set_pointer(Pointer::Stable, Some(&version))?;
             if reg.record(&version)?.is_some_and(|r| r.status != Status::Promoted) {
                 reg.set_status(&version, Status::Promoted, "promoted by an operator")?;
             }
-            reg.set_pointer(Pointer::Stable, Some(&version))?;
             serde_json::json!({ "stable": version })
         }
         RegistryCommand::MarkBad { version, reason } => {

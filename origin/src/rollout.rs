@@ -327,7 +327,13 @@ pub async fn run(cfg: &RolloutConfig) -> anyhow::Result<Outcome> {
     }
     let client = Client { http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?, token: cfg.admin_token.clone() };
     let rollout = Rollout { cfg, reg, client, version, previous, settle: Duration::from_secs_f64(cfg.settle_s) };
-    rollout.reg.set_pointer(Pointer::Canary, Some(&rollout.version))?;
+    if let Err(refused) = rollout.reg.set_pointer(Pointer::Canary, Some(&rollout.version)) {
+        // Corrupt or incomplete on disk: it never reaches a region.
+        let reason = format!("refused as canary: {refused}");
+        rollout.reg.set_status(&rollout.version, Status::Bad, &reason)?;
+        let outcome = Outcome { version: rollout.version.clone(), previous: rollout.previous.clone(), decision: "rolled_back", reason, canary: Figures::default(), others: Figures::default(), canary_load_s: 0.0, converge_s: 0.0 };
+        return Ok(outcome);
+    }
     rollout.reg.set_status(&rollout.version, Status::Canary, &format!("canary at {}", cfg.canary))?;
     tracing::info!(version = rollout.version, canary = cfg.canary, "canary set");
     let canary_load_s = match rollout.client.converge(std::slice::from_ref(&cfg.canary), &rollout.version, rollout.settle).await {

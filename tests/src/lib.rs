@@ -11,6 +11,7 @@ pub mod measure;
 pub mod nginx;
 pub mod procs;
 pub mod quality;
+pub mod rollout;
 
 pub use fault_proxy::{Fault, FaultProxy};
 pub use procs::{Edge, Origin, repo};

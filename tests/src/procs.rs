@@ -96,8 +96,23 @@ impl Origin {
     /// # Panics
     /// If the binary or the model is missing, or it is not ready in time.
     pub async fn spawn(bin: &std::path::Path, port: u16, models: &std::path::Path, extra: &[&str]) -> Origin {
-        assert!(bin.exists(), "{} missing: run `cargo xtask test` (it builds the workspace)", bin.display());
         assert!(models.join("manifest.json").exists(), "{} missing: run `cargo xtask train`", models.display());
+        Origin::spawn_source(bin, port, &["--models".into(), models.display().to_string()], extra).await
+    }
+
+    /// Starts this build's origin on `port` following the model registry at
+    /// `registry` (`--registry`), with extra flags (e.g. `--registry-track
+    /// canary`), and waits up to 120 s for `/readyz`.
+    ///
+    /// # Panics
+    /// As [`Origin::spawn`].
+    pub async fn spawn_registry(port: u16, registry: &std::path::Path, extra: &[&str]) -> Origin {
+        let bin = std::env::var_os("EDGEREC_ORIGIN_BIN").map(PathBuf::from).unwrap_or_else(|| target_dir().join("debug/origin"));
+        Origin::spawn_source(&bin, port, &["--registry".into(), registry.display().to_string(), "--registry-poll-ms".into(), "200".into()], extra).await
+    }
+
+    async fn spawn_source(bin: &std::path::Path, port: u16, source: &[String], extra: &[&str]) -> Origin {
+        assert!(bin.exists(), "{} missing: run `cargo xtask test` (it builds the workspace)", bin.display());
         // tract unless the caller picks a backend: deterministic and always available.
         let backend: &[&str] = if extra.contains(&"--backend") { &[] } else { &["--backend", "tract"] };
         // Each origin its own store, so one test's catalog changes never reach another's answers.
@@ -108,8 +123,8 @@ impl Origin {
         });
         let store: Vec<String> = events.iter().flat_map(|d| ["--events".to_string(), format!("sqlite:{}", d.0.join("events.sqlite").display())]).collect();
         let mut child = Command::new(bin)
-            .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--models"])
-            .arg(models)
+            .args(["serve", "--addr", &format!("127.0.0.1:{port}")])
+            .args(source)
             .args(backend)
             .args(&store)
             .args(extra)
@@ -145,6 +160,13 @@ impl Origin {
     /// Its process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Stops it as an orchestrator does (SIGTERM: it drains in-flight
+    /// requests, then exits) and waits for the exit.
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
     }
 
     /// Kills it at once (SIGKILL): connections are refused from now on.
