@@ -8,6 +8,7 @@
 //! * [`model`] — EASE and its low-rank approximation (the math)
 //! * [`evaluate`] — one validation/test phase, baselines
 //! * [`train`] — the pipeline: tune, test once, refit, export
+//! * [`retrain`] — from the event store into the model registry, through the promotion gate
 //! * [`large_catalog`] — the pipeline for catalogs EASE cannot hold (SASRec, head-of-catalog edge)
 //! * [`synthetic`] — shop-shaped synthetic logs for the scale benchmark
 //! * [`weighted`] — drawing an index by weight (generator, negatives)
@@ -28,6 +29,7 @@ pub mod onnx_export;
 pub mod peers;
 pub mod query;
 pub mod report;
+pub mod retrain;
 pub mod sasrec;
 pub mod sequence;
 pub mod split;

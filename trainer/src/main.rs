@@ -113,6 +113,64 @@ enum Command {
         #[arg(long)]
         peers: PathBuf,
     },
+    /// Retrain from the event store into the model registry: candidate judged on
+    /// the newest window against the serving version, refit, gate, publish
+    /// (approved or refused); `--every` repeats it.
+    Retrain {
+        /// The event store: `sqlite:PATH` or `postgres://…` (the origin's `--events`).
+        #[arg(long)]
+        events: String,
+        /// The model registry the regions follow.
+        #[arg(long)]
+        registry: PathBuf,
+        /// Dataset (shop) name: the versions' prefix.
+        #[arg(long)]
+        dataset: String,
+        /// Hold-out protocol of the shop: last-fraction (seen items excluded) or last-basket (repeats count).
+        #[arg(long, value_enum, default_value = "last-fraction")]
+        protocol: ProtocolArg,
+        /// Held-out window: the newest events, e.g. `1day`, `6h` (widened to reach --min-eval-users).
+        #[arg(long, default_value = "1day")]
+        eval_window: humantime::Duration,
+        /// Fewest shoppers the held-out window scores.
+        #[arg(long, default_value_t = 100)]
+        min_eval_users: usize,
+        /// Largest tolerated drop of next-window NDCG@20 against serving, relative.
+        #[arg(long, default_value_t = 0.02)]
+        max_ndcg_drop: f64,
+        /// Largest full.onnx, bytes.
+        #[arg(long, default_value_t = 512_000_000)]
+        max_full_bytes: u64,
+        /// Largest p99 of one full-model request through tract, ms.
+        #[arg(long, default_value_t = 50.0)]
+        max_p99_ms: f64,
+        /// Python with onnxruntime for the parity check (default: .venv/bin/python when present).
+        #[arg(long)]
+        ort_python: Option<PathBuf>,
+        /// Sequence model schedule (as `train`).
+        #[arg(long, value_enum, default_value = "full")]
+        schedule: trainer::sequence::Schedule,
+        /// Items need at least this many training interactions.
+        #[arg(long, default_value_t = 2)]
+        min_count: u64,
+        /// Repeat every so long (e.g. `1h`); once when omitted.
+        #[arg(long)]
+        every: Option<humantime::Duration>,
+        /// Keep this many servable versions (and as many refused or bad) after each run.
+        #[arg(long, default_value_t = 5)]
+        keep: usize,
+    },
+    /// Copy a dataset's log into an event store (ids `import-<dataset>-<n>`: importing twice stores nothing twice).
+    Import {
+        #[command(flatten)]
+        input: Input,
+        /// Dataset name (in the event ids).
+        #[arg(long)]
+        dataset: String,
+        /// The event store to fill.
+        #[arg(long)]
+        to: String,
+    },
     /// Print the quality table of every dataset under a models directory.
     Report {
         /// Directory holding <dataset>/report.json.
@@ -260,6 +318,82 @@ fn main() -> anyhow::Result<()> {
             }
         }
         Command::Query { models, users } => query::run(&models, users)?,
+        Command::Retrain {
+            events,
+            registry,
+            dataset,
+            protocol,
+            eval_window,
+            min_eval_users,
+            max_ndcg_drop,
+            max_full_bytes,
+            max_p99_ms,
+            ort_python,
+            schedule,
+            min_count,
+            every,
+            keep,
+        } => {
+            let (protocol, weighting) = protocol_of(&Input { format: None, input: None, events: Some(events.clone()), protocol });
+            let default_python = PathBuf::from(".venv/bin/python");
+            let cfg = trainer::retrain::RetrainConfig {
+                events,
+                registry: registry.clone(),
+                train: TrainConfig {
+                    dataset,
+                    protocol,
+                    weighting,
+                    min_count,
+                    lambdas: vec![50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0],
+                    betas: vec![0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0],
+                    edge_ranks: vec![32, 64, 128, 256],
+                    edge_budget_bytes: 2_000_000,
+                    out_dir: PathBuf::new(),
+                    splits_dir: None,
+                    schedule,
+                    seed: 42,
+                    ease_memory_budget: 12 << 30,
+                },
+                eval_window_ms: eval_window.as_millis() as i64,
+                min_eval_users,
+                gate: trainer::retrain::Gate {
+                    max_ndcg_drop,
+                    max_full_bytes,
+                    max_p99_ms,
+                    ort_python: ort_python.or_else(|| default_python.exists().then_some(default_python)),
+                    ort_parity_script: PathBuf::from("bench/ort_parity.py"),
+                },
+            };
+            loop {
+                let started = std::time::Instant::now();
+                match trainer::retrain::run(&cfg) {
+                    Ok(verdict) => {
+                        println!("{}", serde_json::to_string_pretty(&verdict)?);
+                        let removed = registry::Registry::open(&registry)?.retain(keep)?;
+                        eprintln!(
+                            "retrain: {} {} in {:.0} s; retention removed {removed:?}",
+                            verdict.version,
+                            if verdict.approved { "approved" } else { "REFUSED" },
+                            started.elapsed().as_secs_f64()
+                        );
+                    }
+                    Err(e) if every.is_some() => eprintln!("retrain failed, next run as scheduled: {e:#}"),
+                    Err(e) => return Err(e),
+                }
+                let Some(every) = every else { break };
+                std::thread::sleep(every.saturating_sub(started.elapsed()));
+            }
+        }
+        Command::Import { input, dataset, to } => {
+            let log = load(&input)?;
+            // MovieLens and CSV times are Unix seconds; Instacart's are order numbers (kept as ms: only their order matters).
+            let (kind, scale) = match input.format {
+                Some(Format::Instacart) => ("purchase", 1),
+                _ => ("view", 1000),
+            };
+            let (stored, duplicates) = trainer::retrain::import(&log, &dataset, &to, kind, scale)?;
+            eprintln!("imported {dataset} into {to}: {stored} events stored, {duplicates} already there");
+        }
         Command::ColdStart { input, new_fraction, lambda, write_docs } => {
             let log = data::load_movielens(&input)?;
             let genres = data::load_movielens_genres(&input)?;
