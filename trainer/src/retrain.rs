@@ -135,28 +135,35 @@ pub fn split_at(events: &[crate::data::Event], cutoff: i64, exclude_seen: bool) 
     Split { train, targets }
 }
 
-/// The cutoff of the held-out window: `newest − window`, the window doubled
-/// until at least `min_users` shoppers have events both before and after the
-/// cutoff (a shop's quiet day, or a log whose shoppers come in sessions, such
-/// as MovieLens's, needs a longer window to judge a model on enough shoppers).
+/// The cutoff of the held-out window: `newest − window`, then moved back so
+/// the window holds twice as many events each time, until at least
+/// `min_users` shoppers have events both before and after the cutoff (a
+/// shop's quiet day, or a log whose shoppers come in sessions, such as
+/// MovieLens's, needs a longer window to judge a model on enough shoppers;
+/// counting events, not time, steps over gaps in the log).
 ///
 /// # Errors
 /// When no window up to the whole log holds `min_users` such shoppers (the
 /// most found is in the message).
 pub fn time_split(events: &[crate::data::Event], window_ms: i64, min_users: usize, exclude_seen: bool) -> anyhow::Result<(i64, Split)> {
-    let newest = events.iter().map(|e| e.time).max().context("the store holds no events")?;
-    let oldest = events.iter().map(|e| e.time).min().unwrap_or(newest);
-    let mut window = window_ms.max(1);
+    let mut times: Vec<i64> = events.iter().map(|e| e.time).collect();
+    times.sort_unstable();
+    let (&oldest, &newest) = (times.first().context("the store holds no events")?, times.last().expect("not empty"));
+    let mut cutoff = newest.saturating_sub(window_ms.max(1)) + 1;
     let mut most = 0;
     loop {
-        let cutoff = newest.saturating_sub(window) + 1;
         let split = split_at(events, cutoff, exclude_seen);
         if split.targets.len() >= min_users {
             return Ok((cutoff, split));
         }
         most = most.max(split.targets.len());
         anyhow::ensure!(cutoff > oldest, "no held-out window scores {min_users} shoppers with events on both sides (at most {most}): lower --min-eval-users");
-        window = window.saturating_mul(2);
+        let in_window = times.len() - times.partition_point(|&t| t < cutoff);
+        let grown = (2 * in_window).max(in_window + 1).min(times.len());
+        cutoff = cutoff.min(times[times.len() - grown]);
+        if times.len() == grown {
+            cutoff = oldest;
+        }
     }
 }
 
@@ -382,5 +389,9 @@ mod tests {
         assert!(cutoff <= 9, "widened back into the days everybody acted on: {cutoff}");
         assert!(split.targets.len() >= 5);
         assert!(time_split(&events, 1, 11, true).is_err(), "only 10 shoppers exist");
+        // A gap of years before a new shopper's events (an old log imported, a live shop after it).
+        events.push(ev(42, 7, 1_000_000));
+        let (cutoff, split) = time_split(&events, 1, 5, true).unwrap();
+        assert!(cutoff <= 9 && split.targets.len() >= 5, "counting events steps over the gap: {cutoff}");
     }
 }

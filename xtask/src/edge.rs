@@ -3,7 +3,7 @@
 //! `worker-build --profile edge-release` with every tool pointed at its local
 //! copy, so nothing is downloaded at build or run time.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail};
@@ -101,9 +101,19 @@ pub fn build() -> anyhow::Result<()> {
     if std::env::var_os("EDGEREC_SKIP_EDGE_BUILD").is_some() && root().join("edge/build/index.js").exists() {
         return Ok(());
     }
-    shop_catalog()?;
+    build_for(&model_dir())
+}
+
+/// Builds the worker embedding the model directory `dir` (a registry
+/// version's, when the demo rolls a new version out to the edge).
+pub fn build_for(dir: &Path) -> anyhow::Result<()> {
+    shop_catalog(dir)?;
     let mut cmd = Command::new(cargo_bin("worker-build"));
-    cmd.args(["--profile", PROFILE]).current_dir(root().join("edge")).env("WASM_BINDGEN_BIN", cargo_bin("wasm-bindgen")).env("ESBUILD_BIN", esbuild()?);
+    cmd.args(["--profile", PROFILE])
+        .current_dir(root().join("edge"))
+        .env("EDGEREC_MODEL_DIR", dir)
+        .env("WASM_BINDGEN_BIN", cargo_bin("wasm-bindgen"))
+        .env("ESBUILD_BIN", esbuild()?);
     let status = cmd.status().context("starting worker-build (run `cargo xtask setup`)")?;
     if !status.success() {
         bail!("worker-build failed with {status}");
@@ -226,8 +236,7 @@ fn model_dir() -> PathBuf {
 /// and popularity of every item of the worker's catalog head, the whole
 /// catalog up to 50,000 items) so the shop page lists the catalog the worker
 /// serves and can show popular items when the API is unreachable.
-fn shop_catalog() -> anyhow::Result<()> {
-    let dir = model_dir();
+fn shop_catalog(dir: &Path) -> anyhow::Result<()> {
     let read = |name: &str| -> anyhow::Result<serde_json::Value> {
         let path = dir.join(name);
         let bytes = std::fs::read(&path).with_context(|| format!("reading {} (run `cargo xtask train`)", path.display()))?;

@@ -14,6 +14,9 @@
 //!   playwright-core) and Debian's Chromium.
 //! * `build-edge` — the worker (`edge/build/`) and the shop's catalog
 //!   (`www/generated/`); wrangler's `[build]` command.
+//! * `bench-rollout [--window-secs 10]` — the fresh-model loop with real
+//!   processes: freshness, a canary promoted and one rolled back under load,
+//!   the restore drill (`docs/rollout.md`).
 //! * `bench-scale [--sizes 1e4,1e5,1e6] [--retrain]` — synthetic shops of
 //!   10⁴–10⁶ items: training time and memory, quality, origin latency and the
 //!   worker's size, start-up and compute per size (`docs/scale.md`).
@@ -68,6 +71,12 @@ enum Cmd {
         /// Seconds per measured cell.
         #[arg(long, default_value_t = 5.0)]
         secs: f64,
+    },
+    /// The fresh-model loop measured with real processes (freshness, canary promoted and rolled back, restore drill); writes docs/rollout.md.
+    BenchRollout {
+        /// Seconds of each canary window.
+        #[arg(long, default_value_t = 10.0)]
+        window_secs: f64,
     },
     /// Build the edge worker (wrangler's `[build]` command).
     BuildEdge {
@@ -331,25 +340,176 @@ fn show_live_shop(edge_url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Starts the origin on the MovieLens model (ONNX Runtime when its library is there, else tract).
-fn start_origin() -> anyhow::Result<Child> {
+/// The demo's model registry (git-ignored): both regions follow it.
+const DEMO_REGISTRY: &str = "data/registry";
+/// Region B's origin (region A's is [`ORIGIN_ADDR`], the canary region).
+const ORIGIN_B_ADDR: &str = "127.0.0.1:8081";
+
+fn origin_cmd(args: &[&str]) -> Command {
     let mut cmd = Command::new(bin("origin"));
-    cmd.args(["serve", "--models", "models/movielens", "--addr", ORIGIN_ADDR, "--log-format", "pretty"]).args([
-        "--edge-key",
-        DEMO_EDGE_KEY,
-        "--admin-token",
-        DEMO_ADMIN_TOKEN,
-        "--events",
-        DEMO_STORE,
-    ]);
+    cmd.args(args).current_dir(root());
+    cmd
+}
+
+/// `origin registry --registry data/registry …`, its JSON answer.
+fn registry(args: &[&str]) -> anyhow::Result<serde_json::Value> {
+    let out = origin_cmd(&["registry", "--registry", DEMO_REGISTRY]).args(args).output().context("origin registry")?;
+    if !out.status.success() {
+        bail!("origin registry {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(serde_json::from_slice(&out.stdout)?)
+}
+
+/// The registry's stable version, publishing and promoting `models/movielens` when it has none.
+fn bootstrap_registry() -> anyhow::Result<String> {
+    if root().join(DEMO_REGISTRY).join("versions").is_dir()
+        && let Some(v) = registry(&["list"])?["stable"].as_str()
+    {
+        return Ok(v.to_string());
+    }
+    let first = registry(&["publish", "--from", "models/movielens", "--status", "approved", "--reason", "the bundled MovieLens model"])?;
+    let version = first["version"].as_str().context("a version")?.to_string();
+    registry(&["promote", "--version", &version])?;
+    Ok(version)
+}
+
+/// Starts one region's origin on the registry (ONNX Runtime when its library is there, else tract).
+fn start_region(addr: &str, track: &str) -> anyhow::Result<Child> {
+    let mut cmd = origin_cmd(&["serve", "--registry", DEMO_REGISTRY, "--registry-track", track, "--addr", addr, "--log-format", "pretty"]);
+    cmd.args(["--edge-key", DEMO_EDGE_KEY, "--admin-token", DEMO_ADMIN_TOKEN, "--events", DEMO_STORE]).env("RUST_LOG", "warn");
     if let Some(lib) = setup::ort_lib() {
         cmd.arg("--ort-lib").arg(lib);
     }
-    let origin = Child(cmd.current_dir(root()).spawn().context("starting the origin")?);
-    if !wait_ok(&format!("http://{ORIGIN_ADDR}/readyz"), 60) {
-        bail!("the origin did not become ready at http://{ORIGIN_ADDR}/readyz");
+    let origin = Child(cmd.spawn().context("starting the origin")?);
+    if !wait_ok(&format!("http://{addr}/readyz"), 60) {
+        bail!("the origin did not become ready at http://{addr}/readyz");
     }
     Ok(origin)
+}
+
+/// Region A (the canary region) and region B.
+fn start_regions() -> anyhow::Result<(Child, Child)> {
+    Ok((start_region(ORIGIN_ADDR, "canary")?, start_region(ORIGIN_B_ADDR, "stable")?))
+}
+
+/// The version an origin serves (its detailed `/readyz`).
+fn serving(addr: &str) -> Option<String> {
+    let auth = format!("authorization: Bearer {DEMO_ADMIN_TOKEN}");
+    curl_json(&format!("http://{addr}/readyz"), &["-H", &auth]).ok()?["model"]["version"].as_str().map(str::to_string)
+}
+
+/// `wrangler dev` in front of both regions (A first, B standby), with a fresh local Cache API.
+fn start_edge() -> anyhow::Result<Child> {
+    let state = target_dir().join("wrangler-demo-state");
+    let _ = std::fs::remove_dir_all(&state);
+    let origins = serde_json::json!([
+        { "name": "region-a", "url": format!("http://{ORIGIN_ADDR}"), "priority": 1 },
+        { "name": "region-b", "url": format!("http://{ORIGIN_B_ADDR}"), "priority": 2 },
+    ]);
+    let mut wrangler = Command::new(edge::wrangler());
+    edge::wrangler_env(&mut wrangler)
+        .args(["dev", "--ip", "127.0.0.1", "--port", EDGE_PORT, "--show-interactive-dev-session=false", "--persist-to"])
+        .arg(&state)
+        .args(["--var", &format!("ORIGIN_SECRET:{DEMO_EDGE_KEY}"), "--var", "ORIGIN_URL:", "--var", &format!("ORIGINS:{origins}")])
+        .env("EDGEREC_SKIP_EDGE_BUILD", "1")
+        .current_dir(root());
+    let child = Child(wrangler.spawn().context("starting wrangler dev")?);
+    if !wait_ok(&format!("http://127.0.0.1:{EDGE_PORT}/healthz"), 120) {
+        bail!("wrangler dev did not answer at http://127.0.0.1:{EDGE_PORT}/healthz");
+    }
+    Ok(child)
+}
+
+/// Requests to both regions in the background (~40/s), as shoppers would
+/// send, so the canary is judged on live traffic; stops when dropped.
+struct Traffic(std::sync::Arc<std::sync::atomic::AtomicBool>, Option<std::thread::JoinHandle<()>>);
+
+impl Traffic {
+    fn start() -> Traffic {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::spawn(move || {
+            let ids = ["50", "172", "181", "1", "121", "117", "258", "100", "294", "286", "288", "300"];
+            let mut i = 0usize;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let addr = if i % 2 == 0 { ORIGIN_ADDR } else { ORIGIN_B_ADDR };
+                let history = format!("{},{},{}", ids[i % 12], ids[(i / 12) % 12], ids[(i / 144) % 12]);
+                let _ = Command::new("curl")
+                    .args(["-s", "-o", "/dev/null", "-H", &format!("x-edgerec-edge-key: {DEMO_EDGE_KEY}")])
+                    .arg(format!("http://{addr}/v1/recommendations?history={history}&k=10"))
+                    .status();
+                i += 1;
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+        });
+        Traffic(stop, Some(handle))
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(h) = self.1.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Fresh models without a person in the loop: the store (MovieLens imported
+/// once, plus the shop's own events) retrained into the registry through the
+/// gate, rolled out canary-first to both regions, then to the edge (the
+/// worker rebuilt with the new version's edge model, as a new worker version
+/// would be deployed). Returns the new edge process.
+fn show_fresh_model(edge_child: Child) -> anyhow::Result<Child> {
+    println!("\n== fresh models: the store → retrain → gate → registry → canary → both regions → edge ==");
+    let ml = root().join("data/ml-100k").display().to_string();
+    trainer(&["import", "--format", "movielens", "--input", &ml, "--dataset", "movielens", "--to", DEMO_STORE])?;
+    let out = Command::new(bin("trainer"))
+        .args(["retrain", "--events", DEMO_STORE, "--registry", DEMO_REGISTRY, "--dataset", "movielens", "--schedule", "short"])
+        .current_dir(root())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("trainer retrain")?;
+    if !out.status.success() {
+        bail!("trainer retrain failed");
+    }
+    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let version = verdict["version"].as_str().context("a version")?.to_string();
+    println!(
+        "retrain: {version} {} — next-window NDCG@20 {:.4} vs serving {:.4} on {} shoppers; {}",
+        if verdict["approved"] == true { "approved" } else { "REFUSED" },
+        verdict["candidate"]["metrics"]["ndcg_at_20"].as_f64().unwrap_or(f64::NAN),
+        verdict["serving"]["metrics"]["ndcg_at_20"].as_f64().unwrap_or(f64::NAN),
+        verdict["window_users"],
+        verdict["reasons"]
+    );
+    if verdict["approved"] != true {
+        println!("the gate refused it: the regions and the edge keep serving the stable version");
+        return Ok(edge_child);
+    }
+    let traffic = Traffic::start();
+    let rollout = origin_cmd(&["rollout", "--registry", DEMO_REGISTRY, "--canary", &format!("http://{ORIGIN_ADDR}"), "--others", &format!("http://{ORIGIN_B_ADDR}")])
+        .args(["--admin-token", DEMO_ADMIN_TOKEN, "--version", &version, "--window-s", "10", "--min-requests", "50"])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("origin rollout")?;
+    drop(traffic);
+    if !rollout.status.success() {
+        bail!("origin rollout failed");
+    }
+    let outcome: serde_json::Value = serde_json::from_slice(&rollout.stdout)?;
+    println!("rollout: {} — {}", outcome["decision"], outcome["reason"]);
+    println!("region A serves {:?}, region B serves {:?}", serving(ORIGIN_ADDR), serving(ORIGIN_B_ADDR));
+    if outcome["decision"] != "promoted" {
+        return Ok(edge_child);
+    }
+    println!("edge: rebuilding the worker with {version}'s edge model (in production: a new worker version, gradual deployment) …");
+    edge::build_for(&root().join(DEMO_REGISTRY).join("versions").join(&version))?;
+    drop(edge_child);
+    let edge = start_edge()?;
+    let health = curl_json(&format!("http://127.0.0.1:{EDGE_PORT}/healthz"), &[])?;
+    println!("edge model {} (regions agree: {})", health["model"]["version"], health["origin_versions"]);
+    Ok(edge)
 }
 
 fn show(title: &str, url: &str, body: &str) -> anyhow::Result<()> {
@@ -360,42 +520,37 @@ fn show(title: &str, url: &str, body: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Serves the origin and, in front of it, the edge worker under `wrangler
-/// dev`; shows a query answered by the origin through the edge, then by the
-/// edge model while the origin is stopped; serves until Ctrl-C.
+/// Serves two regions' origins (following the model registry) and, in
+/// front of them, the edge worker under `wrangler dev`; shows a query
+/// answered by an origin through the edge, then by the edge model while both
+/// are stopped; the living shop; a fresh model from the store rolled out to
+/// both regions and the edge; serves until Ctrl-C.
 fn serve() -> anyhow::Result<()> {
-    edge::build()?;
-    let mut origin = start_origin()?;
+    let stable = bootstrap_registry()?;
+    // The bundled model's own directory when it is the stable version: the worker built by training or tests is reused.
+    let bundled = root().join("models/movielens");
+    let same = std::fs::read(bundled.join("manifest.json")).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()).is_some_and(|m| m["version"] == stable.as_str());
+    edge::build_for(&if same { bundled } else { root().join(DEMO_REGISTRY).join("versions").join(&stable) })?;
+    let (mut a, mut b) = start_regions()?;
     let edge_url = format!("http://127.0.0.1:{EDGE_PORT}");
-    // A fresh local Cache API per demo, so its first answer really comes from the origin.
-    let state = target_dir().join("wrangler-demo-state");
-    let _ = std::fs::remove_dir_all(&state);
-    let mut wrangler = Command::new(edge::wrangler());
-    edge::wrangler_env(&mut wrangler)
-        .args(["dev", "--ip", "127.0.0.1", "--port", EDGE_PORT, "--show-interactive-dev-session=false", "--persist-to"])
-        .arg(&state)
-        .args(["--var", &format!("ORIGIN_SECRET:{DEMO_EDGE_KEY}")])
-        .env("EDGEREC_SKIP_EDGE_BUILD", "1")
-        .current_dir(root());
-    let _wrangler = Child(wrangler.spawn().context("starting wrangler dev")?);
-    if !wait_ok(&format!("{edge_url}/healthz"), 120) {
-        bail!("wrangler dev did not answer at {edge_url}/healthz");
-    }
+    let edge_child = start_edge()?;
     let query = r#"{"history": ["50", "172", "181"], "k": 5}"#;
     let recs = format!("{edge_url}/v1/recommendations");
-    show("through the edge, answered by the origin's full model (source=origin)", &recs, query)?;
-    drop(origin);
+    show("through the edge, answered by region A's full model (source=origin)", &recs, query)?;
+    drop((a, b));
     let other = r#"{"history": ["1", "121", "117"], "k": 5}"#;
-    show("origin stopped: the edge model answers (source=edge)", &recs, other)?;
-    origin = start_origin()?;
-    println!("\nOrigin restarted at http://{ORIGIN_ADDR}; the edge fails back to it when its breaker closes.");
+    show("both regions stopped: the edge model answers (source=edge)", &recs, other)?;
+    (a, b) = start_regions()?;
+    println!("\nRegions restarted at http://{ORIGIN_ADDR} and http://{ORIGIN_B_ADDR}; the edge fails back when its breakers close.");
     show_live_shop(&edge_url)?;
-    println!("Events and catalog: {DEMO_STORE}; `trainer train --events {DEMO_STORE} --dataset myshop --out models/myshop` trains from it.");
+    let _edge = show_fresh_model(edge_child)?;
+    println!("\nEvents and catalog: {DEMO_STORE}; registry: {DEMO_REGISTRY} (`origin registry --registry {DEMO_REGISTRY} list`).");
     println!("Edge: {edge_url}/v1/recommendations?history=50,172&k=10   {edge_url}/healthz");
     println!(
-        "Origin: http://{ORIGIN_ADDR}/readyz (add -H 'authorization: Bearer {DEMO_ADMIN_TOKEN}' for details and /metrics); /v1 answers only the edge (x-edgerec-edge-key) — Ctrl-C stops both."
+        "Origins: http://{ORIGIN_ADDR}/readyz, http://{ORIGIN_B_ADDR}/readyz (add -H 'authorization: Bearer {DEMO_ADMIN_TOKEN}' for details and /metrics); /v1 answers only the edge (x-edgerec-edge-key) — Ctrl-C stops all."
     );
-    let _ = origin.0.wait();
+    let _ = a.0.wait();
+    drop(b);
     Ok(())
 }
 
@@ -479,6 +634,12 @@ fn main() -> anyhow::Result<()> {
                 .args(["models/movielens", "docs/ingest.md", &secs.to_string()])
                 .env("EDGEREC_ORIGIN_BIN", target_dir().join("release/origin"))
                 .env("EDGEREC_PG_URL", pg))
+        }
+        Cmd::BenchRollout { window_secs } => {
+            setup::all()?;
+            train(false, Schedule::Short)?;
+            edge::build()?;
+            run(Command::new(bin("bench-rollout")).args(["docs/rollout.md", &window_secs.to_string()]))
         }
         Cmd::Peers => {
             setup::all()?;
