@@ -30,7 +30,7 @@ use crate::model::{ItemSpace, Scorer};
 use crate::onnx_export::{self, DenseF32};
 use crate::sasrec::{SasRec, SasRecWeights};
 use crate::split::Target;
-use crate::train::TrainConfig;
+use crate::pipeline::TrainConfig;
 
 /// Users in `parity.json`.
 pub const PARITY_USERS: usize = 100;

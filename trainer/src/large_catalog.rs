@@ -21,38 +21,17 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use faer::Mat;
-use serde::{Deserialize, Serialize};
 
 use crate::data::InteractionLog;
 use crate::metrics::{Evaluator, K_NDCG, top_k};
 use crate::model::{CapacityError, ItemSpace, Scorer, check_ease_fits, dense, ease, low_rank, user_rows};
 use crate::split::split;
-use crate::train::{Report, ReportRow, TrainConfig, edge_items_for_budget};
+use crate::pipeline::{EdgeCoverage, Report, ReportRow, TrainConfig, edge_items_for_budget};
 
 /// Test users scored (evenly spaced over the targets).
 pub const EVAL_USERS: usize = 5_000;
 /// Users whose head rows the edge model's SVD reads.
 pub const SVD_USERS: usize = 20_000;
-
-/// How much of the catalog the edge model covers.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct EdgeCoverage {
-    /// Items the edge model scores (the most popular prefix of the catalog).
-    pub items: usize,
-    /// Items in the full model's catalog.
-    pub catalog_items: usize,
-    /// Share of the training interactions that fall on the covered items.
-    pub interaction_share: f64,
-}
-
-impl EdgeCoverage {
-    /// Coverage of an edge model over the first `items` of `space`.
-    pub fn of(space: &ItemSpace, items: usize) -> Self {
-        let covered: u64 = space.popularity[..items.min(space.len())].iter().sum();
-        let total: u64 = space.popularity.iter().sum();
-        EdgeCoverage { items, catalog_items: space.len(), interaction_share: covered as f64 / total.max(1) as f64 }
-    }
-}
 
 /// At most `max` of `items`, evenly spaced (every `⌈len / max⌉`-th).
 fn evenly<'a, T>(items: impl ExactSizeIterator<Item = &'a T>, max: usize) -> Vec<&'a T> {

@@ -7,6 +7,7 @@
 //! * [`metrics`] — Recall/NDCG/HitRate/Coverage, top-k
 //! * [`model`] — EASE and its low-rank approximation (the math)
 //! * [`evaluate`] — one validation/test phase, baselines
+//! * [`pipeline`] — what every pipeline takes and gives (config, report, edge budget)
 //! * [`train`] — the pipeline: tune, test once, refit, export
 //! * [`retrain`] — from the event store into the model registry, through the promotion gate
 //! * [`large_catalog`] — the pipeline for catalogs EASE cannot hold (SASRec, head-of-catalog edge)
@@ -27,6 +28,7 @@ pub mod metrics;
 pub mod model;
 pub mod onnx_export;
 pub mod peers;
+pub mod pipeline;
 pub mod query;
 pub mod report;
 pub mod retrain;

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use crate::data::{Event, InteractionLog};
 use crate::evaluate::evaluate_rankings;
 use crate::split::{Protocol, Split};
-use crate::train::ReportRow;
+use crate::pipeline::ReportRow;
 
 fn write_train(path: &Path, log: &InteractionLog, events: &[Event]) -> std::io::Result<()> {
     let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);

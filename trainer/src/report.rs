@@ -3,7 +3,7 @@
 
 use comfy_table::{Table, presets};
 
-use crate::train::{Report, ReportRow};
+use crate::pipeline::{Report, ReportRow};
 
 fn row_cells(r: &ReportRow) -> Vec<String> {
     let m = &r.metrics;

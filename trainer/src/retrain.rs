@@ -35,7 +35,7 @@ use crate::data::InteractionLog;
 use crate::evaluate::evaluate_rankings;
 use crate::metrics::{K_NDCG, Metrics};
 use crate::split::{Split, Target};
-use crate::train::TrainConfig;
+use crate::pipeline::TrainConfig;
 
 /// The promotion gate's settings.
 #[derive(Debug, Clone)]

@@ -10,154 +10,21 @@
 //! 4. Refit on the whole log and export (see [`crate::artifacts`]).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
-use serde::{Deserialize, Serialize};
 
 use crate::data::InteractionLog;
 use crate::evaluate::Phase;
-use crate::metrics::Metrics;
-use crate::model::{Scorer, Weighting, ease, low_rank};
-use crate::split::{Protocol, split};
-
-/// Settings of one training run.
-#[derive(Debug, Clone)]
-pub struct TrainConfig {
-    /// Dataset name (directory name under `models/`).
-    pub dataset: String,
-    /// Hold-out protocol.
-    pub protocol: Protocol,
-    /// How events become input weights.
-    pub weighting: Weighting,
-    /// Items need at least this many training events to be modelled.
-    pub min_count: u64,
-    /// EASE L2 strengths tried on validation.
-    pub lambdas: Vec<f64>,
-    /// Buy-again weights tried on validation (only where seen items are rankable).
-    pub betas: Vec<f64>,
-    /// Edge model ranks tried on validation.
-    pub edge_ranks: Vec<usize>,
-    /// Largest edge ONNX file, bytes.
-    pub edge_budget_bytes: usize,
-    /// Where the artifacts go (`models/<dataset>`).
-    pub out_dir: PathBuf,
-    /// Where the splits for the peer benchmark go, if anywhere.
-    pub splits_dir: Option<PathBuf>,
-    /// How the sequence model is trained (or not at all).
-    pub schedule: crate::sequence::Schedule,
-    /// Seed of the sequence model's training.
-    pub seed: u64,
-    /// Largest memory EASE may use, bytes; a larger catalog is refused before
-    /// anything is allocated ([`crate::model::check_ease_fits`]).
-    pub ease_memory_budget: u64,
-}
-
-/// One row of the quality table.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ReportRow {
-    /// Model name as printed.
-    pub model: String,
-    /// Test metrics.
-    pub metrics: Metrics,
-    /// Seconds to fit the final model on the training split (tuning excluded).
-    pub fit_seconds: f64,
-    /// Exported file size in bytes, for exported models.
-    #[serde(default)]
-    pub onnx_bytes: Option<u64>,
-    /// Chosen hyper-parameters.
-    #[serde(default)]
-    pub params: BTreeMap<String, serde_json::Value>,
-}
-
-/// Everything the quality table shows about one dataset (`models/<ds>/report.json`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Report {
-    /// Dataset name.
-    pub dataset: String,
-    /// Protocol in words.
-    pub protocol: String,
-    /// Users, items, interactions in the log.
-    pub log_users: usize,
-    /// Distinct items in the log.
-    pub log_items: usize,
-    /// Rows of the log.
-    pub log_interactions: usize,
-    /// Items the full model covers (training split).
-    pub model_items: usize,
-    /// Whole pipeline wall time (tuning, test, export), seconds.
-    pub train_seconds: f64,
-    /// Rows: ours and baselines.
-    pub rows: Vec<ReportRow>,
-    /// Peer rows (`implicit`), added by `trainer eval-peers`.
-    #[serde(default)]
-    pub peers: Vec<ReportRow>,
-    /// Validation NDCG@20 per tried setting, for the record.
-    pub tuning: BTreeMap<String, f64>,
-    /// What the pipeline could not do and why, in words (e.g. EASE refused).
-    #[serde(default)]
-    pub notes: Vec<String>,
-    /// Peak resident memory of the training process, bytes (Linux `VmHWM`).
-    #[serde(default)]
-    pub peak_rss_bytes: Option<u64>,
-    /// How much of the catalog the edge model covers (large-catalog pipeline).
-    #[serde(default)]
-    pub edge_coverage: Option<crate::large_catalog::EdgeCoverage>,
-}
-
-impl Report {
-    /// The report of a run over `log` that started at `started`, with the
-    /// full model covering `model_items` items; nothing tuned, no notes.
-    pub fn new(log: &InteractionLog, cfg: &TrainConfig, model_items: usize, started: Instant, rows: Vec<ReportRow>) -> Self {
-        Report {
-            dataset: cfg.dataset.clone(),
-            protocol: cfg.protocol.describe(),
-            log_users: log.users.len(),
-            log_items: log.items.len(),
-            log_interactions: log.events.len(),
-            model_items,
-            train_seconds: started.elapsed().as_secs_f64(),
-            rows,
-            peers: Vec::new(),
-            tuning: BTreeMap::new(),
-            notes: Vec::new(),
-            peak_rss_bytes: peak_rss_bytes(),
-            edge_coverage: None,
-        }
-    }
-
-    /// Writes it to `<out_dir>/report.json`.
-    ///
-    /// # Errors
-    /// On I/O failure.
-    pub fn save(&self, cfg: &TrainConfig) -> anyhow::Result<()> {
-        // Beside the published model (not in its manifest): written aside, then renamed into place.
-        let tmp = cfg.out_dir.join(".report.json.partial");
-        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
-        std::fs::rename(&tmp, cfg.out_dir.join("report.json"))?;
-        Ok(())
-    }
-}
-
-/// Peak resident memory of this process so far, bytes (`VmHWM` in
-/// `/proc/self/status`); `None` off Linux.
-pub fn peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    status.lines().find_map(|l| l.strip_prefix("VmHWM:")?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()).map(|kib| kib * 1024)
-}
+use crate::model::{Scorer, ease, low_rank};
+use crate::split::split;
+pub use crate::pipeline::{EdgeCoverage, Report, ReportRow, TrainConfig, edge_items_for_budget, peak_rss_bytes};
 
 fn bar(len: usize, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len as u64).with_message(what.to_string());
     pb.set_style(ProgressStyle::with_template("  {msg:<28} [{bar:30}] {pos}/{len} {elapsed}").expect("valid template").progress_chars("=> "));
     pb
-}
-
-/// Edge items that fit the budget at rank `r`: `4·(m+1)·r + 4·r·m (+ 8·m for β)` plus ~2 KiB of graph.
-pub fn edge_items_for_budget(budget: usize, r: usize, buy_again: bool, n: usize) -> usize {
-    let per_item = 8 * r + if buy_again { 8 } else { 0 };
-    (budget.saturating_sub(2048 + 4 * r) / per_item).min(n)
 }
 
 /// Blend weights tried on validation: `s = logits + γ · EASE(x)`. SASRec's
@@ -365,7 +232,7 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
         (Some(model), FullChoice::Blend(gamma)) => crate::artifacts::FullModel::Sequence { model, ease: Some((&full_all, gamma)) },
         _ => crate::artifacts::FullModel::Ease(&full_all),
     };
-    let coverage = crate::large_catalog::EdgeCoverage::of(&all.space, m_all);
+    let coverage = EdgeCoverage::of(&all.space, m_all);
     let metrics = serde_json::json!({
         "edge_coverage": coverage,
         "protocol": cfg.protocol.describe(),
