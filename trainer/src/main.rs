@@ -170,6 +170,12 @@ enum Command {
         /// The event store to fill.
         #[arg(long)]
         to: String,
+        /// Only events before this quantile of the log's times (e.g. 0.8: the older 80 %).
+        #[arg(long)]
+        until_quantile: Option<f64>,
+        /// Only events from this quantile of the log's times on (e.g. 0.8: the newest 20 %).
+        #[arg(long)]
+        from_quantile: Option<f64>,
     },
     /// Print the quality table of every dataset under a models directory.
     Report {
@@ -384,14 +390,21 @@ fn main() -> anyhow::Result<()> {
                 std::thread::sleep(every.saturating_sub(started.elapsed()));
             }
         }
-        Command::Import { input, dataset, to } => {
+        Command::Import { input, dataset, to, until_quantile, from_quantile } => {
             let log = load(&input)?;
+            let mut times: Vec<i64> = log.events.iter().map(|e| e.time).collect();
+            times.sort_unstable();
+            let at = |q: f64| -> anyhow::Result<i64> {
+                anyhow::ensure!((0.0..=1.0).contains(&q), "quantiles lie in [0, 1], got {q}");
+                Ok(times[((times.len() - 1) as f64 * q).round() as usize])
+            };
+            let range = from_quantile.map(at).transpose()?.unwrap_or(i64::MIN)..until_quantile.map(at).transpose()?.unwrap_or(i64::MAX);
             // MovieLens and CSV times are Unix seconds; Instacart's are order numbers (kept as ms: only their order matters).
             let (kind, scale) = match input.format {
                 Some(Format::Instacart) => ("purchase", 1),
                 _ => ("view", 1000),
             };
-            let (stored, duplicates) = trainer::retrain::import(&log, &dataset, &to, kind, scale)?;
+            let (stored, duplicates) = trainer::retrain::import(&log, &dataset, &to, kind, scale, range)?;
             eprintln!("imported {dataset} into {to}: {stored} events stored, {duplicates} already there");
         }
         Command::ColdStart { input, new_fraction, lambda, write_docs } => {

@@ -12,6 +12,9 @@
 //! 4. **Judge**: the candidate and the version serving now (the registry's
 //!    `CURRENT`) rank every window shopper's next items through `shared`
 //!    (tract), from the same history; NDCG@20 of both on the same targets.
+//!    The window starts after the serving version's own training window (its
+//!    record's), so neither model has seen it; too few shoppers since then
+//!    and there is nothing to judge yet (no version is trained).
 //! 5. **Refit**: the pipeline again on the whole log, so the published version
 //!    has learnt from the newest events too (the window's figures describe its
 //!    settings, as a test split does for `trainer train`'s refit).
@@ -97,6 +100,10 @@ pub struct Verdict {
     pub candidate: Scored,
     /// The serving version on the same window (`None`: the registry's first version).
     pub serving: Option<Scored>,
+    /// The end of the serving version's training window, ms, when the registry
+    /// knows it (the held-out window starts after it); `None`: unknown (a
+    /// version published by hand), so it may have seen the window — a stricter gate.
+    pub serving_trained_until_ms: Option<i64>,
     /// `full.onnx` of the published version, bytes.
     pub full_bytes: u64,
     /// p99 of one request through tract, ms.
@@ -226,7 +233,25 @@ pub fn run(cfg: &RetrainConfig) -> anyhow::Result<Verdict> {
     let t = Instant::now();
     let log = crate::data::load_store(&cfg.events, &crate::data::LogLimits::default())?;
     let exclude_seen = cfg.train.protocol.exclude_seen();
-    let (cutoff, window) = time_split(&log.events, cfg.eval_window_ms, cfg.min_eval_users, exclude_seen)?;
+    let (mut cutoff, mut window) = time_split(&log.events, cfg.eval_window_ms, cfg.min_eval_users, exclude_seen)?;
+    let reg = Registry::open(&cfg.registry)?;
+    let serving_version = reg.pointer(Pointer::Stable)?;
+    // A serving version scored on events it learnt from would look better than it is: the
+    // window starts after its training window when the registry knows it.
+    let serving_until = serving_version.as_deref().and_then(|v| reg.record(v).ok().flatten()).and_then(|r| r.training).map(|t| t.until_ms as i64);
+    if let Some(until) = serving_until
+        && cutoff <= until
+    {
+        cutoff = until + 1;
+        window = split_at(&log.events, cutoff, exclude_seen);
+        anyhow::ensure!(
+            window.targets.len() >= cfg.min_eval_users,
+            "nothing to judge yet: {} shoppers acted after the serving version {} was trained (need {}): no new version",
+            window.targets.len(),
+            serving_version.as_deref().unwrap_or_default(),
+            cfg.min_eval_users
+        );
+    }
     let (from_ms, until_ms) = (log.events.iter().map(|e| e.time).min().unwrap_or(0), log.events.iter().map(|e| e.time).max().unwrap_or(0));
     stage("load", t);
 
@@ -241,9 +266,8 @@ pub fn run(cfg: &RetrainConfig) -> anyhow::Result<Verdict> {
 
     let t = Instant::now();
     let (candidate, _) = score_dir(&eval_cfg.out_dir, &log, &window, exclude_seen)?;
-    let reg = Registry::open(&cfg.registry)?;
-    let serving = match reg.pointer(Pointer::Stable)? {
-        Some(v) => Some(score_dir(&reg.version_dir(&v), &log, &window, exclude_seen)?.0),
+    let serving = match &serving_version {
+        Some(v) => Some(score_dir(&reg.version_dir(v), &log, &window, exclude_seen)?.0),
         None => None,
     };
     stage("judge", t);
@@ -294,6 +318,7 @@ pub fn run(cfg: &RetrainConfig) -> anyhow::Result<Verdict> {
         window_users: window.targets.len(),
         candidate,
         serving,
+        serving_trained_until_ms: serving_until,
         full_bytes,
         p99_ms,
         ort_parity: ort.unwrap_or_else(|e| e),
@@ -317,18 +342,21 @@ pub fn run(cfg: &RetrainConfig) -> anyhow::Result<Verdict> {
 }
 
 /// Copies a dataset's log into the store (`trainer import`): one event per
-/// interaction with a deterministic id (`import-<dataset>-<n>`, so a second
-/// import stores nothing twice), times in ms, and the titles as items.
+/// interaction whose time lies in `times` (the log's own unit), with a
+/// deterministic id (`import-<dataset>-<n>`, `n` its place in the whole log,
+/// so a second import, of any part, stores nothing twice), times in ms, and
+/// the titles as items.
 ///
 /// # Errors
 /// When the store refuses a batch.
-pub fn import(log: &InteractionLog, dataset: &str, url: &str, kind: &str, time_to_ms: i64) -> anyhow::Result<(usize, usize)> {
+pub fn import(log: &InteractionLog, dataset: &str, url: &str, kind: &str, time_to_ms: i64, times: std::ops::Range<i64>) -> anyhow::Result<(usize, usize)> {
     let store = event_store::open(url)?;
     let (mut inserted, mut duplicates) = (0, 0);
     for (chunk_no, chunk) in log.events.chunks(5_000).enumerate() {
         let batch: Vec<shared::events::Event> = chunk
             .iter()
             .enumerate()
+            .filter(|(_, e)| times.contains(&e.time))
             .map(|(i, e)| shared::events::Event {
                 event_id: format!("import-{dataset}-{}", chunk_no * 5_000 + i),
                 user_id: Some(log.users[e.user as usize].clone()),
@@ -339,6 +367,9 @@ pub fn import(log: &InteractionLog, dataset: &str, url: &str, kind: &str, time_t
                 weight: e.weight,
             })
             .collect();
+        if batch.is_empty() {
+            continue;
+        }
         let done = store.append(&batch)?;
         inserted += done.stored;
         duplicates += done.duplicates;

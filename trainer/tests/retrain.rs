@@ -27,7 +27,9 @@ fn the_gate_approves_a_first_version_and_refuses_a_worse_one_leaving_the_stable_
     let store = format!("sqlite:{}", base.path().join("events.sqlite").display());
     let reg_dir = base.path().join("registry");
     let reg_arg = reg_dir.display().to_string();
-    trainer(&["import", "--format", "movielens", "--input", &ml.display().to_string(), "--dataset", "movielens", "--to", &store]);
+    let import = |part: &[&str]| trainer(&[&["import", "--format", "movielens", "--input", &ml.display().to_string(), "--dataset", "movielens", "--to", &store][..], part].concat());
+    // The shop's older 80 % of events first.
+    import(&["--until-quantile", "0.8"]);
     // EASE only (`--schedule off`): the gate, not the sequence model, is under test.
     let retrain = ["retrain", "--events", &store, "--registry", &reg_arg, "--dataset", "movielens", "--schedule", "off", "--ort-python", ".venv/bin/python"];
     let first = trainer(&retrain);
@@ -37,6 +39,15 @@ fn the_gate_approves_a_first_version_and_refuses_a_worse_one_leaving_the_stable_
     let v1 = first["version"].as_str().unwrap().to_string();
     let reg = Registry::existing(&reg_dir).unwrap();
     reg.set_pointer(Pointer::Stable, Some(&v1)).unwrap();
+    let v1_until = reg.record(&v1).unwrap().unwrap().training.unwrap().until_ms;
+
+    // No event since v1 was trained: nothing to judge, nothing trained.
+    let idle = Command::new(env!("CARGO_BIN_EXE_trainer")).args(retrain).current_dir(repo()).output().unwrap();
+    assert!(!idle.status.success() && String::from_utf8_lossy(&idle.stderr).contains("nothing to judge yet"), "{}", String::from_utf8_lossy(&idle.stderr));
+    assert_eq!(reg.versions().unwrap().len(), 1);
+
+    // The newest 20 % arrive.
+    import(&["--from-quantile", "0.8"]);
 
     // A candidate that must beat serving by half and fit in 1 kB: refused on both counts.
     std::thread::sleep(std::time::Duration::from_millis(1100)); // a new version stamp (seconds)
@@ -46,6 +57,7 @@ fn the_gate_approves_a_first_version_and_refuses_a_worse_one_leaving_the_stable_
     assert!(reasons.iter().any(|r| r.as_str().unwrap().contains("NDCG@20")), "{second}");
     assert!(reasons.iter().any(|r| r.as_str().unwrap().contains("1000")), "{second}");
     assert_eq!(second["serving"]["version"], v1.as_str(), "judged against the serving version on the same window");
+    assert!(second["window_from_ms"].as_u64().unwrap() > v1_until, "on events the serving version never saw: {second}");
     let v2 = second["version"].as_str().unwrap();
     let record = reg.record(v2).unwrap().unwrap();
     assert_eq!(record.status, Status::Refused);

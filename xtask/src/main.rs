@@ -360,16 +360,48 @@ fn registry(args: &[&str]) -> anyhow::Result<serde_json::Value> {
     Ok(serde_json::from_slice(&out.stdout)?)
 }
 
-/// The registry's stable version, publishing and promoting `models/movielens` when it has none.
+/// `trainer import` of MovieLens into the demo's store, `part` choosing which events (by time quantile).
+fn import_movielens(part: &[&str]) -> anyhow::Result<()> {
+    let ml = root().join("data/ml-100k").display().to_string();
+    trainer(&[&["import", "--format", "movielens", "--input", &ml, "--dataset", "movielens", "--to", DEMO_STORE][..], part].concat())
+}
+
+/// `trainer retrain` from the demo's store into its registry; the verdict, or why nothing was trained.
+fn retrain() -> anyhow::Result<Result<serde_json::Value, String>> {
+    let out = Command::new(bin("trainer"))
+        .args(["retrain", "--events", DEMO_STORE, "--registry", DEMO_REGISTRY, "--dataset", "movielens", "--schedule", "short"])
+        .current_dir(root())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .context("trainer retrain")?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for line in stderr.lines().filter(|l| l.starts_with("retrain:")) {
+        eprintln!("{line}");
+    }
+    if !out.status.success() {
+        return Ok(Err(stderr.lines().find(|l| l.starts_with("Error")).unwrap_or("trainer retrain failed").to_string()));
+    }
+    Ok(Ok(serde_json::from_slice(&out.stdout)?))
+}
+
+/// The registry's stable version. A fresh registry starts as a shop would:
+/// the older 80 % of MovieLens's events in the store, a first version
+/// retrained from them and promoted by the operator.
 fn bootstrap_registry() -> anyhow::Result<String> {
     if root().join(DEMO_REGISTRY).join("versions").is_dir()
         && let Some(v) = registry(&["list"])?["stable"].as_str()
     {
         return Ok(v.to_string());
     }
-    let first = registry(&["publish", "--from", "models/movielens", "--status", "approved", "--reason", "the bundled MovieLens model"])?;
-    let version = first["version"].as_str().context("a version")?.to_string();
+    println!("\n== a new registry: the shop's first 80 % of events → trainer retrain → the first version ==");
+    import_movielens(&["--until-quantile", "0.8"])?;
+    let verdict = retrain()?.map_err(|e| anyhow::anyhow!("the first retrain failed: {e}"))?;
+    let version = verdict["version"].as_str().context("a version")?.to_string();
+    if verdict["approved"] != true {
+        bail!("the first version was refused: {}", verdict["reasons"]);
+    }
     registry(&["promote", "--version", &version])?;
+    println!("first version {version} promoted by the operator (origin registry promote)");
     Ok(version)
 }
 
@@ -462,21 +494,18 @@ impl Drop for Traffic {
 /// would be deployed). Returns the new edge process.
 fn show_fresh_model(edge_child: Child) -> anyhow::Result<Child> {
     println!("\n== fresh models: the store → retrain → gate → registry → canary → both regions → edge ==");
-    let ml = root().join("data/ml-100k").display().to_string();
-    trainer(&["import", "--format", "movielens", "--input", &ml, "--dataset", "movielens", "--to", DEMO_STORE])?;
-    let out = Command::new(bin("trainer"))
-        .args(["retrain", "--events", DEMO_STORE, "--registry", DEMO_REGISTRY, "--dataset", "movielens", "--schedule", "short"])
-        .current_dir(root())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("trainer retrain")?;
-    if !out.status.success() {
-        bail!("trainer retrain failed");
-    }
-    let verdict: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    println!("the shop's newest 20 % of MovieLens events arrive (with the demo shopper's own) …");
+    import_movielens(&["--from-quantile", "0.8"])?;
+    let verdict = match retrain()? {
+        Ok(v) => v,
+        Err(why) => {
+            println!("no new version: {why}");
+            return Ok(edge_child);
+        }
+    };
     let version = verdict["version"].as_str().context("a version")?.to_string();
     println!(
-        "retrain: {version} {} — next-window NDCG@20 {:.4} vs serving {:.4} on {} shoppers; {}",
+        "retrain: {version} {} — NDCG@20 on the events after the serving version's training window: {:.4} vs serving {:.4}, {} shoppers; {}",
         if verdict["approved"] == true { "approved" } else { "REFUSED" },
         verdict["candidate"]["metrics"]["ndcg_at_20"].as_f64().unwrap_or(f64::NAN),
         verdict["serving"]["metrics"]["ndcg_at_20"].as_f64().unwrap_or(f64::NAN),
@@ -526,11 +555,12 @@ fn show(title: &str, url: &str, body: &str) -> anyhow::Result<()> {
 /// are stopped; the living shop; a fresh model from the store rolled out to
 /// both regions and the edge; serves until Ctrl-C.
 fn serve() -> anyhow::Result<()> {
+    build_workspace()?;
     let stable = bootstrap_registry()?;
-    // The bundled model's own directory when it is the stable version: the worker built by training or tests is reused.
-    let bundled = root().join("models/movielens");
-    let same = std::fs::read(bundled.join("manifest.json")).ok().and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok()).is_some_and(|m| m["version"] == stable.as_str());
-    edge::build_for(&if same { bundled } else { root().join(DEMO_REGISTRY).join("versions").join(&stable) })?;
+    // The worker starts with the bundled model (built by training or the tests); the regions
+    // serve the registry's version, and the edge gets the next one promoted.
+    edge::build()?;
+    println!("regions serve {stable}; the edge worker embeds the bundled models/movielens until a new version is promoted");
     let (mut a, mut b) = start_regions()?;
     let edge_url = format!("http://127.0.0.1:{EDGE_PORT}");
     let edge_child = start_edge()?;
