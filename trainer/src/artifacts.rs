@@ -9,6 +9,7 @@
 //! | `catalog_ids.bin` | every item id's fingerprint, so the edge knows the whole catalog ([`shared::catalog::CatalogIds`]) |
 //! | `popular.json` | the 100 most popular items (fallback list for edge and frontend) |
 //! | `parity.json` | 100 test users' histories with the trainer's own top-20 per model |
+//! | `sequence.safetensors` | the sequence model's parameters, when it has one: a refresh warm-starts from them |
 //! | `manifest.json` | version, created-at, dataset, per-file sha256 and bytes, dims, metrics |
 //!
 //! Before the manifest is written, both ONNX files are loaded with tract and
@@ -354,6 +355,7 @@ pub fn write(
     files.insert("parity.json".into(), serde_json::to_vec(&parity)?);
 
     let mut entries = BTreeMap::new();
+    let mut warm_start_file = None;
     for (kind, m) in &models {
         let bytes = m.onnx();
         let loaded = OnnxRecommender::from_bytes(&bytes).with_context(|| format!("tract refused the {kind:?} model just written"))?;
@@ -378,6 +380,9 @@ pub fn write(
                 FullModel::Sequence { model, ease } => {
                     let c = &model.config;
                     params.insert("architecture".to_string(), if ease.is_some() { "sasrec+ease" } else { "sasrec" }.into());
+                    // What a refresh needs to warm-start from this version (`trainer retrain --warm-start`).
+                    params.insert("sasrec_config".to_string(), serde_json::to_value(c)?);
+                    warm_start_file = Some(model.to_safetensors()?);
                     for (k, v) in [("dim", c.dim), ("layers", c.layers), ("heads", c.heads), ("max_len", c.max_len), ("epochs", c.max_epochs)] {
                         params.insert(k.to_string(), v.into());
                     }
@@ -394,6 +399,9 @@ pub fn write(
             ModelEntry { file: kind.file_name().into(), n_items: m.n_items(), top_k: contract::output_top_k(m.n_items()), params },
         );
         files.insert(kind.file_name().into(), bytes);
+    }
+    if let Some(bytes) = warm_start_file {
+        files.insert(crate::sasrec::WARM_START_FILE.into(), bytes);
     }
     let now = std::time::SystemTime::now();
     let stamp = humantime::format_rfc3339_seconds(now).to_string();

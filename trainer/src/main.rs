@@ -159,6 +159,13 @@ enum Command {
         /// Keep this many servable versions (and as many refused or bad) after each run.
         #[arg(long, default_value_t = 5)]
         keep: usize,
+        /// Start the sequence model from the serving version's parameters (new
+        /// items appended) and train at most --warm-epochs, instead of tuning from scratch.
+        #[arg(long)]
+        warm_start: bool,
+        /// Most epochs of a warm-started refresh (early stopping on validation).
+        #[arg(long, default_value_t = 3)]
+        warm_epochs: usize,
     },
     /// Copy a dataset's log into an event store (ids `import-<dataset>-<n>`: importing twice stores nothing twice).
     Import {
@@ -293,6 +300,8 @@ fn main() -> anyhow::Result<()> {
                 schedule,
                 seed,
                 ease_memory_budget: (ease_memory_budget_gib * (1u64 << 30) as f64) as u64,
+                warm_start: None,
+                warm_epochs: 0,
             };
             let report = train::run(&log, &cfg)?;
             eprintln!("{}: trained, evaluated and exported to {} in {:.1} s", cfg.dataset, cfg.out_dir.display(), report.train_seconds);
@@ -339,6 +348,8 @@ fn main() -> anyhow::Result<()> {
             min_count,
             every,
             keep,
+            warm_start,
+            warm_epochs,
         } => {
             let (protocol, weighting) = protocol_of(&Input { format: None, input: None, events: Some(events.clone()), protocol });
             let default_python = PathBuf::from(".venv/bin/python");
@@ -359,7 +370,10 @@ fn main() -> anyhow::Result<()> {
                     schedule,
                     seed: 42,
                     ease_memory_budget: 12 << 30,
+                    warm_start: None,
+                    warm_epochs,
                 },
+                warm_start,
                 eval_window_ms: eval_window.as_millis() as i64,
                 min_eval_users,
                 gate: trainer::retrain::Gate {

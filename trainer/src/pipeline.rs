@@ -44,6 +44,11 @@ pub struct TrainConfig {
     /// Largest memory EASE may use, bytes; a larger catalog is refused before
     /// anything is allocated ([`crate::model::check_ease_fits`]).
     pub ease_memory_budget: u64,
+    /// A refresh: start the sequence model from these parameters (the serving
+    /// version's) with their settings, instead of tuning from scratch.
+    pub warm_start: Option<crate::sasrec::WarmStart>,
+    /// Most epochs of a warm-started fit (early stopping on validation).
+    pub warm_epochs: usize,
 }
 
 /// One row of the quality table.

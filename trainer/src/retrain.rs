@@ -72,6 +72,9 @@ pub struct RetrainConfig {
     pub min_eval_users: usize,
     /// The gate.
     pub gate: Gate,
+    /// Warm-start the sequence model from the serving version's parameters
+    /// (`train.warm_epochs` at most), when the serving version has them.
+    pub warm_start: bool,
 }
 
 /// One model's figures on the held-out window.
@@ -143,7 +146,7 @@ pub fn split_at(events: &[crate::data::Event], cutoff: i64, exclude_seen: bool) 
 }
 
 /// The cutoff of the held-out window: `newest − window`, then moved back so
-/// the window holds twice as many events each time, until at least
+/// the window holds a quarter more events each time, until at least
 /// `min_users` shoppers have events both before and after the cutoff (a
 /// shop's quiet day, or a log whose shoppers come in sessions, such as
 /// MovieLens's, needs a longer window to judge a model on enough shoppers;
@@ -166,7 +169,7 @@ pub fn time_split(events: &[crate::data::Event], window_ms: i64, min_users: usiz
         most = most.max(split.targets.len());
         anyhow::ensure!(cutoff > oldest, "no held-out window scores {min_users} shoppers with events on both sides (at most {most}): lower --min-eval-users");
         let in_window = times.len() - times.partition_point(|&t| t < cutoff);
-        let grown = (2 * in_window).max(in_window + 1).min(times.len());
+        let grown = (in_window + in_window / 4).max(in_window + 1).min(times.len());
         cutoff = cutoff.min(times[times.len() - grown]);
         if times.len() == grown {
             cutoff = oldest;
@@ -211,6 +214,24 @@ fn p99(sorted: &[f64]) -> f64 {
     sorted.get(((sorted.len().max(1) - 1) as f64 * 0.99).round() as usize).copied().unwrap_or(0.0)
 }
 
+/// The warm start a model directory offers: its sequence model's parameters,
+/// settings and item ids (`None` when it has no sequence model).
+///
+/// # Errors
+/// When the directory's files do not verify or do not fit together.
+pub fn warm_start_of(dir: &Path) -> anyhow::Result<Option<crate::sasrec::WarmStart>> {
+    let manifest = registry::verify_dir(dir)?;
+    let Some(config) = manifest.models.get("full").and_then(|m| m.params.get("sasrec_config")) else { return Ok(None) };
+    if !manifest.files.contains_key(crate::sasrec::WARM_START_FILE) {
+        return Ok(None);
+    }
+    let config: crate::sasrec::SasRecConfig = serde_json::from_value(config.clone())?;
+    let catalog = shared::Catalog::from_json(&std::fs::read(dir.join("catalog.json"))?)?;
+    let n = manifest.models["full"].n_items;
+    let ids = catalog.items()[..n].iter().map(|i| i.id.clone()).collect();
+    Ok(Some(crate::sasrec::WarmStart::load(&dir.join(crate::sasrec::WARM_START_FILE), config, ids)?))
+}
+
 /// Runs `bench/ort_parity.py` on `dir`; `Ok(words)` when it passes.
 fn ort_parity(gate: &Gate, dir: &Path) -> Result<String, String> {
     let python = gate.ort_python.as_ref().ok_or("onnxruntime parity not checked: no Python with onnxruntime (--ort-python)")?;
@@ -237,7 +258,10 @@ pub fn run(cfg: &RetrainConfig) -> anyhow::Result<Verdict> {
     let reg = Registry::open(&cfg.registry)?;
     let serving_version = reg.pointer(Pointer::Stable)?;
     // A serving version scored on events it learnt from would look better than it is: the
-    // window starts after its training window when the registry knows it.
+    // window starts after its training window when the registry knows it. When the newest
+    // window lies wholly after it, the candidate also learnt from the events in between
+    // (what a fresh model is for); when it does not, both learnt from the same events and
+    // the comparison checks the recipe, and the refit below adds the new events.
     let serving_until = serving_version.as_deref().and_then(|v| reg.record(v).ok().flatten()).and_then(|r| r.training).map(|t| t.until_ms as i64);
     if let Some(until) = serving_until
         && cutoff <= until
@@ -255,12 +279,19 @@ pub fn run(cfg: &RetrainConfig) -> anyhow::Result<Verdict> {
     let (from_ms, until_ms) = (log.events.iter().map(|e| e.time).min().unwrap_or(0), log.events.iter().map(|e| e.time).max().unwrap_or(0));
     stage("load", t);
 
+    let mut train_cfg = cfg.train.clone();
+    if cfg.warm_start
+        && let Some(v) = &serving_version
+    {
+        train_cfg.warm_start = warm_start_of(&reg.version_dir(v))?;
+        eprintln!("retrain: warm start from {v}: {}", if train_cfg.warm_start.is_some() { "its sequence model's parameters" } else { "it has no sequence model, training from scratch" });
+    }
     let work = std::env::temp_dir().join(format!("edgerec-retrain-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     let t = Instant::now();
     let mut before = log.clone();
     before.events.retain(|e| e.time < cutoff);
-    let eval_cfg = TrainConfig { out_dir: work.join("candidate-before-window"), splits_dir: None, ..cfg.train.clone() };
+    let eval_cfg = TrainConfig { out_dir: work.join("candidate-before-window"), splits_dir: None, ..train_cfg.clone() };
     crate::train::run(&before, &eval_cfg).context("training the candidate on the events before the window")?;
     stage("candidate", t);
 
@@ -273,7 +304,7 @@ pub fn run(cfg: &RetrainConfig) -> anyhow::Result<Verdict> {
     stage("judge", t);
 
     let t = Instant::now();
-    let publish_cfg = TrainConfig { out_dir: work.join("published"), splits_dir: None, ..cfg.train.clone() };
+    let publish_cfg = TrainConfig { out_dir: work.join("published"), splits_dir: None, ..train_cfg.clone() };
     crate::train::run(&log, &publish_cfg).context("refitting on the whole log")?;
     stage("refit", t);
 

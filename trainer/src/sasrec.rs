@@ -628,10 +628,107 @@ pub fn train(
     sequences: &[Vec<u32>],
     n_items: usize,
     config: &SasRecConfig,
+    after_epoch: impl FnMut(&SasRec, EpochReport) -> Result<Option<f64>, SasRecError>,
+) -> Result<(SasRec, usize), SasRecError> {
+    train_from(sequences, n_items, config, None, after_epoch)
+}
+
+/// The parameters of a trained model carried into a refresh (warm start):
+/// a new model over a changed catalog starts from them — the item rows by id
+/// (new items keep their random initialization), every other parameter as is
+/// — and trains a few epochs instead of from scratch.
+#[derive(Clone)]
+pub struct WarmStart {
+    /// The trained model's settings (a refresh keeps them: the shapes must match).
+    pub config: SasRecConfig,
+    /// Its parameters in [`SasRec`]'s variable order; the first is the item table `[n_old + 1, d]`.
+    pub tensors: Vec<Tensor>,
+    /// The item id of each of its rows `0..n_old` (the model directory's catalog order).
+    pub ids: Vec<String>,
+}
+
+impl std::fmt::Debug for WarmStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WarmStart {{ {}, {} items, {} tensors }}", self.config.label(), self.ids.len(), self.tensors.len())
+    }
+}
+
+/// File of a model directory holding the sequence model's parameters for warm starts.
+pub const WARM_START_FILE: &str = "sequence.safetensors";
+
+impl SasRec {
+    /// Its parameters as safetensors bytes (names `p000`, `p001`, … in variable order).
+    ///
+    /// # Errors
+    /// On a tensor failure.
+    pub fn to_safetensors(&self) -> Result<Vec<u8>, SasRecError> {
+        let tensors: std::collections::HashMap<String, Tensor> = self.vars().iter().enumerate().map(|(i, v)| (format!("p{i:03}"), v.as_tensor().clone())).collect();
+        let path = std::env::temp_dir().join(format!("edgerec-sasrec-{}-{:?}.safetensors", std::process::id(), std::thread::current().id()));
+        candle_core::safetensors::save(&tensors, &path)?;
+        let bytes = std::fs::read(&path).map_err(|e| SasRecError::Config(format!("{}: {e}", path.display())))?;
+        let _ = std::fs::remove_file(&path);
+        Ok(bytes)
+    }
+}
+
+impl WarmStart {
+    /// Reads the parameters a model directory saved ([`WARM_START_FILE`]), with its settings and item ids.
+    ///
+    /// # Errors
+    /// When the file is missing or malformed, or its shapes do not match `config`.
+    pub fn load(path: &std::path::Path, config: SasRecConfig, ids: Vec<String>) -> Result<Self, SasRecError> {
+        let map = candle_core::safetensors::load(path, &Device::Cpu)?;
+        let tensors: Vec<Tensor> = (0..map.len()).map(|i| map.get(&format!("p{i:03}")).cloned().ok_or_else(|| SasRecError::Config(format!("{}: no p{i:03}", path.display())))).collect::<Result<_, _>>()?;
+        let rows = tensors.first().map(|t| t.dims()[0]).unwrap_or(0);
+        if rows != ids.len() + 1 || tensors[0].dims()[1] != config.dim {
+            return Err(SasRecError::Config(format!("{}: an item table of {rows} rows for {} items of width {}", path.display(), ids.len(), config.dim)));
+        }
+        Ok(WarmStart { config, tensors, ids })
+    }
+
+    /// Sets `model`'s parameters from these, its item rows (for `new_ids`, the
+    /// new model's item order) matched by id.
+    fn init(&self, model: &SasRec, new_ids: &[String]) -> Result<(), SasRecError> {
+        let vars = model.vars();
+        if vars.len() != self.tensors.len() || new_ids.len() != model.n_items {
+            return Err(SasRecError::Config(format!("warm start: {} parameters for {}, {} ids for {} items", self.tensors.len(), vars.len(), new_ids.len(), model.n_items)));
+        }
+        let old: std::collections::HashMap<&str, usize> = self.ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+        let old_table = self.tensors[0].to_vec2::<f32>()?;
+        let mut table = vars[0].as_tensor().to_vec2::<f32>()?;
+        for (row, id) in table.iter_mut().zip(new_ids) {
+            if let Some(&i) = old.get(id.as_str()) {
+                row.copy_from_slice(&old_table[i]);
+            }
+        }
+        vars[0].set(&Tensor::new(table, &Device::Cpu)?)?;
+        for (var, value) in vars.iter().zip(&self.tensors).skip(1) {
+            if var.as_tensor().dims() != value.dims() {
+                return Err(SasRecError::Config(format!("warm start: a parameter of shape {:?} for {:?}", value.dims(), var.as_tensor().dims())));
+            }
+            var.set(value)?;
+        }
+        Ok(())
+    }
+}
+
+/// [`train`], starting from `warm`'s parameters (with the new model's item
+/// ids, in index order) instead of a random initialization.
+///
+/// # Errors
+/// As [`train`]; a warm start whose shapes do not match `config`.
+pub fn train_from(
+    sequences: &[Vec<u32>],
+    n_items: usize,
+    config: &SasRecConfig,
+    warm: Option<(&WarmStart, &[String])>,
     mut after_epoch: impl FnMut(&SasRec, EpochReport) -> Result<Option<f64>, SasRecError>,
 ) -> Result<(SasRec, usize), SasRecError> {
     let mut rng = StdRng::seed_from_u64(config.seed);
     let model = SasRec::new(config.clone(), n_items, &mut rng)?;
+    if let Some((warm, ids)) = warm {
+        warm.init(&model, ids)?;
+    }
     let mut all = windows(sequences, config.max_len);
     if all.is_empty() {
         return Err(SasRecError::NoSequences);

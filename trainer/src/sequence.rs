@@ -8,7 +8,7 @@ use faer::Mat;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::evaluate::Phase;
-use crate::sasrec::{self, SasRec, SasRecConfig, SasRecError};
+use crate::sasrec::{self, SasRec, SasRecConfig, SasRecError, WarmStart};
 
 /// How hard the trainer works on the sequence model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -168,19 +168,41 @@ pub fn tune(val: &Phase, users: usize, candidates: &[SasRecConfig]) -> Result<Op
     Ok(best.map(|b| Tuned { tried, ..b }))
 }
 
-/// Fits `config` for exactly `config.max_epochs` epochs on a phase's training part.
+/// Fits `config` for exactly `config.max_epochs` epochs on a phase's training
+/// part, from `warm`'s parameters when given (a refresh).
 ///
 /// # Errors
 /// On a tensor failure.
-pub fn fit(phase: &Phase, users: usize, config: &SasRecConfig) -> Result<SasRec, SasRecError> {
+pub fn fit(phase: &Phase, users: usize, config: &SasRecConfig, warm: Option<(&WarmStart, &[String])>) -> Result<SasRec, SasRecError> {
     let seqs = sequences(phase, users);
     let started = Instant::now();
     let pb = epoch_bar(&format!("SASRec fit, {} epochs", config.max_epochs), config.max_epochs);
-    let (model, _) = sasrec::train(&seqs, phase.space.len(), config, |_, report| {
+    let (model, _) = sasrec::train_from(&seqs, phase.space.len(), config, warm, |_, report| {
         pb.set_position(report.epoch as u64);
         pb.suspend(|| eprintln!("    epoch {:>2}: loss {:.4} ({:.1} s)", report.epoch, report.loss, started.elapsed().as_secs_f64()));
         Ok(None)
     })?;
     pb.finish_and_clear();
     Ok(model)
+}
+
+/// A refresh's counterpart of [`tune`]: the serving model's settings,
+/// started from its parameters, at most `epochs` epochs with early stopping
+/// on validation NDCG@20.
+///
+/// # Errors
+/// On a tensor failure or a warm start that does not fit.
+pub fn tune_warm(val: &Phase, users: usize, warm: &WarmStart, ids: &[String], epochs: usize) -> Result<Tuned, SasRecError> {
+    let seqs = sequences(val, users);
+    let started = Instant::now();
+    let cfg = SasRecConfig { max_epochs: epochs, ..warm.config.clone() };
+    let (model, best) = sasrec::train_from(&seqs, val.space.len(), &cfg, Some((warm, ids)), |model, report| {
+        let ndcg = val.evaluate_scores(score_phase(model, val, users)?.as_ref()).ndcg_at_20;
+        eprintln!("    warm epoch {:>2}: loss {:.4}, validation NDCG@20 {ndcg:.4} ({:.1} s)", report.epoch, report.loss, started.elapsed().as_secs_f64());
+        Ok(Some(ndcg))
+    })?;
+    let scores = score_phase(&model, val, users)?;
+    let ndcg = val.evaluate_scores(scores.as_ref()).ndcg_at_20;
+    eprintln!("  SASRec warm start {}: best epoch {best}, validation NDCG@20 {ndcg:.4} ({:.1} s)", cfg.label(), started.elapsed().as_secs_f64());
+    Ok(Tuned { config: SasRecConfig { max_epochs: best.max(1), ..cfg.clone() }, ndcg, tried: vec![(format!("sasrec warm {} epochs={best}", cfg.label()), ndcg)], scores })
 }

@@ -131,8 +131,13 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
 
     // The sequence model: tuned with early stopping, then blended with EASE on validation.
     let t_stage = Instant::now();
-    let candidates = crate::sequence::candidates(cfg.schedule, n_val, cfg.seed);
-    let tuned = crate::sequence::tune(&val, log.users.len(), &candidates)?;
+    let ids_of = |space: &crate::model::ItemSpace| -> Vec<String> { space.log_item.iter().map(|&i| log.items[i as usize].clone()).collect() };
+    let tuned = match &cfg.warm_start {
+        // A refresh: the serving model's settings and parameters, a few epochs.
+        Some(warm) if cfg.schedule != crate::sequence::Schedule::Off => Some(crate::sequence::tune_warm(&val, log.users.len(), warm, &ids_of(&val.space), cfg.warm_epochs)?),
+        _ => crate::sequence::tune(&val, log.users.len(), &crate::sequence::candidates(cfg.schedule, n_val, cfg.seed))?,
+    };
+    let warm = |space: &crate::model::ItemSpace| cfg.warm_start.as_ref().map(|w| (w, ids_of(space)));
     let mut choice = FullChoice::Ease;
     let mut best_full = best;
     if let Some(t) = &tuned {
@@ -180,7 +185,8 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
     let mut served_metrics = full_metrics;
     if let Some(tuned) = &tuned {
         let t = Instant::now();
-        let model = crate::sequence::fit(&test, log.users.len(), &tuned.config)?;
+        let test_warm = warm(&test.space);
+        let model = crate::sequence::fit(&test, log.users.len(), &tuned.config, test_warm.as_ref().map(|(w, ids)| (*w, ids.as_slice())))?;
         let seq_fit = t.elapsed().as_secs_f64();
         let seq_scores = crate::sequence::score_phase(&model, &test, log.users.len())?;
         let seq_metrics = test.evaluate_scores(seq_scores.as_ref());
@@ -224,7 +230,10 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
     let m_all = edge_items_for_budget(cfg.edge_budget_bytes, best_rank, buy_again, n_all);
     let edge_all = low_rank(all.gram.as_ref(), all.x_train.as_ref(), m_all, best_rank, best_lambda, best_beta)?;
     let seq_all = match (&tuned, choice) {
-        (Some(t), FullChoice::Sequence | FullChoice::Blend(_)) => Some(crate::sequence::fit(&all, log.users.len(), &t.config)?),
+        (Some(t), FullChoice::Sequence | FullChoice::Blend(_)) => {
+            let all_warm = warm(&all.space);
+            Some(crate::sequence::fit(&all, log.users.len(), &t.config, all_warm.as_ref().map(|(w, ids)| (*w, ids.as_slice())))?)
+        }
         _ => None,
     };
     let full_export = match (&seq_all, choice) {

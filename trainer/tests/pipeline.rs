@@ -59,6 +59,8 @@ fn config(dataset: &str, out: &std::path::Path, schedule: Schedule) -> TrainConf
         schedule,
         seed: 1,
         ease_memory_budget: 1 << 30,
+        warm_start: None,
+        warm_epochs: 0,
     }
 }
 

@@ -262,11 +262,14 @@ const ORIGIN_ADDR: &str = "127.0.0.1:8080";
 /// Port `wrangler dev` serves the worker on.
 const EDGE_PORT: &str = "8787";
 
-/// A child process killed when dropped, so an error leaves nothing running.
+/// A child process killed when dropped, so an error leaves nothing running;
+/// with its whole process group when it has one of its own (wrangler starts
+/// workerd, which would otherwise keep the port).
 struct Child(std::process::Child);
 
 impl Drop for Child {
     fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", self.0.id())]).stderr(std::process::Stdio::null()).status();
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -445,7 +448,7 @@ fn start_edge() -> anyhow::Result<Child> {
         .args(["--var", &format!("ORIGIN_SECRET:{DEMO_EDGE_KEY}"), "--var", "ORIGIN_URL:", "--var", &format!("ORIGINS:{origins}")])
         .env("EDGEREC_SKIP_EDGE_BUILD", "1")
         .current_dir(root());
-    let child = Child(wrangler.spawn().context("starting wrangler dev")?);
+    let child = Child(std::os::unix::process::CommandExt::process_group(&mut wrangler, 0).spawn().context("starting wrangler dev")?);
     if !wait_ok(&format!("http://127.0.0.1:{EDGE_PORT}/healthz"), 120) {
         bail!("wrangler dev did not answer at http://127.0.0.1:{EDGE_PORT}/healthz");
     }
