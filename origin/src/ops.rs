@@ -126,7 +126,11 @@ pub async fn reload(State(state): State<Arc<AppState>>, headers: HeaderMap, body
     };
     let dir = match req.path {
         None => state.models_dir.clone().ok_or_else(|| {
-            HttpError::field(StatusCode::UNPROCESSABLE_ENTITY, "path", "this origin follows a model registry: move its pointer, or name a version directory in `path`")
+            HttpError::field(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "path",
+                "this origin follows a model registry: move its pointer, or name a version directory in `path`",
+            )
         })?,
         Some(p) => resolve_under_root(&state.models_root, &p).map_err(|e| HttpError::field(StatusCode::UNPROCESSABLE_ENTITY, "path", e.to_string()))?,
     };

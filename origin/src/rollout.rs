@@ -270,7 +270,16 @@ impl Rollout<'_> {
             Some(p) => self.client.converge(std::slice::from_ref(&self.cfg.canary), p, self.settle).await?,
             None => 0.0,
         };
-        Ok(Outcome { version: self.version.clone(), previous: self.previous.clone(), decision: "rolled_back", reason, canary, others, canary_load_s, converge_s })
+        Ok(Outcome {
+            version: self.version.clone(),
+            previous: self.previous.clone(),
+            decision: "rolled_back",
+            reason,
+            canary,
+            others,
+            canary_load_s,
+            converge_s,
+        })
     }
 
     async fn promote(&self, summary: String, canary: Figures, others: Figures, canary_load_s: f64) -> anyhow::Result<Outcome> {
@@ -331,7 +340,16 @@ pub async fn run(cfg: &RolloutConfig) -> anyhow::Result<Outcome> {
         // Corrupt or incomplete on disk: it never reaches a region.
         let reason = format!("refused as canary: {refused}");
         rollout.reg.set_status(&rollout.version, Status::Bad, &reason)?;
-        let outcome = Outcome { version: rollout.version.clone(), previous: rollout.previous.clone(), decision: "rolled_back", reason, canary: Figures::default(), others: Figures::default(), canary_load_s: 0.0, converge_s: 0.0 };
+        let outcome = Outcome {
+            version: rollout.version.clone(),
+            previous: rollout.previous.clone(),
+            decision: "rolled_back",
+            reason,
+            canary: Figures::default(),
+            others: Figures::default(),
+            canary_load_s: 0.0,
+            converge_s: 0.0,
+        };
         return Ok(outcome);
     }
     rollout.reg.set_status(&rollout.version, Status::Canary, &format!("canary at {}", cfg.canary))?;

@@ -320,7 +320,8 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     };
     let store = Arc::new(ModelStore::new(settings));
     let live = open_live_data(&cfg).await?;
-    let follower = cfg.registry.as_ref().map(|root| Follower::new(root.clone(), cfg.registry_track, Duration::from_millis(cfg.registry_poll_ms), store.clone()));
+    let follower =
+        cfg.registry.as_ref().map(|root| Follower::new(root.clone(), cfg.registry_track, Duration::from_millis(cfg.registry_poll_ms), store.clone()));
     let state = Arc::new(AppState {
         store: store.clone(),
         models_dir: cfg.models.clone(),

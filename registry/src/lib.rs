@@ -131,11 +131,14 @@ pub struct Registry {
 /// it, then the directory synced so the rename survives a power loss.
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    io(&tmp, (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        std::io::Write::write_all(&mut f, bytes)?;
-        f.sync_all()
-    })())?;
+    io(
+        &tmp,
+        (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            std::io::Write::write_all(&mut f, bytes)?;
+            f.sync_all()
+        })(),
+    )?;
     io(path, std::fs::rename(&tmp, path))?;
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
@@ -158,7 +161,7 @@ pub fn verify_dir(dir: &Path) -> Result<Manifest> {
     if manifest.format != MANIFEST_FORMAT {
         return Err(corrupt(ManifestError::Format { found: manifest.format }));
     }
-    for (name, _) in &manifest.files {
+    for name in manifest.files.keys() {
         let bytes = std::fs::read(dir.join(name)).map_err(|_| corrupt(ManifestError::Missing(name.clone())))?;
         manifest.verify(name, &bytes).map_err(corrupt)?;
     }

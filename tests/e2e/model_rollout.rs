@@ -20,7 +20,10 @@ async fn a_good_canary_is_promoted_to_every_region_under_load_with_no_failed_req
     let base = tempdir("promote");
     let (reg, v1) = registry_with_movielens(&base);
     let v2 = "movielens-rollout-v2";
-    registry_cmd(&reg, &["publish", "--from", &as_version(&e2e::procs::repo().join("models/movielens"), v2, &base).display().to_string(), "--status", "approved"]);
+    registry_cmd(
+        &reg,
+        &["publish", "--from", &as_version(&e2e::procs::repo().join("models/movielens"), v2, &base).display().to_string(), "--status", "approved"],
+    );
     let regions = Regions::start(&reg).await;
     wait_serving(&regions.a.url(), &v1, Duration::from_secs(60)).await;
     let figs = rollout::rollout_under_load(&reg, &regions, v2, 4.0, &[]).await;
@@ -63,7 +66,10 @@ async fn a_worse_canary_is_rolled_back_and_marked_bad_and_a_corrupt_one_never_se
 
     // A version truncated after it was approved: the canary cannot be set; nothing changes.
     let v3 = "movielens-rollout-v3";
-    registry_cmd(&reg, &["publish", "--from", &as_version(&e2e::procs::repo().join("models/movielens"), v3, &base).display().to_string(), "--status", "approved"]);
+    registry_cmd(
+        &reg,
+        &["publish", "--from", &as_version(&e2e::procs::repo().join("models/movielens"), v3, &base).display().to_string(), "--status", "approved"],
+    );
     let full = reg.join("versions").join(v3).join("full.onnx");
     let bytes = std::fs::read(&full).unwrap();
     std::fs::write(&full, &bytes[..bytes.len() / 2]).unwrap();

@@ -37,7 +37,11 @@ fn main() -> anyhow::Result<()> {
     std::fs::write(out.join("full.onnx"), &onnx)?;
     manifest.files.insert("full.onnx".into(), FileEntry::of(&onnx));
     let full = manifest.models.get_mut("full").context("a full model")?;
-    full.params = BTreeMap::from([("architecture".to_string(), "sasrec (untrained, heavy)".into()), ("dim".to_string(), dim.into()), ("layers".to_string(), layers.into())]);
+    full.params = BTreeMap::from([
+        ("architecture".to_string(), "sasrec (untrained, heavy)".into()),
+        ("dim".to_string(), dim.into()),
+        ("layers".to_string(), layers.into()),
+    ]);
     manifest.version = version;
     std::fs::write(out.join("manifest.json"), serde_json::to_vec_pretty(&manifest)?)?;
     eprintln!("wrote {} ({} bytes of full.onnx, d {dim}, {layers} blocks, {max_len} positions)", out.display(), onnx.len());

@@ -29,9 +29,9 @@ use crate::data::InteractionLog;
 use crate::metrics::top_k;
 use crate::model::{ItemSpace, Scorer};
 use crate::onnx_export::{self, DenseF32};
+use crate::pipeline::TrainConfig;
 use crate::sasrec::{SasRec, SasRecWeights};
 use crate::split::Target;
-use crate::pipeline::TrainConfig;
 
 /// Users in `parity.json`.
 pub const PARITY_USERS: usize = 100;

@@ -25,8 +25,8 @@ use faer::Mat;
 use crate::data::InteractionLog;
 use crate::metrics::{Evaluator, K_NDCG, top_k};
 use crate::model::{CapacityError, ItemSpace, Scorer, check_ease_fits, dense, ease, low_rank, user_rows};
-use crate::split::split;
 use crate::pipeline::{EdgeCoverage, Report, ReportRow, TrainConfig, edge_items_for_budget};
+use crate::split::split;
 
 /// Test users scored (evenly spaced over the targets).
 pub const EVAL_USERS: usize = 5_000;

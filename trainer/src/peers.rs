@@ -18,8 +18,8 @@ use serde::Deserialize;
 
 use crate::data::{Event, InteractionLog};
 use crate::evaluate::evaluate_rankings;
-use crate::split::{Protocol, Split};
 use crate::pipeline::ReportRow;
+use crate::split::{Protocol, Split};
 
 fn write_train(path: &Path, log: &InteractionLog, events: &[Event]) -> std::io::Result<()> {
     let mut w = std::io::BufWriter::new(std::fs::File::create(path)?);

@@ -169,4 +169,3 @@ impl EdgeCoverage {
         EdgeCoverage { items, catalog_items: space.len(), interaction_share: covered as f64 / total.max(1) as f64 }
     }
 }
-

@@ -37,8 +37,8 @@ use shared::{ModelKind, ModelSet};
 use crate::data::InteractionLog;
 use crate::evaluate::evaluate_rankings;
 use crate::metrics::{K_NDCG, Metrics};
-use crate::split::{Split, Target};
 use crate::pipeline::TrainConfig;
+use crate::split::{Split, Target};
 
 /// The promotion gate's settings.
 #[derive(Debug, Clone)]
@@ -235,7 +235,11 @@ pub fn warm_start_of(dir: &Path) -> anyhow::Result<Option<crate::sasrec::WarmSta
 /// Runs `bench/ort_parity.py` on `dir`; `Ok(words)` when it passes.
 fn ort_parity(gate: &Gate, dir: &Path) -> Result<String, String> {
     let python = gate.ort_python.as_ref().ok_or("onnxruntime parity not checked: no Python with onnxruntime (--ort-python)")?;
-    let out = std::process::Command::new(python).arg(&gate.ort_parity_script).arg(dir).output().map_err(|e| format!("onnxruntime parity: {} failed to start: {e}", python.display()))?;
+    let out = std::process::Command::new(python)
+        .arg(&gate.ort_parity_script)
+        .arg(dir)
+        .output()
+        .map_err(|e| format!("onnxruntime parity: {} failed to start: {e}", python.display()))?;
     let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if out.status.success() { Ok(text) } else { Err(format!("onnxruntime parity failed: {text} {}", String::from_utf8_lossy(&out.stderr).trim())) }
 }
@@ -284,7 +288,10 @@ pub fn run(cfg: &RetrainConfig) -> anyhow::Result<Verdict> {
         && let Some(v) = &serving_version
     {
         train_cfg.warm_start = warm_start_of(&reg.version_dir(v))?;
-        eprintln!("retrain: warm start from {v}: {}", if train_cfg.warm_start.is_some() { "its sequence model's parameters" } else { "it has no sequence model, training from scratch" });
+        eprintln!(
+            "retrain: warm start from {v}: {}",
+            if train_cfg.warm_start.is_some() { "its sequence model's parameters" } else { "it has no sequence model, training from scratch" }
+        );
     }
     let work = std::env::temp_dir().join(format!("edgerec-retrain-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
@@ -359,7 +366,13 @@ pub fn run(cfg: &RetrainConfig) -> anyhow::Result<Verdict> {
     record.training = Some(TrainingWindow { from_ms: from_ms.max(0) as u64, until_ms: until_ms.max(0) as u64, events: log.events.len() as u64 });
     let (status, reason) = if approved {
         let vs = verdict.serving.as_ref().map_or("no version serving yet".to_string(), |s| format!("serving {:.4}", s.metrics.ndcg_at_20));
-        (Status::Approved, format!("gate passed: next-window NDCG@20 {:.4} ({vs}), p99 {p99_ms:.1} ms, {full_bytes} bytes, onnxruntime parity ok", verdict.candidate.metrics.ndcg_at_20))
+        (
+            Status::Approved,
+            format!(
+                "gate passed: next-window NDCG@20 {:.4} ({vs}), p99 {p99_ms:.1} ms, {full_bytes} bytes, onnxruntime parity ok",
+                verdict.candidate.metrics.ndcg_at_20
+            ),
+        )
     } else {
         (Status::Refused, format!("gate refused: {}", reasons.join("; ")))
     };

@@ -662,7 +662,8 @@ impl SasRec {
     /// # Errors
     /// On a tensor failure.
     pub fn to_safetensors(&self) -> Result<Vec<u8>, SasRecError> {
-        let tensors: std::collections::HashMap<String, Tensor> = self.vars().iter().enumerate().map(|(i, v)| (format!("p{i:03}"), v.as_tensor().clone())).collect();
+        let tensors: std::collections::HashMap<String, Tensor> =
+            self.vars().iter().enumerate().map(|(i, v)| (format!("p{i:03}"), v.as_tensor().clone())).collect();
         let path = std::env::temp_dir().join(format!("edgerec-sasrec-{}-{:?}.safetensors", std::process::id(), std::thread::current().id()));
         candle_core::safetensors::save(&tensors, &path)?;
         let bytes = std::fs::read(&path).map_err(|e| SasRecError::Config(format!("{}: {e}", path.display())))?;
@@ -678,7 +679,9 @@ impl WarmStart {
     /// When the file is missing or malformed, or its shapes do not match `config`.
     pub fn load(path: &std::path::Path, config: SasRecConfig, ids: Vec<String>) -> Result<Self, SasRecError> {
         let map = candle_core::safetensors::load(path, &Device::Cpu)?;
-        let tensors: Vec<Tensor> = (0..map.len()).map(|i| map.get(&format!("p{i:03}")).cloned().ok_or_else(|| SasRecError::Config(format!("{}: no p{i:03}", path.display())))).collect::<Result<_, _>>()?;
+        let tensors: Vec<Tensor> = (0..map.len())
+            .map(|i| map.get(&format!("p{i:03}")).cloned().ok_or_else(|| SasRecError::Config(format!("{}: no p{i:03}", path.display()))))
+            .collect::<Result<_, _>>()?;
         let rows = tensors.first().map(|t| t.dims()[0]).unwrap_or(0);
         if rows != ids.len() + 1 || tensors[0].dims()[1] != config.dim {
             return Err(SasRecError::Config(format!("{}: an item table of {rows} rows for {} items of width {}", path.display(), ids.len(), config.dim)));
@@ -691,7 +694,13 @@ impl WarmStart {
     fn init(&self, model: &SasRec, new_ids: &[String]) -> Result<(), SasRecError> {
         let vars = model.vars();
         if vars.len() != self.tensors.len() || new_ids.len() != model.n_items {
-            return Err(SasRecError::Config(format!("warm start: {} parameters for {}, {} ids for {} items", self.tensors.len(), vars.len(), new_ids.len(), model.n_items)));
+            return Err(SasRecError::Config(format!(
+                "warm start: {} parameters for {}, {} ids for {} items",
+                self.tensors.len(),
+                vars.len(),
+                new_ids.len(),
+                model.n_items
+            )));
         }
         let old: std::collections::HashMap<&str, usize> = self.ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
         let old_table = self.tensors[0].to_vec2::<f32>()?;

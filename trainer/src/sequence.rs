@@ -204,5 +204,10 @@ pub fn tune_warm(val: &Phase, users: usize, warm: &WarmStart, ids: &[String], ep
     let scores = score_phase(&model, val, users)?;
     let ndcg = val.evaluate_scores(scores.as_ref()).ndcg_at_20;
     eprintln!("  SASRec warm start {}: best epoch {best}, validation NDCG@20 {ndcg:.4} ({:.1} s)", cfg.label(), started.elapsed().as_secs_f64());
-    Ok(Tuned { config: SasRecConfig { max_epochs: best.max(1), ..cfg.clone() }, ndcg, tried: vec![(format!("sasrec warm {} epochs={best}", cfg.label()), ndcg)], scores })
+    Ok(Tuned {
+        config: SasRecConfig { max_epochs: best.max(1), ..cfg.clone() },
+        ndcg,
+        tried: vec![(format!("sasrec warm {} epochs={best}", cfg.label()), ndcg)],
+        scores,
+    })
 }

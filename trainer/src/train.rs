@@ -18,8 +18,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::data::InteractionLog;
 use crate::evaluate::Phase;
 use crate::model::{Scorer, ease, low_rank};
-use crate::split::split;
 pub use crate::pipeline::{EdgeCoverage, Report, ReportRow, TrainConfig, edge_items_for_budget, peak_rss_bytes};
+use crate::split::split;
 
 fn bar(len: usize, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len as u64).with_message(what.to_string());
@@ -134,7 +134,9 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
     let ids_of = |space: &crate::model::ItemSpace| -> Vec<String> { space.log_item.iter().map(|&i| log.items[i as usize].clone()).collect() };
     let tuned = match &cfg.warm_start {
         // A refresh: the serving model's settings and parameters, a few epochs.
-        Some(warm) if cfg.schedule != crate::sequence::Schedule::Off => Some(crate::sequence::tune_warm(&val, log.users.len(), warm, &ids_of(&val.space), cfg.warm_epochs)?),
+        Some(warm) if cfg.schedule != crate::sequence::Schedule::Off => {
+            Some(crate::sequence::tune_warm(&val, log.users.len(), warm, &ids_of(&val.space), cfg.warm_epochs)?)
+        }
         _ => crate::sequence::tune(&val, log.users.len(), &crate::sequence::candidates(cfg.schedule, n_val, cfg.seed))?,
     };
     let warm = |space: &crate::model::ItemSpace| cfg.warm_start.as_ref().map(|w| (w, ids_of(space)));

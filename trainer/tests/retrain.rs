@@ -27,7 +27,9 @@ fn the_gate_approves_a_first_version_and_refuses_a_worse_one_leaving_the_stable_
     let store = format!("sqlite:{}", base.path().join("events.sqlite").display());
     let reg_dir = base.path().join("registry");
     let reg_arg = reg_dir.display().to_string();
-    let import = |part: &[&str]| trainer(&[&["import", "--format", "movielens", "--input", &ml.display().to_string(), "--dataset", "movielens", "--to", &store][..], part].concat());
+    let import = |part: &[&str]| {
+        trainer(&[&["import", "--format", "movielens", "--input", &ml.display().to_string(), "--dataset", "movielens", "--to", &store][..], part].concat())
+    };
     // The shop's older 80 % of events first.
     import(&["--until-quantile", "0.8"]);
     // EASE only (`--schedule off`): the gate, not the sequence model, is under test.

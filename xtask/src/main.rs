@@ -469,7 +469,7 @@ impl Traffic {
             let ids = ["50", "172", "181", "1", "121", "117", "258", "100", "294", "286", "288", "300"];
             let mut i = 0usize;
             while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                let addr = if i % 2 == 0 { ORIGIN_ADDR } else { ORIGIN_B_ADDR };
+                let addr = if i.is_multiple_of(2) { ORIGIN_ADDR } else { ORIGIN_B_ADDR };
                 let history = format!("{},{},{}", ids[i % 12], ids[(i / 12) % 12], ids[(i / 144) % 12]);
                 let _ = Command::new("curl")
                     .args(["-s", "-o", "/dev/null", "-H", &format!("x-edgerec-edge-key: {DEMO_EDGE_KEY}")])
@@ -522,11 +522,12 @@ fn show_fresh_model(edge_child: Child) -> anyhow::Result<Child> {
         return Ok(edge_child);
     }
     let traffic = Traffic::start();
-    let rollout = origin_cmd(&["rollout", "--registry", DEMO_REGISTRY, "--canary", &format!("http://{ORIGIN_ADDR}"), "--others", &format!("http://{ORIGIN_B_ADDR}")])
-        .args(["--admin-token", DEMO_ADMIN_TOKEN, "--version", &version, "--window-s", "10", "--min-requests", "50"])
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("origin rollout")?;
+    let rollout =
+        origin_cmd(&["rollout", "--registry", DEMO_REGISTRY, "--canary", &format!("http://{ORIGIN_ADDR}"), "--others", &format!("http://{ORIGIN_B_ADDR}")])
+            .args(["--admin-token", DEMO_ADMIN_TOKEN, "--version", &version, "--window-s", "10", "--min-requests", "50"])
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .context("origin rollout")?;
     drop(traffic);
     if !rollout.status.success() {
         bail!("origin rollout failed");

@@ -123,7 +123,15 @@ async fn main() {
     eprintln!("bench-rollout: freshness …");
     let base = tempdir("fresh");
     let f = freshness(&base, window_s).await;
-    let stages = |r: &Retrain| r.verdict["seconds"].as_array().unwrap().iter().map(|s| format!("{} {:.0}", s[0].as_str().unwrap(), s[1].as_f64().unwrap())).collect::<Vec<_>>().join(", ");
+    let stages = |r: &Retrain| {
+        r.verdict["seconds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| format!("{} {:.0}", s[0].as_str().unwrap(), s[1].as_f64().unwrap()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
     let ndcg = |r: &Retrain, who: &str| r.verdict[who]["metrics"]["ndcg_at_20"].as_f64().unwrap_or(f64::NAN);
     let chosen = if f.chosen == "warm start" { &f.warm } else { &f.cold };
     let total = f.import_s + chosen.seconds + f.rollout_s;
@@ -139,7 +147,11 @@ async fn main() {
             ndcg(r, "candidate"),
             ndcg(r, "serving"),
             r.verdict["window_users"],
-            if r.verdict["approved"] == true { "approved".to_string() } else { format!("refused: {}", r.verdict["reasons"][0].as_str().unwrap_or("").replace('|', "/")) }
+            if r.verdict["approved"] == true {
+                "approved".to_string()
+            } else {
+                format!("refused: {}", r.verdict["reasons"][0].as_str().unwrap_or("").replace('|', "/"))
+            }
         )
         .unwrap();
     }
