@@ -26,7 +26,9 @@ async fn a_good_canary_is_promoted_to_every_region_under_load_with_no_failed_req
     );
     let regions = Regions::start(&reg).await;
     wait_serving(&regions.a.url(), &v1, Duration::from_secs(60)).await;
-    let figs = rollout::rollout_under_load(&reg, &regions, v2, 4.0, &[]).await;
+    // The same model under a new version: only noise can make it look worse. Other suites load
+    // this machine meanwhile, so the p99 slack is wider than the default's 10 ms.
+    let figs = rollout::rollout_under_load(&reg, &regions, v2, 4.0, &["--p99-slack-ms", "25"]).await;
     assert_eq!(figs.outcome["decision"], "promoted", "{}", figs.outcome);
     assert_eq!(figs.serving, (Some(v2.to_string()), Some(v2.to_string())), "both regions serve the promoted version");
     assert_eq!(figs.failed, 0, "no request failed during the rollout ({} sent)", figs.sent);

@@ -8,6 +8,12 @@
 //! 3. Fit the chosen models on the test split's training part and score them,
 //!    with the baselines, on the test targets — the only use of the test set.
 //! 4. Refit on the whole log and export (see [`crate::artifacts`]).
+//!
+//! [`run`] is that line of stages: [`split_stage`] → [`choose`] (tune each
+//! candidate on validation, pick the served one) → [`test_once`] →
+//! [`export`] (refit, write, tract parity) → the report. `trainer retrain`
+//! runs the same line twice (before a held-out window, then on everything);
+//! a catalog EASE cannot hold takes [`crate::large_catalog`]'s line instead.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -19,7 +25,8 @@ use crate::data::InteractionLog;
 use crate::evaluate::Phase;
 use crate::model::{Scorer, ease, low_rank};
 pub use crate::pipeline::{EdgeCoverage, Report, ReportRow, TrainConfig, edge_items_for_budget, peak_rss_bytes};
-use crate::split::split;
+use crate::sequence::Tuned;
+use crate::split::{Split, split};
 
 fn bar(len: usize, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len as u64).with_message(what.to_string());
@@ -55,20 +62,63 @@ fn best_blend_gamma(tuning: &BTreeMap<String, f64>) -> f64 {
     BLEND_GAMMAS.iter().copied().max_by(|a, b| tuning[&format!("blend gamma={a}")].total_cmp(&tuning[&format!("blend gamma={b}")])).expect("at least one gamma")
 }
 
-/// Runs the pipeline and writes the artifacts; returns the report.
+/// What validation chose: every setting the later stages use.
+pub struct Choice {
+    /// EASE's L2 strength.
+    pub lambda: f64,
+    /// The buy-again weight (0 where seen items are not rankable).
+    pub beta: f64,
+    /// The edge model's rank.
+    pub edge_rank: usize,
+    /// The tuned sequence model, when one was trained.
+    pub sequence: Option<Tuned>,
+    /// The served full model.
+    full: FullChoice,
+    /// Validation NDCG@20 per tried setting.
+    pub tuning: BTreeMap<String, f64>,
+}
+
+impl Choice {
+    /// The blend's γ: the chosen one, or the best tried (for the report's blend row).
+    fn gamma(&self) -> f64 {
+        match self.full {
+            FullChoice::Blend(g) => g,
+            _ => best_blend_gamma(&self.tuning),
+        }
+    }
+}
+
+/// A sequence model's test row: which, metrics, fit seconds, parameters.
+type SequenceRow = (FullChoice, crate::metrics::Metrics, f64, Vec<(&'static str, serde_json::Value)>);
+
+/// Test-split figures of every model, scored once.
+pub struct Tested {
+    /// Items of the test phase's model.
+    pub items: usize,
+    /// EASE on test, and its fit time (s).
+    pub ease: (crate::metrics::Metrics, f64),
+    /// The edge model on test, its fit time (s) and item count.
+    pub edge: (crate::metrics::Metrics, f64, usize),
+    /// SASRec and the blend, with fit time and parameters.
+    sequence_rows: Vec<SequenceRow>,
+    /// The served model's metrics.
+    pub served: crate::metrics::Metrics,
+    /// Most popular and (repeat-purchase protocols) buy again.
+    pub baselines: Vec<(&'static str, crate::metrics::Metrics)>,
+    /// The test targets (the parity users come from them).
+    pub targets: Vec<crate::split::Target>,
+}
+
+fn stage(what: &str, since: Instant) {
+    eprintln!("  {what:<36} {:>7.2} s", since.elapsed().as_secs_f64());
+}
+
+/// Stage 1: the test split of the log and the validation split of its
+/// training part (the peers' splits written when asked).
 ///
 /// # Errors
-/// On numerical failure or I/O errors writing the artifacts.
-pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
-    let started = Instant::now();
-    // The whole log covers the most items of any phase: if EASE fits there it fits everywhere.
-    let whole_space = crate::model::ItemSpace::new(&log.events, log.items.len(), cfg.min_count);
-    if let Err(refused) = crate::model::check_ease_fits(whole_space.len(), log.users.len(), cfg.ease_memory_budget) {
-        if cfg.schedule == crate::sequence::Schedule::Off {
-            return Err(refused.into()); // EASE was the only model asked for
-        }
-        return crate::large_catalog::run(log, cfg, &refused);
-    }
+/// When the protocol leaves no users to evaluate, or writing the splits fails.
+pub fn split_stage(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<(Split, Split)> {
     let test_split = split(&log.events, cfg.protocol);
     let val_split = split(&test_split.train, cfg.protocol);
     if test_split.targets.is_empty() || val_split.targets.is_empty() {
@@ -77,12 +127,22 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
     if let Some(dir) = &cfg.splits_dir {
         crate::peers::write_splits(dir, log, &val_split, &test_split, cfg.protocol).context("writing splits for the peer benchmark")?;
     }
+    Ok((test_split, val_split))
+}
+
+fn ids_of(log: &InteractionLog, space: &crate::model::ItemSpace) -> Vec<String> {
+    space.log_item.iter().map(|&i| log.items[i as usize].clone()).collect()
+}
+
+/// Stage 2: tune EASE (λ, β), the edge model (rank within the budget) and
+/// the sequence model (or warm-start it), blend, and choose the served full
+/// model — all on validation NDCG@20.
+///
+/// # Errors
+/// On numerical failure, or an edge budget that fits no item.
+pub fn choose(log: &InteractionLog, cfg: &TrainConfig, val_split: Split) -> anyhow::Result<Choice> {
     let betas: Vec<f64> = if cfg.protocol.exclude_seen() { vec![0.0] } else { cfg.betas.clone() };
     let mut tuning = BTreeMap::new();
-
-    let stage = |what: &str, since: Instant| eprintln!("  {what:<36} {:>7.2} s", since.elapsed().as_secs_f64());
-    stage("split", started);
-    // 2. Validation.
     let t_stage = Instant::now();
     let val = Phase::new(log, val_split, cfg.protocol, cfg.weighting, cfg.min_count);
     let n_val = val.space.len();
@@ -129,18 +189,16 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
     anyhow::ensure!(best_rank > 0, "edge budget of {} bytes fits no item at ranks {:?}", cfg.edge_budget_bytes, cfg.edge_ranks);
     stage(&format!("validation: edge rank={best_rank}"), t_stage);
 
-    // The sequence model: tuned with early stopping, then blended with EASE on validation.
+    // The sequence model: tuned with early stopping (or warm-started), then blended with EASE.
     let t_stage = Instant::now();
-    let ids_of = |space: &crate::model::ItemSpace| -> Vec<String> { space.log_item.iter().map(|&i| log.items[i as usize].clone()).collect() };
     let tuned = match &cfg.warm_start {
         // A refresh: the serving model's settings and parameters, a few epochs.
         Some(warm) if cfg.schedule != crate::sequence::Schedule::Off => {
-            Some(crate::sequence::tune_warm(&val, log.users.len(), warm, &ids_of(&val.space), cfg.warm_epochs)?)
+            Some(crate::sequence::tune_warm(&val, log.users.len(), warm, &ids_of(log, &val.space), cfg.warm_epochs)?)
         }
         _ => crate::sequence::tune(&val, log.users.len(), &crate::sequence::candidates(cfg.schedule, n_val, cfg.seed))?,
     };
-    let warm = |space: &crate::model::ItemSpace| cfg.warm_start.as_ref().map(|w| (w, ids_of(space)));
-    let mut choice = FullChoice::Ease;
+    let mut full = FullChoice::Ease;
     let mut best_full = best;
     if let Some(t) = &tuned {
         for (k, v) in &t.tried {
@@ -148,56 +206,58 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
         }
         let ease_scores = best_ease_scores.as_ref().expect("EASE was tuned above");
         if t.ndcg > best_full {
-            (choice, best_full) = (FullChoice::Sequence, t.ndcg);
+            (full, best_full) = (FullChoice::Sequence, t.ndcg);
         }
         for &gamma in BLEND_GAMMAS {
             let blended = &t.scores + ease_scores * faer::Scale(gamma);
             let ndcg = val.evaluate_scores(blended.as_ref()).ndcg_at_20;
             tuning.insert(format!("blend gamma={gamma}"), ndcg);
             if ndcg > best_full {
-                (choice, best_full) = (FullChoice::Blend(gamma), ndcg);
+                (full, best_full) = (FullChoice::Blend(gamma), ndcg);
             }
         }
         if cfg.schedule == crate::sequence::Schedule::Short {
             // Tests check the pipeline, export, parity and serving of the
             // sequence model, not its quality: serve the blend, whose graph has
             // both the SASRec and the EASE part.
-            choice = FullChoice::Blend(best_blend_gamma(&tuning));
+            full = FullChoice::Blend(best_blend_gamma(&tuning));
         }
-        stage(&format!("validation: SASRec {:.4}, EASE {best:.4}, served: {}", t.ndcg, choice.name()), t_stage);
+        stage(&format!("validation: SASRec {:.4}, EASE {best:.4}, served: {}", t.ndcg, full.name()), t_stage);
     }
-    drop(val);
+    Ok(Choice { lambda: best_lambda, beta: best_beta, edge_rank: best_rank, sequence: tuned, full, tuning })
+}
 
-    // 3. Test, once.
+/// Stage 3: fit the chosen models on the test split's training part and
+/// score them, with the baselines, on its targets — the only use of the test set.
+///
+/// # Errors
+/// On numerical failure.
+pub fn test_once(log: &InteractionLog, cfg: &TrainConfig, test_split: Split, choice: &Choice) -> anyhow::Result<Tested> {
     let t_stage = Instant::now();
     let test = Phase::new(log, test_split, cfg.protocol, cfg.weighting, cfg.min_count);
     let n = test.space.len();
-    let mut rows = Vec::new();
     let t = Instant::now();
-    let full = Scorer::Ease { b: ease(test.gram.as_ref(), n, best_lambda)?, beta: best_beta };
+    let full = Scorer::Ease { b: ease(test.gram.as_ref(), n, choice.lambda)?, beta: choice.beta };
     let full_fit = t.elapsed().as_secs_f64();
     let ease_test_scores = full.scores(test.x_eval.as_ref());
     let full_metrics = test.evaluate_scores(ease_test_scores.as_ref());
     let t = Instant::now();
-    let m_test = edge_items_for_budget(cfg.edge_budget_bytes, best_rank, buy_again, n);
-    let edge = low_rank(test.gram.as_ref(), test.x_train.as_ref(), m_test, best_rank, best_lambda, best_beta)?;
+    let m_test = edge_items_for_budget(cfg.edge_budget_bytes, choice.edge_rank, choice.beta > 0.0, n);
+    let edge = low_rank(test.gram.as_ref(), test.x_train.as_ref(), m_test, choice.edge_rank, choice.lambda, choice.beta)?;
     let edge_fit = t.elapsed().as_secs_f64();
     let edge_metrics = test.evaluate_scores(edge.scores(test.x_eval.as_ref()).as_ref());
-    let mut seq_rows = Vec::new();
-    let mut served_metrics = full_metrics;
-    if let Some(tuned) = &tuned {
+    let mut sequence_rows = Vec::new();
+    let mut served = full_metrics;
+    if let Some(tuned) = &choice.sequence {
         let t = Instant::now();
-        let test_warm = warm(&test.space);
-        let model = crate::sequence::fit(&test, log.users.len(), &tuned.config, test_warm.as_ref().map(|(w, ids)| (*w, ids.as_slice())))?;
+        let ids = ids_of(log, &test.space);
+        let model = crate::sequence::fit(&test, log.users.len(), &tuned.config, cfg.warm_start.as_ref().map(|w| (w, ids.as_slice())))?;
         let seq_fit = t.elapsed().as_secs_f64();
         let seq_scores = crate::sequence::score_phase(&model, &test, log.users.len())?;
         let seq_metrics = test.evaluate_scores(seq_scores.as_ref());
-        let gamma = match choice {
-            FullChoice::Blend(g) => g,
-            _ => best_blend_gamma(&tuning),
-        };
+        let gamma = choice.gamma();
         let blend_metrics = test.evaluate_scores((&seq_scores + &ease_test_scores * faer::Scale(gamma)).as_ref());
-        served_metrics = match choice {
+        served = match choice.full {
             FullChoice::Ease => full_metrics,
             FullChoice::Sequence => seq_metrics,
             FullChoice::Blend(_) => blend_metrics,
@@ -212,76 +272,132 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
             ("epochs", c.max_epochs.into()),
             ("items", n.into()),
         ];
-        seq_rows.push((FullChoice::Sequence, seq_metrics, seq_fit, seq_params.clone()));
+        sequence_rows.push((FullChoice::Sequence, seq_metrics, seq_fit, seq_params.clone()));
         let mut blend_params = seq_params;
         blend_params.push(("gamma", gamma.into()));
-        seq_rows.push((FullChoice::Blend(gamma), blend_metrics, seq_fit + full_fit, blend_params));
+        sequence_rows.push((FullChoice::Blend(gamma), blend_metrics, seq_fit + full_fit, blend_params));
+    }
+    let mut baselines = vec![("most popular", test.popular())];
+    if !cfg.protocol.exclude_seen() {
+        baselines.push(("buy again", test.buy_again()));
     }
     stage("test: fit and score once", t_stage);
+    Ok(Tested {
+        items: n,
+        ease: (full_metrics, full_fit),
+        edge: (edge_metrics, edge_fit, m_test),
+        sequence_rows,
+        served,
+        baselines,
+        targets: test.split.targets.clone(),
+    })
+}
 
-    // 4. Export: refit on the whole log with the chosen settings.
+/// Stage 4: refit the chosen models on the whole log and write the model
+/// directory (tract parity checked before its manifest is written).
+///
+/// # Errors
+/// On numerical failure, I/O errors, or a parity failure.
+pub fn export(log: &InteractionLog, cfg: &TrainConfig, choice: &Choice, tested: &Tested) -> anyhow::Result<(crate::artifacts::Exported, EdgeCoverage)> {
     let t_stage = Instant::now();
     // Grouped by user, each user's events in time order (file order within one
     // time), as `split` leaves them: the sequence model reads this order.
     let mut events = log.events.clone();
     events.sort_by_key(|e| (e.user, e.time));
-    let whole = crate::split::Split { train: events, targets: Vec::new() };
+    let whole = Split { train: events, targets: Vec::new() };
     let all = Phase::new(log, whole, cfg.protocol, cfg.weighting, cfg.min_count);
     let n_all = all.space.len();
-    let full_all = Scorer::Ease { b: ease(all.gram.as_ref(), n_all, best_lambda)?, beta: best_beta };
-    let m_all = edge_items_for_budget(cfg.edge_budget_bytes, best_rank, buy_again, n_all);
-    let edge_all = low_rank(all.gram.as_ref(), all.x_train.as_ref(), m_all, best_rank, best_lambda, best_beta)?;
-    let seq_all = match (&tuned, choice) {
+    let full_all = Scorer::Ease { b: ease(all.gram.as_ref(), n_all, choice.lambda)?, beta: choice.beta };
+    let m_all = edge_items_for_budget(cfg.edge_budget_bytes, choice.edge_rank, choice.beta > 0.0, n_all);
+    let edge_all = low_rank(all.gram.as_ref(), all.x_train.as_ref(), m_all, choice.edge_rank, choice.lambda, choice.beta)?;
+    let seq_all = match (&choice.sequence, choice.full) {
         (Some(t), FullChoice::Sequence | FullChoice::Blend(_)) => {
-            let all_warm = warm(&all.space);
-            Some(crate::sequence::fit(&all, log.users.len(), &t.config, all_warm.as_ref().map(|(w, ids)| (*w, ids.as_slice())))?)
+            let ids = ids_of(log, &all.space);
+            Some(crate::sequence::fit(&all, log.users.len(), &t.config, cfg.warm_start.as_ref().map(|w| (w, ids.as_slice())))?)
         }
         _ => None,
     };
-    let full_export = match (&seq_all, choice) {
+    let full_export = match (&seq_all, choice.full) {
         (Some(model), FullChoice::Sequence) => crate::artifacts::FullModel::Sequence { model, ease: None },
         (Some(model), FullChoice::Blend(gamma)) => crate::artifacts::FullModel::Sequence { model, ease: Some((&full_all, gamma)) },
         _ => crate::artifacts::FullModel::Ease(&full_all),
     };
     let coverage = EdgeCoverage::of(&all.space, m_all);
+    let (edge_metrics, ..) = tested.edge;
     let metrics = serde_json::json!({
         "edge_coverage": coverage,
         "protocol": cfg.protocol.describe(),
         "schedule": cfg.schedule.as_str(),
-        "full": served_metrics,
-        "ease": full_metrics,
+        "full": tested.served,
+        "ease": tested.ease.0,
         "edge": edge_metrics,
-        "edge_ndcg_ratio": edge_metrics.ndcg_at_20 / served_metrics.ndcg_at_20.max(f64::MIN_POSITIVE),
+        "edge_ndcg_ratio": edge_metrics.ndcg_at_20 / tested.served.ndcg_at_20.max(f64::MIN_POSITIVE),
     });
-    let exported = crate::artifacts::write(&cfg.out_dir, log, &all.space, &full_export, &edge_all, &test.split.targets, cfg, metrics)?;
-
+    let exported = crate::artifacts::write(&cfg.out_dir, log, &all.space, &full_export, &edge_all, &tested.targets, cfg, metrics)?;
     stage("refit on the whole log, export, parity", t_stage);
+    Ok((exported, coverage))
+}
+
+/// The quality table's rows: each model's test figures, the served one marked.
+fn rows(choice: &Choice, tested: &Tested, exported: &crate::artifacts::Exported) -> Vec<ReportRow> {
     let param = |pairs: &[(&str, serde_json::Value)]| pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
     // Names are one per kind, so a blend row is the served one whatever its γ.
-    let served = |c: FullChoice| c.name() == choice.name();
+    let served = |c: FullChoice| c.name() == choice.full.name();
     let label = |c: FullChoice| format!("{}{}", c.name(), if served(c) { " (full, served)" } else { "" });
-    rows.push(ReportRow {
-        model: label(FullChoice::Ease),
-        metrics: full_metrics,
-        fit_seconds: full_fit,
-        onnx_bytes: served(FullChoice::Ease).then_some(exported.full_bytes),
-        params: param(&[("lambda", best_lambda.into()), ("beta", best_beta.into()), ("items", n.into())]),
-    });
-    rows.push(ReportRow {
-        model: "low-rank EASE (edge)".into(),
-        metrics: edge_metrics,
-        fit_seconds: edge_fit,
-        onnx_bytes: Some(exported.edge_bytes),
-        params: param(&[("rank", best_rank.into()), ("items", m_test.into()), ("beta", best_beta.into())]),
-    });
-    for (c, metrics, fit_seconds, params) in seq_rows {
-        rows.push(ReportRow { model: label(c), metrics, fit_seconds, onnx_bytes: served(c).then_some(exported.full_bytes), params: param(&params) });
+    let (edge_metrics, edge_fit, m_test) = tested.edge;
+    let mut rows = vec![
+        ReportRow {
+            model: label(FullChoice::Ease),
+            metrics: tested.ease.0,
+            fit_seconds: tested.ease.1,
+            onnx_bytes: served(FullChoice::Ease).then_some(exported.full_bytes),
+            params: param(&[("lambda", choice.lambda.into()), ("beta", choice.beta.into()), ("items", tested.items.into())]),
+        },
+        ReportRow {
+            model: "low-rank EASE (edge)".into(),
+            metrics: edge_metrics,
+            fit_seconds: edge_fit,
+            onnx_bytes: Some(exported.edge_bytes),
+            params: param(&[("rank", choice.edge_rank.into()), ("items", m_test.into()), ("beta", choice.beta.into())]),
+        },
+    ];
+    for (c, metrics, fit_seconds, params) in &tested.sequence_rows {
+        rows.push(ReportRow {
+            model: label(*c),
+            metrics: *metrics,
+            fit_seconds: *fit_seconds,
+            onnx_bytes: served(*c).then_some(exported.full_bytes),
+            params: param(params),
+        });
     }
-    rows.push(ReportRow { model: "most popular".into(), metrics: test.popular(), fit_seconds: 0.0, onnx_bytes: None, params: BTreeMap::new() });
-    if !cfg.protocol.exclude_seen() {
-        rows.push(ReportRow { model: "buy again".into(), metrics: test.buy_again(), fit_seconds: 0.0, onnx_bytes: None, params: BTreeMap::new() });
+    for (name, metrics) in &tested.baselines {
+        rows.push(ReportRow { model: (*name).into(), metrics: *metrics, fit_seconds: 0.0, onnx_bytes: None, params: BTreeMap::new() });
     }
-    let report = Report { tuning, edge_coverage: Some(coverage), ..Report::new(log, cfg, n, started, rows) };
+    rows
+}
+
+/// Runs the pipeline — split, choose, test once, export, report — and
+/// writes the artifacts; returns the report.
+///
+/// # Errors
+/// On numerical failure or I/O errors writing the artifacts.
+pub fn run(log: &InteractionLog, cfg: &TrainConfig) -> anyhow::Result<Report> {
+    let started = Instant::now();
+    // The whole log covers the most items of any phase: if EASE fits there it fits everywhere.
+    let whole_space = crate::model::ItemSpace::new(&log.events, log.items.len(), cfg.min_count);
+    if let Err(refused) = crate::model::check_ease_fits(whole_space.len(), log.users.len(), cfg.ease_memory_budget) {
+        if cfg.schedule == crate::sequence::Schedule::Off {
+            return Err(refused.into()); // EASE was the only model asked for
+        }
+        return crate::large_catalog::run(log, cfg, &refused);
+    }
+    let (test_split, val_split) = split_stage(log, cfg)?;
+    stage("split", started);
+    let choice = choose(log, cfg, val_split)?;
+    let tested = test_once(log, cfg, test_split, &choice)?;
+    let (exported, coverage) = export(log, cfg, &choice, &tested)?;
+    let report = Report { edge_coverage: Some(coverage), ..Report::new(log, cfg, tested.items, started, rows(&choice, &tested, &exported)) };
+    let report = Report { tuning: choice.tuning, ..report };
     report.save(cfg)?;
     Ok(report)
 }

@@ -33,7 +33,22 @@ fn the_gate_approves_a_first_version_and_refuses_a_worse_one_leaving_the_stable_
     // The shop's older 80 % of events first.
     import(&["--until-quantile", "0.8"]);
     // EASE only (`--schedule off`): the gate, not the sequence model, is under test.
-    let retrain = ["retrain", "--events", &store, "--registry", &reg_arg, "--dataset", "movielens", "--schedule", "off", "--ort-python", ".venv/bin/python"];
+    // The latency budget is generous: this machine runs other suites meanwhile, and the latency check is not under test.
+    let retrain = [
+        "retrain",
+        "--events",
+        &store,
+        "--registry",
+        &reg_arg,
+        "--dataset",
+        "movielens",
+        "--schedule",
+        "off",
+        "--ort-python",
+        ".venv/bin/python",
+        "--max-p99-ms",
+        "10000",
+    ];
     let first = trainer(&retrain);
     assert_eq!(first["approved"], true, "{first}");
     assert!(first["window_users"].as_u64().unwrap() >= 100, "{first}");
