@@ -8,16 +8,9 @@ use std::time::Duration;
 
 use e2e::rollout::{self, Regions, TOKEN, as_version, registry_cmd, registry_with_movielens, wait_serving};
 
-fn tempdir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("edgerec-rollout-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_good_canary_is_promoted_to_every_region_under_load_with_no_failed_request() {
-    let base = tempdir("promote");
+    let base = rollout::workdir("promote");
     let (reg, v1) = registry_with_movielens(&base);
     let v2 = "movielens-rollout-v2";
     registry_cmd(
@@ -43,7 +36,7 @@ async fn a_good_canary_is_promoted_to_every_region_under_load_with_no_failed_req
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_worse_canary_is_rolled_back_and_marked_bad_and_a_corrupt_one_never_serves() {
-    let base = tempdir("rollback");
+    let base = rollout::workdir("rollback");
     let (reg, v1) = registry_with_movielens(&base);
     // A version that loads, verifies and warms up but costs many times more
     // per request (a wide, deep sequence model): p99 rises in the canary region.
@@ -60,7 +53,7 @@ async fn a_worse_canary_is_rolled_back_and_marked_bad_and_a_corrupt_one_never_se
     let record = list["versions"].as_array().unwrap().iter().find(|r| r["version"] == slow.as_str()).unwrap().clone();
     assert_eq!(record["status"], "bad", "{record}");
     // A bad version can never be made a pointer again.
-    let refused = std::process::Command::new(e2e::procs::repo().join("target/debug/origin"))
+    let refused = std::process::Command::new(e2e::procs::origin_bin())
         .args(["registry", "--registry", &reg.display().to_string(), "promote", "--version", &slow])
         .output()
         .unwrap();
@@ -75,7 +68,7 @@ async fn a_worse_canary_is_rolled_back_and_marked_bad_and_a_corrupt_one_never_se
     let full = reg.join("versions").join(v3).join("full.onnx");
     let bytes = std::fs::read(&full).unwrap();
     std::fs::write(&full, &bytes[..bytes.len() / 2]).unwrap();
-    let out = tokio::process::Command::new(e2e::procs::repo().join("target/debug/origin"))
+    let out = tokio::process::Command::new(e2e::procs::origin_bin())
         .args(["rollout", "--registry", &reg.display().to_string(), "--canary", &regions.a.url(), "--others", &regions.b.url()])
         .args(["--admin-token", TOKEN, "--version", v3, "--window-s", "1"])
         .output()
@@ -91,7 +84,7 @@ async fn a_worse_canary_is_rolled_back_and_marked_bad_and_a_corrupt_one_never_se
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_region_that_loses_its_registry_restores_it_and_no_request_fails() {
-    let base = tempdir("drill");
+    let base = rollout::workdir("drill");
     let figs = rollout::restore_drill(&base).await;
     assert!(figs.served_from_memory, "region A kept serving from memory: {figs:?}");
     assert_eq!(Some(figs.versions.0.clone()), figs.versions.1, "A serves the same version after restore and restart: {figs:?}");

@@ -14,6 +14,16 @@ fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo().join("target"))
 }
 
+/// A binary (or `examples/<name>`) of this build's dev profile, under Cargo's target directory.
+pub fn debug_bin(name: &str) -> PathBuf {
+    target_dir().join("debug").join(name)
+}
+
+/// The origin binary under test: `EDGEREC_ORIGIN_BIN` (e.g. a release build), else this build's.
+pub fn origin_bin() -> PathBuf {
+    std::env::var_os("EDGEREC_ORIGIN_BIN").map(PathBuf::from).unwrap_or_else(|| debug_bin("origin"))
+}
+
 /// A free loopback port (bound, read, released: good enough on a test machine).
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
@@ -85,8 +95,7 @@ impl Origin {
     /// # Panics
     /// As [`Origin::start_on`].
     pub async fn start_with(port: u16, models: &std::path::Path, extra: &[&str]) -> Origin {
-        let bin = std::env::var_os("EDGEREC_ORIGIN_BIN").map(PathBuf::from).unwrap_or_else(|| target_dir().join("debug/origin"));
-        Origin::spawn(&bin, port, models, extra).await
+        Origin::spawn(&origin_bin(), port, models, extra).await
     }
 
     /// Starts the origin binary `bin` on `port` serving `models` with extra
@@ -107,8 +116,8 @@ impl Origin {
     /// # Panics
     /// As [`Origin::spawn`].
     pub async fn spawn_registry(port: u16, registry: &std::path::Path, extra: &[&str]) -> Origin {
-        let bin = std::env::var_os("EDGEREC_ORIGIN_BIN").map(PathBuf::from).unwrap_or_else(|| target_dir().join("debug/origin"));
-        Origin::spawn_source(&bin, port, &["--registry".into(), registry.display().to_string(), "--registry-poll-ms".into(), "200".into()], extra).await
+        Origin::spawn_source(&origin_bin(), port, &["--registry".into(), registry.display().to_string(), "--registry-poll-ms".into(), "200".into()], extra)
+            .await
     }
 
     async fn spawn_source(bin: &std::path::Path, port: u16, source: &[String], extra: &[&str]) -> Origin {

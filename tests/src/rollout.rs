@@ -8,13 +8,17 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::load::{self, LoadSpec, Outcome};
-use crate::procs::{Edge, Origin, free_port, repo};
+use crate::procs::{Edge, Origin, debug_bin, free_port, origin_bin, repo};
 
 /// The operator token of the scenario's origins.
 pub const TOKEN: &str = "rollout-test-admin-token";
 
-fn origin_bin() -> PathBuf {
-    std::env::var_os("EDGEREC_ORIGIN_BIN").map(PathBuf::from).unwrap_or_else(|| repo().join("target/debug/origin"))
+/// A fresh, empty work directory for one scenario (under the system temp dir).
+pub fn workdir(name: &str) -> PathBuf {
+    let dir = crate::measure::tempdir(&format!("rollout-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("work directory");
+    dir
 }
 
 /// Runs `origin registry --registry <root> <args>`; its JSON answer.
@@ -60,7 +64,7 @@ pub fn version_of(dir: &Path) -> String {
 /// # Panics
 /// When the example is not built (`cargo build --all-targets` builds it).
 pub fn heavy_version(base: &Path, version: &str) -> PathBuf {
-    let bin = repo().join("target/debug/examples/heavy_model");
+    let bin = debug_bin("examples/heavy_model");
     let dir = base.join(version);
     let ok = std::process::Command::new(&bin).arg(repo().join("models/movielens")).arg(&dir).arg(version).status().is_ok_and(|s| s.success());
     assert!(ok, "{} failed (built by `cargo build --workspace --all-targets`)", bin.display());

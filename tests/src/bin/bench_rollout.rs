@@ -13,15 +13,8 @@ use std::time::{Duration, Instant};
 use e2e::procs::{Origin, free_port, repo};
 use e2e::rollout::{self, RolloutFigures, TOKEN, as_version, registry_cmd, registry_with_movielens, wait_serving};
 
-fn tempdir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("edgerec-bench-rollout-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
 fn trainer(args: &[&str]) -> std::process::Output {
-    let out = std::process::Command::new(repo().join("target/debug/trainer")).args(args).current_dir(repo()).output().expect("trainer runs");
+    let out = std::process::Command::new(e2e::procs::debug_bin("trainer")).args(args).current_dir(repo()).output().expect("trainer runs");
     assert!(out.status.success(), "trainer {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     out
 }
@@ -121,7 +114,7 @@ async fn main() {
     .unwrap();
 
     eprintln!("bench-rollout: freshness …");
-    let base = tempdir("fresh");
+    let base = rollout::workdir("fresh");
     let f = freshness(&base, window_s).await;
     let stages = |r: &Retrain| {
         r.verdict["seconds"]
@@ -166,7 +159,7 @@ async fn main() {
     writeln!(md, "## Rollout under load\n").unwrap();
     writeln!(md, "| scenario | decision | failed / sent | p99 before (ms) | p99 during and after (ms) | canary load (s) | converge (s) | the controller's reason |\n|---|---|---|---|---|---|---|---|").unwrap();
     eprintln!("bench-rollout: a good canary …");
-    let base = tempdir("promote");
+    let base = rollout::workdir("promote");
     let (reg, v1) = registry_with_movielens(&base);
     let v2 = "movielens-bench-v2";
     registry_cmd(&reg, &["publish", "--from", &as_version(&repo().join("models/movielens"), v2, &base).display().to_string(), "--status", "approved"]);
@@ -178,7 +171,7 @@ async fn main() {
     let _ = std::fs::remove_dir_all(&base);
 
     eprintln!("bench-rollout: a heavy canary …");
-    let base = tempdir("rollback");
+    let base = rollout::workdir("rollback");
     let (reg, v1) = registry_with_movielens(&base);
     let heavy = rollout::heavy_version(&base, "movielens-heavy");
     registry_cmd(&reg, &["publish", "--from", &heavy.display().to_string(), "--status", "approved"]);
@@ -191,7 +184,7 @@ async fn main() {
     writeln!(md, "\n`converge` is, for a promotion, the time from the decision until both regions serve the new version; for a rollback, until the canary region serves the stable version again (time to roll back). The heavy canary is slow, not broken: the controller rolls it back on p99 alone, before any request times out.\n").unwrap();
 
     eprintln!("bench-rollout: the restore drill …");
-    let base = tempdir("drill");
+    let base = rollout::workdir("drill");
     let d = rollout::restore_drill(&base).await;
     writeln!(md, "## Restore drill\n").unwrap();
     writeln!(md, "Region A (priority 1) and region B (priority 2, its registry the backup of A's) behind `wrangler dev`; while load runs through the edge, A's registry is deleted, A keeps serving from memory, `origin registry restore` brings the registry back from B's, A is restarted (SIGTERM, drain) and serves the same version.\n").unwrap();
