@@ -61,6 +61,72 @@ struct Input {
     protocol: ProtocolArg,
 }
 
+/// What a training run tries and within which budgets: `train` and `retrain` alike.
+#[derive(clap::Args)]
+struct Tuning {
+    /// Items need at least this many training interactions.
+    #[arg(long, default_value_t = 2)]
+    min_count: u64,
+    /// EASE L2 strengths to try.
+    #[arg(long, value_delimiter = ',', default_values_t = [50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0])]
+    lambdas: Vec<f64>,
+    /// Buy-again weights to try (last-basket protocol only).
+    #[arg(long, value_delimiter = ',', default_values_t = [0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0])]
+    betas: Vec<f64>,
+    /// Edge ranks to try.
+    #[arg(long, value_delimiter = ',', default_values_t = [32, 64, 128, 256])]
+    edge_ranks: Vec<usize>,
+    /// Largest edge ONNX file in bytes.
+    #[arg(long, default_value_t = 2_000_000)]
+    edge_budget: usize,
+    /// Sequence model (SASRec) training: `full` tunes on validation, `short`
+    /// is a fixed two-epoch run for tests, `off` trains EASE only.
+    #[arg(long, value_enum, default_value = "full")]
+    schedule: trainer::sequence::Schedule,
+    /// Seed of the sequence model's training.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Memory EASE may use (GiB); larger catalogs are refused before allocating.
+    #[arg(long, default_value_t = 12.0)]
+    ease_memory_budget_gib: f64,
+}
+
+impl Tuning {
+    /// The pipeline's settings for `dataset` under `protocol`, written to `out_dir`.
+    ///
+    /// # Errors
+    /// A non-positive λ, edge rank or memory budget, named by its flag.
+    fn config(
+        self,
+        dataset: String,
+        (protocol, weighting): (Protocol, Weighting),
+        out_dir: PathBuf,
+        splits_dir: Option<PathBuf>,
+    ) -> anyhow::Result<TrainConfig> {
+        let Tuning { min_count, lambdas, betas, edge_ranks, edge_budget, schedule, seed, ease_memory_budget_gib } = self;
+        anyhow::ensure!(!lambdas.is_empty() && lambdas.iter().all(|l| *l > 0.0), "--lambdas must be positive");
+        anyhow::ensure!(ease_memory_budget_gib.is_finite() && ease_memory_budget_gib > 0.0, "--ease-memory-budget-gib must be positive");
+        anyhow::ensure!(!edge_ranks.is_empty() && !edge_ranks.contains(&0), "--edge-ranks must be positive");
+        Ok(TrainConfig {
+            dataset,
+            protocol,
+            weighting,
+            min_count,
+            lambdas,
+            betas: if betas.is_empty() { vec![0.0] } else { betas },
+            edge_ranks,
+            edge_budget_bytes: edge_budget,
+            out_dir,
+            splits_dir,
+            schedule,
+            seed,
+            ease_memory_budget: (ease_memory_budget_gib * (1u64 << 30) as f64) as u64,
+            warm_start: None,
+            warm_epochs: 0,
+        })
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Tune, evaluate, refit and export one dataset.
@@ -76,31 +142,8 @@ enum Command {
         /// Write the validation/test splits here for the peer benchmark.
         #[arg(long)]
         splits: Option<PathBuf>,
-        /// Items need at least this many training interactions.
-        #[arg(long, default_value_t = 2)]
-        min_count: u64,
-        /// EASE L2 strengths to try.
-        #[arg(long, value_delimiter = ',', default_values_t = [50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0])]
-        lambdas: Vec<f64>,
-        /// Buy-again weights to try (last-basket protocol only).
-        #[arg(long, value_delimiter = ',', default_values_t = [0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0])]
-        betas: Vec<f64>,
-        /// Edge ranks to try.
-        #[arg(long, value_delimiter = ',', default_values_t = [32, 64, 128, 256])]
-        edge_ranks: Vec<usize>,
-        /// Largest edge ONNX file in bytes.
-        #[arg(long, default_value_t = 2_000_000)]
-        edge_budget: usize,
-        /// Sequence model (SASRec) training: `full` tunes on validation, `short`
-        /// is a fixed two-epoch run for tests, `off` trains EASE only.
-        #[arg(long, value_enum, default_value = "full")]
-        schedule: trainer::sequence::Schedule,
-        /// Seed of the sequence model's training.
-        #[arg(long, default_value_t = 42)]
-        seed: u64,
-        /// Memory EASE may use (GiB); larger catalogs are refused before allocating.
-        #[arg(long, default_value_t = 12.0)]
-        ease_memory_budget_gib: f64,
+        #[command(flatten)]
+        tuning: Tuning,
     },
     /// Score the peers' rankings on the same splits and add them to a report.
     EvalPeers {
@@ -147,12 +190,8 @@ enum Command {
         /// Python with onnxruntime for the parity check (default: .venv/bin/python when present).
         #[arg(long)]
         ort_python: Option<PathBuf>,
-        /// Sequence model schedule (as `train`).
-        #[arg(long, value_enum, default_value = "full")]
-        schedule: trainer::sequence::Schedule,
-        /// Items need at least this many training interactions.
-        #[arg(long, default_value_t = 2)]
-        min_count: u64,
+        #[command(flatten)]
+        tuning: Tuning,
         /// Repeat every so long (e.g. `1h`); once when omitted.
         #[arg(long)]
         every: Option<humantime::Duration>,
@@ -280,29 +319,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> anyhow::Result<()> {
     faer::set_global_parallelism(faer::Par::rayon(0));
     match Cli::parse().command {
-        Command::Train { input, dataset, out, splits, min_count, lambdas, betas, edge_ranks, edge_budget, schedule, seed, ease_memory_budget_gib } => {
-            anyhow::ensure!(!lambdas.is_empty() && lambdas.iter().all(|l| *l > 0.0), "--lambdas must be positive");
-            anyhow::ensure!(ease_memory_budget_gib.is_finite() && ease_memory_budget_gib > 0.0, "--ease-memory-budget-gib must be positive");
-            anyhow::ensure!(!edge_ranks.is_empty() && !edge_ranks.contains(&0), "--edge-ranks must be positive");
+        Command::Train { input, dataset, out, splits, tuning } => {
+            let cfg = tuning.config(dataset, protocol_of(&input), out, splits)?;
             let log = load(&input)?;
-            let (protocol, weighting) = protocol_of(&input);
-            let cfg = TrainConfig {
-                dataset,
-                protocol,
-                weighting,
-                min_count,
-                lambdas,
-                betas: if betas.is_empty() { vec![0.0] } else { betas },
-                edge_ranks,
-                edge_budget_bytes: edge_budget,
-                out_dir: out,
-                splits_dir: splits,
-                schedule,
-                seed,
-                ease_memory_budget: (ease_memory_budget_gib * (1u64 << 30) as f64) as u64,
-                warm_start: None,
-                warm_epochs: 0,
-            };
             let report = train::run(&log, &cfg)?;
             eprintln!("{}: trained, evaluated and exported to {} in {:.1} s", cfg.dataset, cfg.out_dir.display(), report.train_seconds);
         }
@@ -344,8 +363,7 @@ fn main() -> anyhow::Result<()> {
             max_full_bytes,
             max_p99_ms,
             ort_python,
-            schedule,
-            min_count,
+            tuning,
             every,
             keep,
             warm_start,
@@ -356,23 +374,8 @@ fn main() -> anyhow::Result<()> {
             let cfg = trainer::retrain::RetrainConfig {
                 events,
                 registry: registry.clone(),
-                train: TrainConfig {
-                    dataset,
-                    protocol,
-                    weighting,
-                    min_count,
-                    lambdas: vec![50.0, 100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0],
-                    betas: vec![0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0],
-                    edge_ranks: vec![32, 64, 128, 256],
-                    edge_budget_bytes: 2_000_000,
-                    out_dir: PathBuf::new(),
-                    splits_dir: None,
-                    schedule,
-                    seed: 42,
-                    ease_memory_budget: 12 << 30,
-                    warm_start: None,
-                    warm_epochs,
-                },
+                // `out_dir` is the retrain's work directory, set per run.
+                train: TrainConfig { warm_epochs, ..tuning.config(dataset, (protocol, weighting), PathBuf::new(), None)? },
                 warm_start,
                 eval_window_ms: eval_window.as_millis() as i64,
                 min_eval_users,
