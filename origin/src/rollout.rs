@@ -166,10 +166,14 @@ fn quantile(q: f64, before: &Snapshot, after: &Snapshot) -> f64 {
     lower_le
 }
 
+impl Figures {
+    fn new(requests: f64, errors: f64, p99_ms: f64) -> Self {
+        Figures { requests, errors, error_ratio: if requests > 0.0 { errors / requests } else { 0.0 }, p99_ms }
+    }
+}
+
 fn figures(before: &Snapshot, after: &Snapshot) -> Figures {
-    let requests = (after.requests - before.requests).max(0.0);
-    let errors = (after.errors - before.errors).max(0.0);
-    Figures { requests, errors, error_ratio: if requests > 0.0 { errors / requests } else { 0.0 }, p99_ms: 1e3 * quantile(0.99, before, after) }
+    Figures::new((after.requests - before.requests).max(0.0), (after.errors - before.errors).max(0.0), 1e3 * quantile(0.99, before, after))
 }
 
 /// Whether the canary is worse than the others, and why (module docs, step 3).
@@ -238,15 +242,12 @@ impl Client {
 }
 
 fn sum(figs: &[Figures]) -> Figures {
-    let requests: f64 = figs.iter().map(|f| f.requests).sum();
-    let errors: f64 = figs.iter().map(|f| f.errors).sum();
-    Figures {
-        requests,
-        errors,
-        error_ratio: if requests > 0.0 { errors / requests } else { 0.0 },
+    Figures::new(
+        figs.iter().map(|f| f.requests).sum(),
+        figs.iter().map(|f| f.errors).sum(),
         // The others' p99 as the worst of them: the canary must not be worse than any healthy region.
-        p99_ms: figs.iter().map(|f| f.p99_ms).fold(0.0, f64::max),
-    }
+        figs.iter().map(|f| f.p99_ms).fold(0.0, f64::max),
+    )
 }
 
 /// One rollout under way.
@@ -260,6 +261,10 @@ struct Rollout<'a> {
 }
 
 impl Rollout<'_> {
+    fn outcome(&self, decision: &'static str, reason: String, canary: Figures, others: Figures, canary_load_s: f64, converge_s: f64) -> Outcome {
+        Outcome { version: self.version.clone(), previous: self.previous.clone(), decision, reason, canary, others, canary_load_s, converge_s }
+    }
+
     /// Removes the canary, marks the version bad and waits for the canary
     /// region to serve the stable version again.
     async fn roll_back(&self, reason: String, canary: Figures, others: Figures, canary_load_s: f64) -> anyhow::Result<Outcome> {
@@ -270,16 +275,7 @@ impl Rollout<'_> {
             Some(p) => self.client.converge(std::slice::from_ref(&self.cfg.canary), p, self.settle).await?,
             None => 0.0,
         };
-        Ok(Outcome {
-            version: self.version.clone(),
-            previous: self.previous.clone(),
-            decision: "rolled_back",
-            reason,
-            canary,
-            others,
-            canary_load_s,
-            converge_s,
-        })
+        Ok(self.outcome("rolled_back", reason, canary, others, canary_load_s, converge_s))
     }
 
     async fn promote(&self, summary: String, canary: Figures, others: Figures, canary_load_s: f64) -> anyhow::Result<Outcome> {
@@ -289,7 +285,7 @@ impl Rollout<'_> {
         self.reg.set_status(&self.version, Status::Promoted, &reason)?;
         let all: Vec<String> = std::iter::once(self.cfg.canary.clone()).chain(self.cfg.others.iter().cloned()).collect();
         let converge_s = self.client.converge(&all, &self.version, self.settle).await?;
-        Ok(Outcome { version: self.version.clone(), previous: self.previous.clone(), decision: "promoted", reason, canary, others, canary_load_s, converge_s })
+        Ok(self.outcome("promoted", reason, canary, others, canary_load_s, converge_s))
     }
 
     async fn judge_window(&self, canary_load_s: f64) -> anyhow::Result<Outcome> {
@@ -340,17 +336,7 @@ pub async fn run(cfg: &RolloutConfig) -> anyhow::Result<Outcome> {
         // Corrupt or incomplete on disk: it never reaches a region.
         let reason = format!("refused as canary: {refused}");
         rollout.reg.set_status(&rollout.version, Status::Bad, &reason)?;
-        let outcome = Outcome {
-            version: rollout.version.clone(),
-            previous: rollout.previous.clone(),
-            decision: "rolled_back",
-            reason,
-            canary: Figures::default(),
-            others: Figures::default(),
-            canary_load_s: 0.0,
-            converge_s: 0.0,
-        };
-        return Ok(outcome);
+        return Ok(rollout.outcome("rolled_back", reason, Figures::default(), Figures::default(), 0.0, 0.0));
     }
     rollout.reg.set_status(&rollout.version, Status::Canary, &format!("canary at {}", cfg.canary))?;
     tracing::info!(version = rollout.version, canary = cfg.canary, "canary set");

@@ -26,7 +26,7 @@ mod record;
 
 use std::path::{Path, PathBuf};
 
-use shared::manifest::{MANIFEST_FORMAT, Manifest, ManifestError, is_bare_name};
+use shared::manifest::{Manifest, ManifestError, is_bare_name};
 use shared::model_set::MANIFEST_FILE;
 
 pub use record::{Change, Record, Status, TrainingWindow, now};
@@ -157,10 +157,8 @@ pub fn verify_dir(dir: &Path) -> Result<Manifest> {
     let label = dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
     let corrupt = |source| RegistryError::Corrupt { version: label.clone(), source };
     let manifest_path = dir.join(MANIFEST_FILE);
+    // `from_json` refuses another format and file names outside the directory.
     let manifest = Manifest::from_json(&io(&manifest_path, std::fs::read(&manifest_path))?).map_err(corrupt)?;
-    if manifest.format != MANIFEST_FORMAT {
-        return Err(corrupt(ManifestError::Format { found: manifest.format }));
-    }
     for name in manifest.files.keys() {
         let bytes = std::fs::read(dir.join(name)).map_err(|_| corrupt(ManifestError::Missing(name.clone())))?;
         manifest.verify(name, &bytes).map_err(corrupt)?;
