@@ -23,7 +23,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use registry::{Pointer, Registry, Status};
+use registry::{Pointer, Registry, RegistryError, Status};
 use serde::Serialize;
 
 /// The route whose figures judge a canary.
@@ -317,7 +317,8 @@ impl Rollout<'_> {
 /// Runs one rollout (module docs).
 ///
 /// # Errors
-/// When the registry has no such (approved) version, or an origin cannot be
+/// When the registry has no such (approved) version, the version was refused
+/// or marked bad (its record stays as it is), or an origin cannot be
 /// reached during the window (the canary is then removed and the version left
 /// as `canary` for an operator to judge).
 pub async fn run(cfg: &RolloutConfig) -> anyhow::Result<Outcome> {
@@ -333,6 +334,10 @@ pub async fn run(cfg: &RolloutConfig) -> anyhow::Result<Outcome> {
     let client = Client { http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?, token: cfg.admin_token.clone() };
     let rollout = Rollout { cfg, reg, client, version, previous, settle: Duration::from_secs_f64(cfg.settle_s) };
     if let Err(refused) = rollout.reg.set_pointer(Pointer::Canary, Some(&rollout.version)) {
+        // A refused or bad version keeps its record and reason: nothing to roll out.
+        if matches!(refused, RegistryError::NotServable { .. } | RegistryError::Unknown(_)) {
+            return Err(refused.into());
+        }
         // Corrupt or incomplete on disk: it never reaches a region.
         let reason = format!("refused as canary: {refused}");
         rollout.reg.set_status(&rollout.version, Status::Bad, &reason)?;

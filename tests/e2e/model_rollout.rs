@@ -58,6 +58,17 @@ async fn a_worse_canary_is_rolled_back_and_marked_bad_and_a_corrupt_one_never_se
         .output()
         .unwrap();
     assert!(!refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("never served"));
+    // Nor rolled out again: the rollout refuses and the record keeps the canary's figures.
+    let again = tokio::process::Command::new(e2e::procs::origin_bin())
+        .args(["rollout", "--registry", &reg.display().to_string(), "--canary", &regions.a.url(), "--others", &regions.b.url()])
+        .args(["--admin-token", TOKEN, "--version", &slow])
+        .output()
+        .await
+        .unwrap();
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("never served"), "{}", String::from_utf8_lossy(&again.stderr));
+    let list = registry_cmd(&reg, &["list"]);
+    let record = list["versions"].as_array().unwrap().iter().find(|r| r["version"] == slow.as_str()).unwrap().clone();
+    assert!(record["status"] == "bad" && record["reason"].as_str().unwrap().contains("p99"), "the reason stays: {record}");
 
     // A version truncated after it was approved: the canary cannot be set; nothing changes.
     let v3 = "movielens-rollout-v3";
