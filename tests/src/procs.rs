@@ -126,7 +126,11 @@ impl Origin {
         let backend: &[&str] = if extra.contains(&"--backend") { &[] } else { &["--backend", "tract"] };
         // Each origin its own store, so one test's catalog changes never reach another's answers.
         let events = (!extra.contains(&"--events")).then(|| {
-            let dir = std::env::temp_dir().join(format!("edgerec-origin-{}-{port}", std::process::id()));
+            // Per start, not per port: an origin restarted on its port must not share (and, when the
+            // old one is dropped, lose) its predecessor's directory.
+            static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let dir = std::env::temp_dir().join(format!("edgerec-origin-{}-{port}-{n}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             TempDir(dir)
         });
