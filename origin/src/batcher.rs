@@ -78,6 +78,7 @@ impl Batcher {
             mpsc::error::TrySendError::Full(_) => BatchError::QueueFull,
             mpsc::error::TrySendError::Closed(_) => BatchError::Closed,
         })?;
+        queue_depth(self.tx.max_capacity() - self.tx.capacity());
         answer.await.map_err(|_| BatchError::Closed)?
     }
 }
@@ -100,6 +101,7 @@ async fn collect(mut rx: mpsc::Receiver<Job>, backend: Arc<dyn Backend>, cfg: Ba
                 },
             }
         }
+        queue_depth(rx.len());
         let backend = backend.clone();
         tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -116,6 +118,13 @@ async fn collect(mut rx: mpsc::Receiver<Job>, backend: Arc<dyn Backend>, cfg: Ba
 /// 100 MB). Rows are sorted by length and cut into groups whose padded size
 /// stays under this and whose lengths are within 2× of each other.
 const MAX_PADDED_ENTRIES: usize = 2048;
+
+/// `inference_queue_depth`: requests waiting for a model run (set when one
+/// joins and when a batch leaves the queue). With `inference_batch_size` it
+/// tells an operator (and an autoscaler) whether the workers keep up.
+fn queue_depth(waiting: usize) {
+    metrics::gauge!("inference_queue_depth").set(waiting as f64);
+}
 
 fn group_by_length(mut jobs: Vec<Job>) -> Vec<Vec<Job>> {
     jobs.sort_by_key(|j| j.row.len());

@@ -168,6 +168,13 @@ pub struct ServeConfig {
     /// How long SIGTERM waits for in-flight requests before exiting (ms).
     #[arg(long, env = "EDGEREC_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
+    /// After SIGTERM, how long `/readyz` says 503 `draining` while the origin
+    /// still accepts and answers, before it stops accepting (ms): the time a
+    /// load balancer (a Kubernetes Service's endpoints) needs to see it go.
+    /// The pod's `terminationGracePeriodSeconds` must exceed this plus
+    /// `--shutdown-grace-ms`.
+    #[arg(long, env = "EDGEREC_SHUTDOWN_DELAY_MS", default_value_t = 0)]
+    pub shutdown_delay_ms: u64,
     /// The event and catalog store: `sqlite:PATH` (embedded, created if
     /// missing) or `postgres://user:password@host:port/db` (shared by several origins).
     #[arg(long, env = "EDGEREC_EVENTS", default_value = "sqlite:events.sqlite")]

@@ -58,6 +58,7 @@ pub async fn post_events(
         let catalog = live.catalog();
         batch.iter().filter(|e| model.as_ref().is_none_or(|m| m.policy.catalog().index_of(&e.item_id).is_none()) && catalog.get(&e.item_id).is_none()).count()
     };
+    let acted_at: Vec<i64> = batch.iter().map(|e| e.time_ms).collect();
     let started = std::time::Instant::now();
     let appended = if batch.is_empty() { Default::default() } else { blocking(move || live.store.append(&batch)).await? };
     metrics::histogram!("event_append_seconds").record(started.elapsed().as_secs_f64());
@@ -66,6 +67,9 @@ pub async fn post_events(
     metrics::counter!("events_duplicate_total").increment(appended.duplicates as u64);
     metrics::counter!("events_unknown_item_total").increment(unknown_items as u64);
     metrics::counter!("events_rate_limited_total").increment(rate_limited as u64);
+    // From the shopper's action (the event's time) to durable here: the edge queue's backlog shows up as lag.
+    let (lag, stored_at) = (metrics::histogram!("event_ingest_lag_seconds"), now_ms());
+    acted_at.into_iter().for_each(|t| lag.record((stored_at - t).max(0) as f64 / 1000.0));
     Ok(Json(EventsAccepted { received, stored: appended.stored, duplicates: appended.duplicates, unknown_items, rate_limited }))
 }
 

@@ -3,6 +3,7 @@
 //! origin serve --registry registry --registry-track canary …
 //! origin registry --registry registry list|verify|publish|promote|mark-bad|retain|backup|restore
 //! origin rollout --registry registry --canary http://a:8080 --others http://b:8080 --admin-token …
+//! origin probe --url http://127.0.0.1:8080/healthz   # a container's health check
 //! ```
 
 use std::path::PathBuf;
@@ -33,6 +34,16 @@ enum Command {
     },
     /// Roll an approved version out: canary region first, judged on live traffic, then every region (or rolled back).
     Rollout(RolloutConfig),
+    /// Exit 0 when `GET URL` answers 2xx within the timeout, else 1: the
+    /// image's health check (the image has no shell and no curl).
+    Probe {
+        /// What to ask.
+        #[arg(long, default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+        /// Longest wait for the answer (ms).
+        #[arg(long, default_value_t = 2000)]
+        timeout_ms: u64,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -49,6 +60,14 @@ fn main() -> anyhow::Result<()> {
             origin::telemetry::init_logging(origin::config::LogFormat::Pretty);
             let outcome = tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(origin::rollout::run(&cfg))?;
             println!("{}", serde_json::to_string_pretty(&outcome)?);
+            Ok(())
+        }
+        Command::Probe { url, timeout_ms } => {
+            let status = tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(async {
+                let client = reqwest::Client::builder().timeout(std::time::Duration::from_millis(timeout_ms)).build()?;
+                anyhow::Ok(client.get(&url).send().await?.status())
+            })?;
+            anyhow::ensure!(status.is_success(), "{url} answered {status}");
             Ok(())
         }
     }

@@ -139,6 +139,8 @@ pub struct ModelStore {
     /// so readers never wait for a model change in progress.
     history: Mutex<Vec<HistoryEntry>>,
     last_error: Mutex<Option<String>>,
+    /// The `model_info` series last set to 1 (version, backend).
+    published: Mutex<Option<(String, &'static str)>>,
     settings: LoadSettings,
 }
 
@@ -163,6 +165,7 @@ impl ModelStore {
             changes: tokio::sync::Mutex::new(()),
             history: Mutex::new(Vec::new()),
             last_error: Mutex::new(None),
+            published: Mutex::new(None),
             settings,
         }
     }
@@ -304,9 +307,17 @@ impl ModelStore {
         })
     }
 
+    /// `model_info{version, backend}` is 1 for the serving model only: the
+    /// series of the one it replaced drops to 0, so `model_info == 1` names
+    /// exactly one version per origin (the version-skew alert compares them).
     fn publish_info(&self) {
         if let Some(m) = self.current() {
-            metrics::gauge!("model_info", "version" => m.version().to_string(), "backend" => m.backend).set(1.0);
+            let now = (m.version().to_string(), m.backend);
+            let before = self.published.lock().unwrap_or_else(|p| p.into_inner()).replace(now.clone());
+            if let Some((version, backend)) = before.filter(|b| *b != now) {
+                metrics::gauge!("model_info", "version" => version, "backend" => backend).set(0.0);
+            }
+            metrics::gauge!("model_info", "version" => now.0, "backend" => now.1).set(1.0);
             metrics::gauge!("model_items").set(m.policy.n_items() as f64);
         }
     }

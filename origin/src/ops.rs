@@ -41,13 +41,19 @@ fn describe(m: &LoadedModel) -> serde_json::Value {
     })
 }
 
-/// `GET /readyz`: 200 once a model is loaded and warmed, else 503 (readiness).
+/// `GET /readyz`: 200 once a model is loaded and warmed, else 503 (readiness):
+/// `loading` before, `draining` after SIGTERM (requests are still answered
+/// meanwhile, see `--shutdown-delay-ms`).
 /// With the admin token: the model, its directory and backend, the rollback
 /// history, the ONNX Runtime library and the last reload error.
 pub async fn readyz(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let current = state.store.current();
-    let status = if current.is_some() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let word = if current.is_some() { "ready" } else { "loading" };
+    let draining = state.draining.load(std::sync::atomic::Ordering::Relaxed);
+    let (status, word) = match (&current, draining) {
+        (_, true) => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
+        (Some(_), false) => (StatusCode::OK, "ready"),
+        (None, false) => (StatusCode::SERVICE_UNAVAILABLE, "loading"),
+    };
     if authorize(&state, &headers).is_err() {
         return (status, Json(json!({ "status": word }))).into_response();
     }

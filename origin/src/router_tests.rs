@@ -117,6 +117,7 @@ fn router(fake: Option<Fake>, extra: &[&str]) -> axum::Router {
         admin_token: cfg.admin_token.clone(),
         metrics,
         live: live_data(),
+        draining: Default::default(),
     });
     app(state, &cfg)
 }

@@ -3,6 +3,7 @@
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use axum::error_handling::HandleErrorLayer;
@@ -144,6 +145,16 @@ async fn terminate_signal() {
     #[cfg(not(unix))]
     let term = std::future::pending::<()>();
     tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}
+
+/// Resolves `delay` after SIGTERM/Ctrl-C; meanwhile `/readyz` says 503
+/// `draining` and requests are still answered, so a load balancer that polls
+/// readiness (a Service's endpoints) stops sending before the port closes.
+async fn drain_on_terminate(state: Arc<AppState>, delay: Duration) {
+    terminate_signal().await;
+    state.draining.store(true, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(delay_ms = delay.as_millis() as u64, "shutdown signal: not ready, still answering for the drain delay");
+    tokio::time::sleep(delay).await;
 }
 
 /// Loads ONNX Runtime if configured (explicit `ort-*` preferences fail hard without it).
@@ -292,7 +303,7 @@ pub async fn serve_connections(
         });
     }
     drop(listener);
-    tracing::info!("shutdown signal: draining in-flight requests");
+    tracing::info!("no longer accepting: draining in-flight requests");
     tokio::select! {
         () = graceful.shutdown() => {}
         () = tokio::time::sleep(grace) => {
@@ -330,6 +341,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         metrics,
         live,
         follower: follower.clone(),
+        draining: AtomicBool::new(false),
     });
     let listener = tokio::net::TcpListener::bind(cfg.addr).await?;
     let source = cfg.models.as_ref().or(cfg.registry.as_ref()).map(|p| p.display().to_string()).unwrap_or_default();
@@ -365,7 +377,9 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         max_per_client: cfg.max_connections_per_client.max(1),
     };
     let grace = Duration::from_millis(cfg.shutdown_grace_ms);
-    serve_connections(listener, app(state, &cfg), limits, terminate_signal(), grace).await;
+    let delay = Duration::from_millis(cfg.shutdown_delay_ms);
+    let router = app(state.clone(), &cfg);
+    serve_connections(listener, router, limits, drain_on_terminate(state, delay), grace).await;
     tracing::info!("origin stopped");
     Ok(())
 }

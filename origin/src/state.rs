@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -26,4 +27,6 @@ pub struct AppState {
     pub live: Arc<LiveData>,
     /// The registry follower (`--registry`), if any.
     pub follower: Option<Arc<Follower>>,
+    /// Set by SIGTERM: `/readyz` answers 503 `draining` from then on.
+    pub draining: AtomicBool,
 }

@@ -24,6 +24,7 @@
 mod datasets;
 mod edge;
 mod fuzz;
+mod image;
 mod scale;
 mod setup;
 
@@ -102,6 +103,12 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         secs: u64,
     },
+    /// Build the origin's OCI image offline with podman (`localhost/edgerec-origin:release`, or `:dev` from the debug build).
+    Image {
+        /// From the debug build (what the tests use: no release compile).
+        #[arg(long)]
+        debug: bool,
+    },
     /// The full failover suite (edge vs nginx under every fault, overload, soak); writes docs/reliability.md.
     Chaos {
         /// Seconds of origin soak at the end (0 skips it).
@@ -146,7 +153,7 @@ fn bin(name: &str) -> PathBuf {
 /// run would each build tract with a different feature set — three builds of
 /// several minutes. One invocation with every target builds it once, and the
 /// test runner afterwards finds everything fresh.
-fn build_workspace() -> anyhow::Result<()> {
+pub(crate) fn build_workspace() -> anyhow::Result<()> {
     eprintln!("xtask: building the workspace (native, every target) …");
     run(cargo().args(["build", "--workspace", "--exclude", "edge", "--all-targets"]))
 }
@@ -661,6 +668,7 @@ fn main() -> anyhow::Result<()> {
             run(Command::new(target_dir().join("release/bench-edge")).args(["models/movielens", "docs/performance.md"]))
         }
         Cmd::Fuzz { secs } => fuzz::all(secs),
+        Cmd::Image { debug } => image::build(debug).map(drop),
         Cmd::BenchIngest { secs } => {
             setup::all()?;
             train(false, Schedule::Full)?;
