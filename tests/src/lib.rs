@@ -9,6 +9,7 @@ pub mod ingest;
 pub mod load;
 pub mod measure;
 pub mod nginx;
+pub mod platform;
 pub mod procs;
 pub mod quality;
 pub mod rollout;

@@ -80,8 +80,14 @@ pub fn build(debug: bool) -> anyhow::Result<String> {
     }
     write(&rootfs.join("etc/passwd"), &format!("root:x:0:0:root:/:/sbin/nologin\nedgerec:x:{USER_ID}:{USER_ID}:edgerec:/data:/sbin/nologin\n"))?;
     write(&rootfs.join("etc/group"), &format!("root:x:0:\nedgerec:x:{USER_ID}:\n"))?;
-    for dir in ["models", "registry", "data", "tmp"] {
+    // Mount points; /data and /tmp owned by the image's user (Containerfile
+    // COPY --chown), so a fresh volume there (podman copies the ownership up) is writable.
+    for dir in ["models", "registry"] {
         std::fs::create_dir_all(rootfs.join(dir))?;
+    }
+    let writable = stage.join("writable");
+    for dir in ["data", "tmp"] {
+        std::fs::create_dir_all(writable.join(dir))?;
     }
     let image = format!("{NAME}:{tag}");
     let containerfile = root().join("deploy/Containerfile");
@@ -94,7 +100,13 @@ pub fn build(debug: bool) -> anyhow::Result<String> {
     let size = podman().args(["image", "inspect", "--format", "{{.Size}}", &image]).output().context("podman image inspect")?;
     ensure!(size.status.success(), "podman image inspect {image} failed");
     let bytes: u64 = String::from_utf8_lossy(&size.stdout).trim().parse().context("image size")?;
-    println!("{image}: {:.1} MB ({} profile; origin, trainer, ONNX Runtime {}, {} shared libraries)", bytes as f64 / 1e6, profile_dir, ort_file(&ort), libs.len());
+    println!(
+        "{image}: {:.1} MB ({} profile; origin, trainer, ONNX Runtime {}, {} shared libraries)",
+        bytes as f64 / 1e6,
+        profile_dir,
+        ort_file(&ort),
+        libs.len()
+    );
     Ok(image)
 }
 

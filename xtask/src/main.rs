@@ -620,6 +620,8 @@ fn test() -> anyhow::Result<()> {
     // tests run it under wrangler dev beside the origin binary.
     eprintln!("xtask: building the edge worker (wasm32, {}) and the origin …", edge::PROFILE);
     edge::build()?;
+    // The origin's image (from the debug build: seconds) for the platform suite's `podman kube play`.
+    image::build(true)?;
     // The Rust suites last, so their runner's summary closes the output.
     // The event store's tests and the origin's PostgreSQL runs use the server set-up started.
     let pg = std::env::var("EDGEREC_PG_URL").unwrap_or_else(|_| setup::PG_URL.to_string());

@@ -1,6 +1,6 @@
 //! Idempotent set-up: quick when everything is already in place.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, bail, ensure};
@@ -72,17 +72,34 @@ pub const PG_URL: &str = "postgres://edgerec:edgerec@127.0.0.1:5432/edgerec";
 
 /// Debian packages the tests drive: Chromium for the browser tests
 /// (playwright-core drives it; test tools cannot download their own browsers
-/// here) and nginx, the failover suite's peer.
+/// here), nginx, the failover suite's peer, podman (with runc, and catatonit
+/// for a pod's infra container) for the image and `podman kube play`, and
+/// Prometheus (with promtool) for the monitoring tests.
 fn debian_packages() -> anyhow::Result<()> {
     let chromium = std::env::var_os("CHROMIUM_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
     let nginx = std::env::var_os("NGINX_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/sbin/nginx"));
-    let missing: Vec<&str> = [(chromium.exists(), "chromium"), (nginx.exists(), "nginx-light")].into_iter().filter(|(ok, _)| !ok).map(|(_, p)| p).collect();
+    let present = |p: &str| Path::new(p).exists();
+    let missing: Vec<&str> = [
+        (chromium.exists(), "chromium"),
+        (nginx.exists(), "nginx-light"),
+        (present("/usr/bin/podman"), "podman"),
+        (present("/usr/sbin/runc"), "runc"),
+        (present("/usr/bin/catatonit"), "catatonit"),
+        (present("/usr/lib/cni/bridge"), "containernetworking-plugins"),
+        (present("/usr/sbin/iptables"), "iptables"),
+        (present("/usr/bin/prometheus") && present("/usr/bin/promtool"), "prometheus"),
+    ]
+    .into_iter()
+    .filter(|(ok, _)| !ok)
+    .map(|(_, p)| p)
+    .collect();
     if missing.is_empty() {
         return Ok(());
     }
     eprintln!("setup: installing Debian's {} for the tests (apt-get, once)", missing.join(" and "));
     run(Command::new("apt-get").args(["update", "-qq"])).context("apt-get update (root and Debian's package mirror are needed)")?;
-    run(Command::new("apt-get").args(["install", "-y", "-qq"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"))
+    // No recommends: prometheus would pull in its node exporter and start nothing useful here.
+    run(Command::new("apt-get").args(["install", "-y", "-qq", "--no-install-recommends"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"))
         .context("apt-get install (or set CHROMIUM_BIN / NGINX_BIN to installed binaries)")
 }
 

@@ -1,0 +1,204 @@
+//! The deployment a platform team runs: the Kubernetes manifests are valid
+//! (strict schema) and agree with the origin they run (ports, probes, drain
+//! timing, environment, secrets, autoscaler metric), and the origin's image
+//! runs those manifests' pods under `podman kube play`: ready, answering,
+//! non-root on a read-only root file system, draining on SIGTERM.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use e2e::platform::{self, IMAGE_DEV, Played, manifest, manifests, podman_ok, podman_out};
+use e2e::procs::{debug_bin, free_port, origin_bin, repo};
+use e2e::rollout::{self, TOKEN};
+use serde_json::Value;
+
+const EDGE_KEY: &str = "platform-test-edge-key";
+
+fn env_value(container: &Value, name: &str) -> Option<String> {
+    container["env"].as_array()?.iter().find(|e| e["name"] == name)?["value"].as_str().map(str::to_string)
+}
+
+fn ms(container: &Value, name: &str) -> u64 {
+    env_value(container, name).unwrap_or_else(|| panic!("{name} not set")).parse().expect("ms")
+}
+
+fn help(bin: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(bin).args(args).arg("--help").output().expect("binary runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn manifests_pass_the_strict_schema_and_agree_with_the_origin() {
+    let files: Vec<String> = manifests().into_iter().map(|(f, _)| f.display().to_string()).collect::<BTreeSet<_>>().into_iter().collect();
+    assert!(files.len() >= 4, "deploy/k8s has the origin, the retrain job, the registry claim and the secret: {files:?}");
+    let out = Command::new(repo().join(".venv/bin/kubernetes-validate"))
+        .args(["--strict", "--kubernetes-version", "1.32.0"])
+        .args(&files)
+        .output()
+        .expect("kubernetes-validate (bench/requirements.txt) runs");
+    assert!(out.status.success(), "kubernetes-validate: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+
+    let deployment = manifest("Deployment", "edgerec-origin");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let origin = &pod["containers"][0];
+    // Probes: liveness asks only whether the process answers; readiness and start-up ask for a loaded model.
+    assert_eq!(origin["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(origin["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(origin["startupProbe"]["httpGet"]["path"], "/readyz");
+    let http = origin["ports"].as_array().unwrap().iter().find(|p| p["name"] == "http").expect("an http port");
+    assert_eq!(http["containerPort"], 8080, "the image listens on 0.0.0.0:8080 (deploy/Containerfile)");
+    // Drain: the pod leaves the endpoints before it stops accepting, and is killed only after draining.
+    let (delay, grace) = (ms(origin, "EDGEREC_SHUTDOWN_DELAY_MS"), ms(origin, "EDGEREC_SHUTDOWN_GRACE_MS"));
+    let readiness = &origin["readinessProbe"];
+    let unready_after = readiness["periodSeconds"].as_u64().unwrap() * readiness["failureThreshold"].as_u64().unwrap() * 1000;
+    assert!(unready_after < delay, "readiness notices the drain after {unready_after} ms, the port closes after {delay} ms");
+    let termination = pod["terminationGracePeriodSeconds"].as_u64().unwrap() * 1000;
+    assert!(termination > delay + grace, "terminationGracePeriodSeconds {termination} ms ≤ drain delay {delay} + grace {grace} ms");
+    assert_eq!(origin["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    // Every variable the manifests set is one the binaries read.
+    let serve_help = help(&origin_bin(), &["serve"]);
+    let names: Vec<String> = origin["env"].as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap().to_string()).collect();
+    for name in &names {
+        assert!(serve_help.contains(&format!("env: {name}")), "`origin serve` reads no {name}");
+    }
+    // Secrets: every key referenced exists in the example secret.
+    let secret = manifest("Secret", "edgerec-origin");
+    let cron = manifest("CronJob", "edgerec-retrain");
+    let trainer = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+    for c in [origin, trainer] {
+        for e in c["env"].as_array().unwrap() {
+            if let Some(r) = e["valueFrom"]["secretKeyRef"].as_object() {
+                assert_eq!(r["name"], "edgerec-origin");
+                assert!(secret["stringData"][r["key"].as_str().unwrap()].is_string(), "secret key {} missing", r["key"]);
+            }
+        }
+    }
+    // The retrain job's flags are the trainer's.
+    let retrain_help = help(&debug_bin("trainer"), &["retrain"]);
+    for flag in trainer["args"].as_array().unwrap().iter().filter_map(|a| a.as_str()).filter(|a| a.starts_with("--")) {
+        assert!(retrain_help.contains(flag), "`trainer retrain` has no {flag}");
+    }
+    // Selectors and targets name the Deployment's pods.
+    let labels = deployment["spec"]["template"]["metadata"]["labels"].as_object().unwrap();
+    for (kind, selector) in [
+        ("Service", &manifest("Service", "edgerec-origin")["spec"]["selector"]),
+        ("PodDisruptionBudget", &manifest("PodDisruptionBudget", "edgerec-origin")["spec"]["selector"]["matchLabels"]),
+    ] {
+        for (k, v) in selector.as_object().unwrap() {
+            assert_eq!(labels.get(k), Some(v), "{kind} selects {k}={v}, the pods are labelled {labels:?}");
+        }
+    }
+    let hpa = manifest("HorizontalPodAutoscaler", "edgerec-origin");
+    assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "edgerec-origin");
+    assert!(hpa["spec"]["minReplicas"].as_u64().unwrap() > manifest("PodDisruptionBudget", "edgerec-origin")["spec"]["minAvailable"].as_u64().unwrap());
+    // The custom metric is the one the Prometheus Adapter rule serves, over a series the origin exports.
+    let custom = hpa["spec"]["metrics"].as_array().unwrap().iter().find(|m| m["type"] == "Pods").expect("a per-pod custom metric");
+    let adapter = manifest("ConfigMap", "edgerec-prometheus-adapter");
+    let rules = adapter["data"]["config.yaml"].as_str().unwrap();
+    assert!(rules.contains(&format!("as: \"{}\"", custom["pods"]["metric"]["name"].as_str().unwrap())));
+    assert!(rules.contains("http_requests_in_flight{"), "the adapter reads the origin's http_requests_in_flight");
+}
+
+async fn ready(base: &str, limit: Duration) {
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        if client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return;
+        }
+        assert!(started.elapsed() < limit, "{base} not ready after {limit:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn recommend(client: &reqwest::Client, base: &str, i: usize) -> Result<Value, String> {
+    let r = client
+        .get(format!("{base}/v1/recommendations?history={}&k=5", rollout::history(i)))
+        .header("x-edgerec-edge-key", EDGE_KEY)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if !r.status().is_success() {
+        return Err(format!("status {}", r.status()));
+    }
+    r.json().await.map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_image_runs_the_manifests_pods_under_podman_kube_play() {
+    assert!(platform::image_exists(IMAGE_DEV), "{IMAGE_DEV} missing: `cargo xtask image --debug` builds it (`cargo xtask test` does)");
+    // The image: non-root, with a health check.
+    let user = podman_ok(&["image", "inspect", "--format", "{{.Config.User}}", IMAGE_DEV]);
+    assert_eq!(user, "65532:65532");
+    // The registry claim: a registry holding MovieLens as the stable version.
+    let work = rollout::workdir("platform");
+    let (registry, version) = rollout::registry_with_movielens(&work);
+    platform::put_volume("edgerec-registry", &registry);
+    platform::put_secret("edgerec-origin", &[("admin-token", TOKEN), ("edge-key", EDGE_KEY), ("events-url", "sqlite:/data/events.sqlite")]);
+    let deployment = manifest("Deployment", "edgerec-origin");
+    let ports = [free_port(), free_port()];
+    let replicas: Vec<Value> = ports.iter().enumerate().map(|(i, &p)| platform::replica(&deployment, i, IMAGE_DEV, p)).collect();
+    let _played = Played::play(&replicas);
+    let bases: Vec<String> = ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
+    for base in &bases {
+        ready(base, Duration::from_secs(90)).await;
+        assert_eq!(rollout::serving(&reqwest::Client::new(), base).await.as_deref(), Some(version.as_str()), "{base} serves the registry's stable version");
+    }
+    let container = Played::container(&deployment, 0, "origin");
+    assert_eq!(podman_ok(&["inspect", "--format", "{{.HostConfig.ReadonlyRootfs}}", &container]), "true", "readOnlyRootFilesystem holds");
+    // The image's HEALTHCHECK (plain podman/docker; kube play turns the
+    // livenessProbe into its own) runs `origin probe` inside the image: it passes here and fails on a 404.
+    let healthcheck = podman_ok(&["image", "inspect", "--format", "{{json .Config.Healthcheck.Test}}", IMAGE_DEV]);
+    assert!(healthcheck.contains("/usr/local/bin/origin") && healthcheck.contains("probe"), "health check: {healthcheck}");
+    assert!(podman_out(&["exec", &container, "/usr/local/bin/origin", "probe"]).status.success(), "origin probe passes in the pod");
+    let missing = podman_out(&["exec", &container, "/usr/local/bin/origin", "probe", "--url", "http://127.0.0.1:8080/nope"]);
+    assert!(!missing.status.success(), "origin probe fails on a 404");
+
+    // Traffic through both pods; the edge credential is required.
+    let client = reqwest::Client::new();
+    for i in 0..200 {
+        let base = &bases[i % 2];
+        let answer = recommend(&client, base, i).await.unwrap_or_else(|e| panic!("request {i} to {base}: {e}"));
+        assert_eq!(answer["source"], "origin");
+        assert_eq!(answer["items"].as_array().map(Vec::len), Some(5));
+    }
+    let stranger = client.get(format!("{}/v1/recommendations?history=1", bases[0])).send().await.unwrap();
+    assert_eq!(stranger.status(), 401, "without the edge key (the Secret's edge-key) no answer");
+    let metrics = client.get(format!("{}/metrics", bases[0])).bearer_auth(TOKEN).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(&format!("model_info{{version=\"{version}\"")), "model_info names the served version");
+    assert!(metrics.contains("http_requests_in_flight{route=\"/v1/recommendations\"}"), "the autoscaler's metric is exported");
+
+    // SIGTERM (what the kubelet sends; `podman stop` sends the image's
+    // STOPSIGNAL and, unlike a bare kill, does not restart the pod): not
+    // ready at once, still answering for the drain delay, then gone.
+    let delay = Duration::from_millis(ms(&deployment["spec"]["template"]["spec"]["containers"][0], "EDGEREC_SHUTDOWN_DELAY_MS"));
+    let termination = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"].as_u64().unwrap();
+    let mut stop =
+        platform::podman().args(["stop", "--time", &termination.to_string(), &container]).stdout(std::process::Stdio::null()).spawn().expect("podman stop");
+    let signalled = Instant::now();
+    let status = loop {
+        let s = client.get(format!("{}/readyz", bases[0])).send().await.unwrap();
+        if s.status() == 503 || signalled.elapsed() > Duration::from_secs(2) {
+            break s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.status(), 503, "readiness fails once SIGTERM arrives");
+    assert_eq!(status.json::<Value>().await.unwrap()["status"], "draining");
+    let mut answered_while_draining = 0;
+    while signalled.elapsed() < delay - Duration::from_millis(1000) {
+        recommend(&client, &bases[0], answered_while_draining).await.unwrap_or_else(|e| panic!("a draining pod still answers: {e}"));
+        answered_while_draining += 1;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(tokio::task::spawn_blocking(move || stop.wait()).await.unwrap().unwrap().success(), "podman stop");
+    let stopped_after = signalled.elapsed();
+    assert!(stopped_after < Duration::from_secs(termination), "stopped by SIGKILL after {stopped_after:?}, not by draining");
+    assert_eq!(podman_ok(&["inspect", "--format", "{{.State.ExitCode}}", &container]), "0", "a drained origin exits 0");
+    assert!(stopped_after >= delay, "stopped after {stopped_after:?}, before the drain delay {delay:?}");
+    // The other replica never noticed.
+    recommend(&client, &bases[1], 0).await.expect("the other pod answers");
+    eprintln!("kube play: 2 pods ready, 200 answers, SIGTERM → draining, {answered_while_draining} answers meanwhile, exit 0 after {stopped_after:.1?}");
+}
