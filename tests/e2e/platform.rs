@@ -90,6 +90,15 @@ fn manifests_pass_the_strict_schema_and_agree_with_the_origin() {
             assert_eq!(labels.get(k), Some(v), "{kind} selects {k}={v}, the pods are labelled {labels:?}");
         }
     }
+    // Prometheus Operator scraping: the pods, their http port, the admin token.
+    let monitor = manifest("PodMonitor", "edgerec-origin");
+    for (k, v) in monitor["spec"]["selector"]["matchLabels"].as_object().unwrap() {
+        assert_eq!(labels.get(k), Some(v), "PodMonitor selects {k}={v}");
+    }
+    let endpoint = &monitor["spec"]["podMetricsEndpoints"][0];
+    assert_eq!(endpoint["port"], "http");
+    assert_eq!(endpoint["path"], "/metrics");
+    assert!(secret["stringData"][endpoint["authorization"]["credentials"]["key"].as_str().unwrap()].is_string());
     let hpa = manifest("HorizontalPodAutoscaler", "edgerec-origin");
     assert_eq!(hpa["spec"]["scaleTargetRef"]["name"], "edgerec-origin");
     assert!(hpa["spec"]["minReplicas"].as_u64().unwrap() > manifest("PodDisruptionBudget", "edgerec-origin")["spec"]["minAvailable"].as_u64().unwrap());

@@ -8,6 +8,7 @@ pub mod fault_proxy;
 pub mod ingest;
 pub mod load;
 pub mod measure;
+pub mod monitoring;
 pub mod nginx;
 pub mod platform;
 pub mod procs;
