@@ -36,6 +36,18 @@ thread_local! {
     static STATE: OnceCell<Rc<RefCell<EdgeState>>> = const { OnceCell::new() };
 }
 
+thread_local! {
+    /// Answers this isolate gave, by source (`/healthz` `answers`): the edge's
+    /// figures a platform team collects (docs/deploy.md maps them to Workers
+    /// Analytics Engine and Logpush in production).
+    static ANSWERS: RefCell<std::collections::BTreeMap<&'static str, u64>> = RefCell::new(Default::default());
+}
+
+/// Counts one answer by its source.
+fn count_answer(source: shared::wire::Source) {
+    ANSWERS.with(|a| *a.borrow_mut().entry(source.as_str()).or_insert(0) += 1);
+}
+
 fn state(cfg: &EdgeConfig) -> Rc<RefCell<EdgeState>> {
     let seed = (worker::js_sys::Math::random() * 2f64.powi(53)) as u64;
     STATE.with(|s| Rc::clone(s.get_or_init(|| Rc::new(RefCell::new(EdgeState::new(cfg, seed))))))
@@ -169,6 +181,11 @@ fn healthz(env: &Env) -> Result<Response, RequestError> {
     let (synced_ms, version, hidden) = catalog_sync::status();
     let catalog =
         serde_json::json!({ "version": version, "hidden_items": hidden, "synced_ms_ago": (synced_ms > 0).then(|| now_ms().saturating_sub(synced_ms)) });
+    let answers = ANSWERS.with(|a| a.borrow().clone());
+    // Of the answers that could come from the cache (a known history), the share that did.
+    let asked: u64 = answers.iter().filter(|(s, _)| **s != "popular").map(|(_, n)| n).sum();
+    let cached: u64 = ["cache", "stale-cache"].iter().filter_map(|s| answers.get(s)).sum();
+    let cache_hit_ratio = (asked > 0).then(|| cached as f64 / asked as f64);
     let body = serde_json::json!({
         "status": if ok { "ok" } else { "unhealthy" },
         "model": match model.as_ref() {
@@ -184,6 +201,8 @@ fn healthz(env: &Env) -> Result<Response, RequestError> {
         }),
         "config": if cfg.is_ok() { "ok" } else { "invalid (see the worker's log)" },
         "catalog": catalog,
+        "answers": answers,
+        "cache_hit_ratio": cache_hit_ratio,
     });
     let response = Response::from_json(&body).map_err(internal)?;
     Ok(if ok { response } else { response.with_status(503) })
@@ -334,6 +353,21 @@ async fn recommend(
             }
         }
     }
+    count_answer(served.body.source);
+    // One structured line per answer: Workers Logs / Logpush collect it in
+    // production (sampled by wrangler.toml's [observability]); docs/deploy.md
+    // lists the figures a platform team derives from it.
+    worker::console_log!(
+        "{}",
+        serde_json::json!({
+            "edgerec": "answer",
+            "request_id": request_id,
+            "source": served.body.source.as_str(),
+            "origin": served.timing.served_by,
+            "attempts": served.timing.attempts.len(),
+            "server_timing": served.timing.header(),
+        })
+    );
     let mut response = Response::from_json(&served.body).map_err(internal)?;
     let headers = response.headers_mut();
     headers.set("x-rec-source", served.body.source.as_str()).map_err(internal)?;

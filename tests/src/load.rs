@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// How much load, and for at most how long.
@@ -63,13 +63,19 @@ impl Outcome {
 /// Sends `spec.requests` requests to `url(i)`; returns outcomes in send order.
 /// `source_header` names the header that tells where an answer came from.
 pub async fn run(url: impl Fn(usize) -> String + Send + Sync + 'static, spec: LoadSpec, source_header: &'static str) -> Vec<Outcome> {
+    run_until(url, spec, source_header, Arc::new(AtomicBool::new(false))).await
+}
+
+/// [`run`], also stopping (no request sent after) once `stop` is set: for a
+/// load that lasts as long as a scenario does.
+pub async fn run_until(url: impl Fn(usize) -> String + Send + Sync + 'static, spec: LoadSpec, source_header: &'static str, stop: Arc<AtomicBool>) -> Vec<Outcome> {
     let client = reqwest::Client::builder().timeout(spec.timeout).pool_max_idle_per_host(spec.concurrency).build().expect("client");
     let url = Arc::new(url);
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..spec.concurrency {
-        let (client, url, next) = (client.clone(), Arc::clone(&url), Arc::clone(&next));
+        let (client, url, next, stop) = (client.clone(), Arc::clone(&url), Arc::clone(&next), Arc::clone(&stop));
         workers.push(tokio::spawn(async move {
             let mut out = Vec::new();
             loop {
@@ -80,6 +86,9 @@ pub async fn run(url: impl Fn(usize) -> String + Send + Sync + 'static, spec: Lo
                 if let Some(rate) = spec.rate_per_s {
                     let due = started + Duration::from_secs_f64(i as f64 / rate);
                     tokio::time::sleep_until(due.into()).await;
+                }
+                if stop.load(Ordering::Relaxed) {
+                    return out;
                 }
                 let sent = Instant::now();
                 let sent_at_ms = (sent - started).as_secs_f64() * 1e3;

@@ -103,6 +103,8 @@ enum Cmd {
         #[arg(long, default_value_t = 60)]
         secs: u64,
     },
+    /// Origin replicas 1, 2, 3 (podman, CPU-limited) under the same load, direct and through the edge, and a rolling restart under load; writes docs/scaleout.md.
+    BenchScaleout,
     /// Build the origin's OCI image offline with podman (`localhost/edgerec-origin:release`, or `:dev` from the debug build).
     Image {
         /// From the debug build (what the tests use: no release compile).
@@ -671,6 +673,7 @@ fn main() -> anyhow::Result<()> {
         }
         Cmd::Fuzz { secs } => fuzz::all(secs),
         Cmd::Image { debug } => image::build(debug).map(drop),
+        Cmd::BenchScaleout => scale::scaleout(),
         Cmd::BenchIngest { secs } => {
             setup::all()?;
             train(false, Schedule::Full)?;

@@ -111,3 +111,20 @@ pub fn bench(only: &[String], retrain: bool) -> anyhow::Result<()> {
     let dirs: Vec<PathBuf> = SIZES.iter().map(model_dir).filter(|d| d.is_dir()).collect();
     run(Command::new(bin("bench-scale")).arg("report").arg("docs/scale.md").args(&dirs))
 }
+
+/// `cargo xtask bench-scaleout`: the 10⁵-item shop (trained once, as by
+/// `bench-scale`), the origin's image, the worker built with that model, then
+/// `bench-scaleout` pinned to core 0 (the replicas get core 1); writes docs/scaleout.md.
+pub fn scaleout() -> anyhow::Result<()> {
+    let size = &SIZES[1];
+    train(size, false)?;
+    let dir = model_dir(size);
+    if let Ok(why) = std::fs::read_to_string(dir.join("FAILED")) {
+        bail!("the {} model failed to train: {why}", size.label);
+    }
+    crate::image::build(true)?;
+    build_edge(Some(&dir))?;
+    let result = run(Command::new("taskset").args(["-c", "0"]).arg(bin("bench-scaleout")).arg(&dir).arg("docs/scaleout.md"));
+    build_edge(None)?;
+    result
+}
