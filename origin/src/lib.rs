@@ -24,6 +24,7 @@ pub mod events_api;
 pub mod live_data;
 pub mod model_store;
 pub mod ops;
+pub mod parity;
 pub mod rate_limit;
 pub mod registry_cli;
 pub mod registry_follow;

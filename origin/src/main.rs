@@ -4,6 +4,7 @@
 //! origin registry --registry registry list|verify|publish|promote|mark-bad|retain|backup|restore
 //! origin rollout --registry registry --canary http://a:8080 --others http://b:8080 --admin-token …
 //! origin probe --url http://127.0.0.1:8080/healthz   # a container's health check
+//! origin parity --models models/movielens             # ONNX Runtime agrees with the trainer
 //! ```
 
 use std::path::PathBuf;
@@ -34,6 +35,15 @@ enum Command {
     },
     /// Roll an approved version out: canary region first, judged on live traffic, then every region (or rolled back).
     Rollout(RolloutConfig),
+    /// Check that ONNX Runtime (CPU) ranks a model directory's parity cases as the trainer did; exit 1 if not.
+    Parity {
+        /// The model directory (manifest.json, catalog.json, parity.json, the models).
+        #[arg(long)]
+        models: PathBuf,
+        /// `libonnxruntime.so`.
+        #[arg(long, env = "ORT_DYLIB_PATH")]
+        ort_lib: PathBuf,
+    },
     /// Exit 0 when `GET URL` answers 2xx within the timeout, else 1: the
     /// image's health check (the image has no shell and no curl).
     Probe {
@@ -60,6 +70,13 @@ fn main() -> anyhow::Result<()> {
             origin::telemetry::init_logging(origin::config::LogFormat::Pretty);
             let outcome = tokio::runtime::Builder::new_current_thread().enable_all().build()?.block_on(origin::rollout::run(&cfg))?;
             println!("{}", serde_json::to_string_pretty(&outcome)?);
+            Ok(())
+        }
+        Command::Parity { models, ort_lib } => {
+            let rt = origin::backend::OrtRuntime::load(&ort_lib)?;
+            for line in origin::parity::check(&models, &rt)? {
+                println!("onnxruntime parity: {line}");
+            }
             Ok(())
         }
         Command::Probe { url, timeout_ms } => {

@@ -165,6 +165,11 @@ async fn the_image_runs_the_manifests_pods_under_podman_kube_play() {
     let missing = podman_out(&["exec", &container, "/usr/local/bin/origin", "probe", "--url", "http://127.0.0.1:8080/nope"]);
     assert!(!missing.status.success(), "origin probe fails on a 404");
 
+    // The retrain job's ONNX Runtime gate runs in this image (no Python): `origin parity` on the served version.
+    let parity = podman_out(&["exec", &container, "/usr/local/bin/origin", "parity", "--models", &format!("/registry/versions/{version}")]);
+    assert!(parity.status.success(), "origin parity in the image: {}", String::from_utf8_lossy(&parity.stderr));
+    assert!(String::from_utf8_lossy(&parity.stdout).contains("users agree"));
+
     // Traffic through both pods; the edge credential is required.
     let client = reqwest::Client::new();
     for i in 0..200 {
@@ -210,4 +215,33 @@ async fn the_image_runs_the_manifests_pods_under_podman_kube_play() {
     // The other replica never noticed.
     recommend(&client, &bases[1], 0).await.expect("the other pod answers");
     eprintln!("kube play: 2 pods ready, 200 answers, SIGTERM → draining, {answered_while_draining} answers meanwhile, exit 0 after {stopped_after:.1?}");
+}
+
+/// `origin parity` (the retrain gate's ONNX Runtime check where no Python
+/// is) passes on a trained model and fails, naming the model and the user,
+/// when the trainer's recorded ranking disagrees with ONNX Runtime's.
+#[test]
+fn origin_parity_fails_when_onnx_runtime_disagrees_with_the_trainer() {
+    let lib = e2e::procs::ort_lib().expect("libonnxruntime.so (cargo xtask setup)");
+    let run = |dir: &std::path::Path| Command::new(origin_bin()).args(["parity", "--models"]).arg(dir).arg("--ort-lib").arg(&lib).output().expect("origin runs");
+    let good = run(&repo().join("models/movielens"));
+    assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
+    let lines = String::from_utf8_lossy(&good.stdout).lines().filter(|l| l.contains("users agree")).count();
+    assert_eq!(lines, 2, "the full and the edge model are both checked");
+    let dir = rollout::workdir("parity").join("movielens");
+    std::fs::create_dir_all(&dir).unwrap();
+    for f in std::fs::read_dir(repo().join("models/movielens")).unwrap().flatten() {
+        if f.path().is_file() {
+            std::fs::copy(f.path(), dir.join(f.file_name())).unwrap();
+        }
+    }
+    let mut parity: Value = serde_json::from_slice(&std::fs::read(dir.join("parity.json")).unwrap()).unwrap();
+    let user = parity["cases"][0]["user"].as_str().unwrap().to_string();
+    let score = parity["cases"][0]["scores"]["full"][0].as_f64().unwrap();
+    parity["cases"][0]["scores"]["full"][0] = (score + 0.5).into();
+    std::fs::write(dir.join("parity.json"), parity.to_string()).unwrap();
+    let bad = run(&dir);
+    assert!(!bad.status.success(), "a disagreeing score must fail");
+    let why = String::from_utf8_lossy(&bad.stderr);
+    assert!(why.contains(&format!("full user {user}")), "{why}");
 }

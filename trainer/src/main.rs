@@ -190,6 +190,9 @@ enum Command {
         /// Python with onnxruntime for the parity check (default: .venv/bin/python when present).
         #[arg(long)]
         ort_python: Option<PathBuf>,
+        /// Without that Python: the `origin` binary whose `origin parity` checks it (default: `origin` beside this binary, as in the image).
+        #[arg(long)]
+        ort_origin: Option<PathBuf>,
         #[command(flatten)]
         tuning: Tuning,
         /// Repeat every so long (e.g. `1h`); once when omitted.
@@ -363,6 +366,7 @@ fn main() -> anyhow::Result<()> {
             max_full_bytes,
             max_p99_ms,
             ort_python,
+            ort_origin,
             tuning,
             every,
             keep,
@@ -385,6 +389,10 @@ fn main() -> anyhow::Result<()> {
                     max_p99_ms,
                     ort_python: ort_python.or_else(|| default_python.exists().then_some(default_python)),
                     ort_parity_script: PathBuf::from("bench/ort_parity.py"),
+                    ort_origin: ort_origin.or_else(|| {
+                        let beside = std::env::current_exe().ok()?.with_file_name("origin");
+                        beside.exists().then_some(beside)
+                    }),
                 },
             };
             loop {

@@ -50,11 +50,14 @@ pub struct Gate {
     pub max_full_bytes: u64,
     /// Largest p99 of one full-model request through tract on this machine, ms.
     pub max_p99_ms: f64,
-    /// Python with onnxruntime for `bench/ort_parity.py`; `None` refuses
-    /// every candidate (parity must be checked, not assumed).
+    /// Python with onnxruntime for `bench/ort_parity.py` (a checkout with its venv) ...
     pub ort_python: Option<PathBuf>,
     /// The parity script.
     pub ort_parity_script: PathBuf,
+    /// ... else the `origin` binary, whose `origin parity` makes the same
+    /// check through its own ONNX Runtime (the image: no Python there).
+    /// Neither refuses every candidate (parity must be checked, not assumed).
+    pub ort_origin: Option<PathBuf>,
 }
 
 /// `trainer retrain` settings.
@@ -232,14 +235,22 @@ pub fn warm_start_of(dir: &Path) -> anyhow::Result<Option<crate::sasrec::WarmSta
     Ok(Some(crate::sasrec::WarmStart::load(&dir.join(crate::sasrec::WARM_START_FILE), config, ids)?))
 }
 
-/// Runs `bench/ort_parity.py` on `dir`; `Ok(words)` when it passes.
+/// Runs `bench/ort_parity.py` (or `origin parity`) on `dir`; `Ok(words)` when it passes.
 fn ort_parity(gate: &Gate, dir: &Path) -> Result<String, String> {
-    let python = gate.ort_python.as_ref().ok_or("onnxruntime parity not checked: no Python with onnxruntime (--ort-python)")?;
-    let out = std::process::Command::new(python)
-        .arg(&gate.ort_parity_script)
-        .arg(dir)
-        .output()
-        .map_err(|e| format!("onnxruntime parity: {} failed to start: {e}", python.display()))?;
+    let mut cmd = match (&gate.ort_python, &gate.ort_origin) {
+        (Some(python), _) => {
+            let mut cmd = std::process::Command::new(python);
+            cmd.arg(&gate.ort_parity_script).arg(dir);
+            cmd
+        }
+        (None, Some(origin)) => {
+            let mut cmd = std::process::Command::new(origin);
+            cmd.arg("parity").arg("--models").arg(dir);
+            cmd
+        }
+        (None, None) => return Err("onnxruntime parity not checked: no Python with onnxruntime (--ort-python) and no origin binary (--ort-origin)".into()),
+    };
+    let out = cmd.output().map_err(|e| format!("onnxruntime parity: {:?} failed to start: {e}", cmd.get_program()))?;
     let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
     if out.status.success() { Ok(text) } else { Err(format!("onnxruntime parity failed: {text} {}", String::from_utf8_lossy(&out.stderr).trim())) }
 }
