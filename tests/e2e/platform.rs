@@ -223,7 +223,8 @@ async fn the_image_runs_the_manifests_pods_under_podman_kube_play() {
 #[test]
 fn origin_parity_fails_when_onnx_runtime_disagrees_with_the_trainer() {
     let lib = e2e::procs::ort_lib().expect("libonnxruntime.so (cargo xtask setup)");
-    let run = |dir: &std::path::Path| Command::new(origin_bin()).args(["parity", "--models"]).arg(dir).arg("--ort-lib").arg(&lib).output().expect("origin runs");
+    let run =
+        |dir: &std::path::Path| Command::new(origin_bin()).args(["parity", "--models"]).arg(dir).arg("--ort-lib").arg(&lib).output().expect("origin runs");
     let good = run(&repo().join("models/movielens"));
     assert!(good.status.success(), "{}", String::from_utf8_lossy(&good.stderr));
     let lines = String::from_utf8_lossy(&good.stdout).lines().filter(|l| l.contains("users agree")).count();

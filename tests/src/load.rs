@@ -68,7 +68,12 @@ pub async fn run(url: impl Fn(usize) -> String + Send + Sync + 'static, spec: Lo
 
 /// [`run`], also stopping (no request sent after) once `stop` is set: for a
 /// load that lasts as long as a scenario does.
-pub async fn run_until(url: impl Fn(usize) -> String + Send + Sync + 'static, spec: LoadSpec, source_header: &'static str, stop: Arc<AtomicBool>) -> Vec<Outcome> {
+pub async fn run_until(
+    url: impl Fn(usize) -> String + Send + Sync + 'static,
+    spec: LoadSpec,
+    source_header: &'static str,
+    stop: Arc<AtomicBool>,
+) -> Vec<Outcome> {
     let client = reqwest::Client::builder().timeout(spec.timeout).pool_max_idle_per_host(spec.concurrency).build().expect("client");
     let url = Arc::new(url);
     let next = Arc::new(AtomicUsize::new(0));

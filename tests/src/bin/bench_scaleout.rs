@@ -163,12 +163,26 @@ async fn drive(bases: Vec<String>, q: &Arc<Questions>, spec: LoadSpec, offset: u
 
 /// Closed loop at [`CONCURRENCY_PER_REPLICA`] × `replicas` for [`WINDOW`]: the replicas' capacity.
 fn closed_loop(replicas: usize) -> LoadSpec {
-    LoadSpec { requests: usize::MAX / 2, concurrency: CONCURRENCY_PER_REPLICA * replicas, max_duration: WINDOW, timeout: Duration::from_secs(10), think: Duration::ZERO, rate_per_s: None }
+    LoadSpec {
+        requests: usize::MAX / 2,
+        concurrency: CONCURRENCY_PER_REPLICA * replicas,
+        max_duration: WINDOW,
+        timeout: Duration::from_secs(10),
+        think: Duration::ZERO,
+        rate_per_s: None,
+    }
 }
 
 /// Open loop at `rate` for [`WINDOW`]: the same offered load whatever answers.
 fn open_loop(rate: f64) -> LoadSpec {
-    LoadSpec { requests: usize::MAX / 2, concurrency: 256, max_duration: WINDOW, timeout: Duration::from_secs(10), think: Duration::ZERO, rate_per_s: Some(rate) }
+    LoadSpec {
+        requests: usize::MAX / 2,
+        concurrency: 256,
+        max_duration: WINDOW,
+        timeout: Duration::from_secs(10),
+        think: Duration::ZERO,
+        rate_per_s: Some(rate),
+    }
 }
 
 /// A short warm-up (first model runs, connections).
@@ -190,8 +204,7 @@ fn summarize(outcomes: &[Outcome], secs: f64) -> Run {
 }
 
 fn edge_origins(replicas: &[Replica]) -> String {
-    let list: Vec<serde_json::Value> =
-        replicas.iter().map(|r| serde_json::json!({ "name": r.name, "url": r.url(), "priority": 1 })).collect();
+    let list: Vec<serde_json::Value> = replicas.iter().map(|r| serde_json::json!({ "name": r.name, "url": r.url(), "priority": 1 })).collect();
     serde_json::Value::Array(list).to_string()
 }
 
@@ -213,7 +226,14 @@ async fn rolling_restart(replicas: &[Replica], q: &Arc<Questions>) -> anyhow::Re
     let base = edge.url();
     let q = Arc::clone(q);
     // Long enough for every restart; the load is stopped when they are done.
-    let spec = LoadSpec { requests: usize::MAX / 2, concurrency: 64, max_duration: Duration::from_secs(600), timeout: Duration::from_secs(10), think: Duration::ZERO, rate_per_s: Some(RESTART_RATE) };
+    let spec = LoadSpec {
+        requests: usize::MAX / 2,
+        concurrency: 64,
+        max_duration: Duration::from_secs(600),
+        timeout: Duration::from_secs(10),
+        think: Duration::ZERO,
+        rate_per_s: Some(RESTART_RATE),
+    };
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let stopped = stop.clone();
     let started = Instant::now();
@@ -329,7 +349,10 @@ async fn main() -> anyhow::Result<()> {
          whose balancer spreads it over the replicas (one tier: P2C over peak-EWMA latency); what no replica answers within the deadline the edge answers from its own model. \
          *Answered by an origin* is the replicas' share; *vs ideal* = that ÷ min(offered, n × the 1-replica req/s). Every request through the edge got a 200 with 10 items.\n"
     );
-    let _ = writeln!(md, "| replicas | CPU limit (cores) | direct good req/s | good | vs ideal | direct p50 / p99 ms | edge: offered req/s | answered by an origin, req/s | vs ideal | edge p50 / p99 ms |");
+    let _ = writeln!(
+        md,
+        "| replicas | CPU limit (cores) | direct good req/s | good | vs ideal | direct p50 / p99 ms | edge: offered req/s | answered by an origin, req/s | vs ideal | edge p50 / p99 ms |"
+    );
     let _ = writeln!(md, "|---|---|---|---|---|---|---|---|---|---|");
     for (n, direct, edge) in &rows {
         table_row(&mut md, *n, direct, edge, one_replica, offered);
