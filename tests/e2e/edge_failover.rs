@@ -123,6 +123,11 @@ async fn origin_answers_then_cache_then_killed_origin_then_failback() {
         .await
         .expect("JSON");
     assert_eq!(post["source"], "cache");
+    // The platform's figures at /healthz: answers by source and the cache hit ratio (docs/deploy.md).
+    let h: Value = client.get(format!("{}/healthz", edge.url())).send().await.expect("healthz").json().await.expect("JSON");
+    assert_eq!((h["answers"]["origin"].as_u64(), h["answers"]["cache"].as_u64()), (Some(1), Some(2)), "{h}");
+    let ratio = h["cache_hit_ratio"].as_f64().expect("cache_hit_ratio");
+    assert!((ratio - 2.0 / 3.0).abs() < 1e-9, "two of three answers from the cache: {h}");
 
     // Origin killed: the edge model answers; before the breaker opens no
     // request waits past the deadline (+ 20 ms), after it no time is spent on the origin.
