@@ -246,3 +246,62 @@ fn origin_parity_fails_when_onnx_runtime_disagrees_with_the_trainer() {
     let why = String::from_utf8_lossy(&bad.stderr);
     assert!(why.contains(&format!("full user {user}")), "{why}");
 }
+
+/// The retrain CronJob's container, as the manifest says it (command, args,
+/// environment from the Secret, registry and /tmp volumes, read-only root),
+/// run once in the image on a store holding MovieLens' older 80 %: the first
+/// version is trained, gated (onnxruntime parity through `origin parity`: the
+/// image has no Python) and published as approved.
+#[test]
+fn the_retrain_job_runs_in_the_image_and_publishes_an_approved_version() {
+    assert!(platform::image_exists(IMAGE_DEV), "{IMAGE_DEV} missing: `cargo xtask image --debug` builds it");
+    let cron = manifest("CronJob", "edgerec-retrain");
+    let container = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0];
+    let work = rollout::workdir("retrain-job");
+    for dir in ["registry", "tmp", "store"] {
+        std::fs::create_dir_all(work.join(dir)).unwrap();
+    }
+    let store = work.join("store/events.sqlite");
+    let imported = Command::new(debug_bin("trainer"))
+        .args(["import", "--format", "movielens", "--input"])
+        .arg(repo().join("data/ml-100k"))
+        .args(["--dataset", "movielens", "--until-quantile", "0.8", "--to"])
+        .arg(format!("sqlite:{}", store.display()))
+        .status()
+        .unwrap();
+    assert!(imported.success());
+    // The container runs as 65532: the volumes must be writable for it (a cluster's fsGroup does this).
+    Command::new("chmod").args(["-R", "a+rwX"]).arg(&work).status().unwrap();
+    let events = "sqlite:/store/events.sqlite";
+    let command = container["command"][0].as_str().unwrap();
+    let args: Vec<String> = container["args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap().replace("$(EDGEREC_EVENTS)", events)).collect();
+    let mounts: Vec<String> = container["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let path = m["mountPath"].as_str().unwrap();
+            format!("{}:{path}", work.join(path.trim_start_matches('/')).display())
+        })
+        .collect();
+    assert!(mounts.iter().any(|m| m.ends_with(":/registry")) && mounts.iter().any(|m| m.ends_with(":/tmp")), "{mounts:?}");
+    let mut run = platform::podman();
+    // A disk-backed /tmp, as the job's emptyDir (no tmpfs: podman's --read-only one is root's here).
+    run.args(["run", "--rm", "--read-only", "--read-only-tmpfs=false", "--entrypoint", command, "--env", &format!("EDGEREC_EVENTS={events}")]);
+    run.arg("--volume").arg(format!("{}:/store", work.join("store").display()));
+    for m in &mounts {
+        run.args(["--volume", m]);
+    }
+    // EASE only: the job's command and gate are under test here, not the sequence model's training time.
+    // A generous latency budget: the gate's p99 is measured on this (shared) machine, and is not what is under test.
+    let out = run.arg(IMAGE_DEV).args(&args).args(["--schedule", "off", "--max-p99-ms", "500"]).output().expect("podman runs");
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "the retrain job failed: {log}");
+    assert!(log.contains("approved"), "{log}");
+    let records = std::fs::read_dir(work.join("registry/records")).unwrap().flatten().collect::<Vec<_>>();
+    assert_eq!(records.len(), 1);
+    let record: Value = serde_json::from_slice(&std::fs::read(records[0].path()).unwrap()).unwrap();
+    assert_eq!(record["status"], "approved", "{record}");
+    let parity = record["gate"]["ort_parity"].as_str().unwrap_or_default();
+    assert!(parity.contains("users agree") && parity.contains("/usr/local/lib/libonnxruntime"), "parity ran through the image's ONNX Runtime: {record}");
+}
