@@ -319,7 +319,6 @@ impl ModelStore {
             }
             metrics::gauge!("model_info", "version" => now.0, "backend" => now.1).set(1.0);
             metrics::gauge!("model_items").set(m.policy.n_items() as f64);
-            metrics::gauge!("origin_ready").set(1.0);
         }
     }
 }

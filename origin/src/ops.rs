@@ -48,12 +48,7 @@ fn describe(m: &LoadedModel) -> serde_json::Value {
 /// history, the ONNX Runtime library and the last reload error.
 pub async fn readyz(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     let current = state.store.current();
-    let draining = state.draining.load(std::sync::atomic::Ordering::Relaxed);
-    let (status, word) = match (&current, draining) {
-        (_, true) => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
-        (Some(_), false) => (StatusCode::OK, "ready"),
-        (None, false) => (StatusCode::SERVICE_UNAVAILABLE, "loading"),
-    };
+    let (status, word) = readiness(&state);
     if authorize(&state, &headers).is_err() {
         return (status, Json(json!({ "status": word }))).into_response();
     }
@@ -68,9 +63,21 @@ pub async fn readyz(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
     (status, Json(body)).into_response()
 }
 
-/// `GET /metrics` (admin token): Prometheus text format.
+/// What `/readyz` answers: 200 `ready`, or 503 `loading` / `draining`.
+fn readiness(state: &AppState) -> (StatusCode, &'static str) {
+    let draining = state.draining.load(std::sync::atomic::Ordering::Relaxed);
+    match (state.store.current().is_some(), draining) {
+        (_, true) => (StatusCode::SERVICE_UNAVAILABLE, "draining"),
+        (true, false) => (StatusCode::OK, "ready"),
+        (false, false) => (StatusCode::SERVICE_UNAVAILABLE, "loading"),
+    }
+}
+
+/// `GET /metrics` (admin token): Prometheus text format. `origin_ready` is
+/// what `/readyz` would answer at this scrape (1 ready, 0 loading or draining).
 pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Result<Response, HttpError> {
     authorize(&state, &headers)?;
+    metrics::gauge!("origin_ready").set(if readiness(&state).0 == StatusCode::OK { 1.0 } else { 0.0 });
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response())
 }
 

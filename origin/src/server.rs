@@ -153,7 +153,6 @@ async fn terminate_signal() {
 async fn drain_on_terminate(state: Arc<AppState>, delay: Duration) {
     terminate_signal().await;
     state.draining.store(true, std::sync::atomic::Ordering::Relaxed);
-    metrics::gauge!("origin_ready").set(0.0);
     tracing::info!(delay_ms = delay.as_millis() as u64, "shutdown signal: not ready, still answering for the drain delay");
     tokio::time::sleep(delay).await;
 }
@@ -320,8 +319,6 @@ pub async fn serve_connections(
 pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     cfg.validate()?;
     let metrics = telemetry::init_metrics()?;
-    // What /readyz says, for Prometheus: 0 until the first model serves, 0 again once draining.
-    metrics::gauge!("origin_ready").set(0.0);
     let settings = LoadSettings {
         backend: cfg.backend,
         ort: load_ort(&cfg)?,

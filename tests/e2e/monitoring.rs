@@ -87,6 +87,8 @@ async fn prometheus_records_the_rules_over_live_origins_and_fills_every_dashboar
     let versions = prometheus.query("origin:model_version:info").await;
     assert_eq!(versions.len(), 2, "{versions:?}");
     assert!(versions.iter().all(|s| s["metric"]["version"] == version.as_str()), "both origins serve {version}: {versions:?}");
+    let ready = prometheus.query("origin_ready == 1").await;
+    assert_eq!(ready.len(), 2, "both origins report ready: {ready:?}");
     // Every panel of the dashboard has data.
     for (title, expr) in dashboard_queries() {
         prometheus.wait_for(&expr, limit, |r| !r.is_empty()).await;
