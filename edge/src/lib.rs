@@ -354,6 +354,7 @@ async fn recommend(
         }
     }
     count_answer(served.body.source);
+    let server_timing = served.timing.header();
     // One structured line per answer: Workers Logs / Logpush collect it in
     // production (sampled by wrangler.toml's [observability]); docs/deploy.md
     // lists the figures a platform team derives from it.
@@ -365,7 +366,7 @@ async fn recommend(
             "source": served.body.source.as_str(),
             "origin": served.timing.served_by,
             "attempts": served.timing.attempts.len(),
-            "server_timing": served.timing.header(),
+            "server_timing": server_timing,
         })
     );
     let mut response = Response::from_json(&served.body).map_err(internal)?;
@@ -374,7 +375,7 @@ async fn recommend(
     if let Some(origin) = &served.timing.served_by {
         headers.set("x-rec-origin", origin).map_err(internal)?;
     }
-    headers.set("server-timing", &served.timing.header()).map_err(internal)?;
+    headers.set("server-timing", &server_timing).map_err(internal)?;
     // Our own cache decides freshness; browsers and shared caches must not
     // hide a failover (or a recovery) from the shopper.
     headers.set("cache-control", "no-store").map_err(internal)?;

@@ -110,18 +110,6 @@ fn manifests_pass_the_strict_schema_and_agree_with_the_origin() {
     assert!(rules.contains("http_requests_in_flight{"), "the adapter reads the origin's http_requests_in_flight");
 }
 
-async fn ready(base: &str, limit: Duration) {
-    let client = reqwest::Client::new();
-    let started = Instant::now();
-    loop {
-        if client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
-            return;
-        }
-        assert!(started.elapsed() < limit, "{base} not ready after {limit:?}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 async fn recommend(client: &reqwest::Client, base: &str, i: usize) -> Result<Value, String> {
     let r = client
         .get(format!("{base}/v1/recommendations?history={}&k=5", rollout::history(i)))
@@ -152,7 +140,7 @@ async fn the_image_runs_the_manifests_pods_under_podman_kube_play() {
     let _played = Played::play(&replicas);
     let bases: Vec<String> = ports.iter().map(|p| format!("http://127.0.0.1:{p}")).collect();
     for base in &bases {
-        ready(base, Duration::from_secs(90)).await;
+        platform::wait_ready(base, Duration::from_secs(90)).await.unwrap();
         assert_eq!(rollout::serving(&reqwest::Client::new(), base).await.as_deref(), Some(version.as_str()), "{base} serves the registry's stable version");
     }
     let container = Played::container(&deployment, 0, "origin");

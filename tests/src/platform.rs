@@ -23,7 +23,8 @@ pub const IMAGE_DEV: &str = "localhost/edgerec-origin:dev";
 /// The image the manifests name (`cargo xtask image`).
 pub const IMAGE_RELEASE: &str = "localhost/edgerec-origin:release";
 
-/// A podman command under the project's `deploy/podman/containers.conf`.
+/// A podman command under the project's `deploy/podman/containers.conf`
+/// (xtask has its own copy: it builds before anything heavy, so it does not link this crate).
 pub fn podman() -> Command {
     let mut cmd = Command::new("podman");
     cmd.env("CONTAINERS_CONF", repo().join("deploy/podman/containers.conf"));
@@ -166,6 +167,23 @@ impl Drop for Played {
             let _ = podman_out(&["kube", "down", &file.display().to_string()]);
             let _ = std::fs::remove_file(file);
         }
+    }
+}
+
+/// Polls `{base}/readyz` until it answers 2xx; how long that took. For a
+/// container, whose process the caller does not hold (`procs` waits on its own children).
+///
+/// # Errors
+/// After `limit`.
+pub async fn wait_ready(base: &str, limit: std::time::Duration) -> anyhow::Result<std::time::Duration> {
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    loop {
+        if client.get(format!("{base}/readyz")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return Ok(started.elapsed());
+        }
+        anyhow::ensure!(started.elapsed() < limit, "{base} not ready after {limit:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
 

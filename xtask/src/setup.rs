@@ -79,28 +79,31 @@ fn debian_packages() -> anyhow::Result<()> {
     let chromium = std::env::var_os("CHROMIUM_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
     let nginx = std::env::var_os("NGINX_BIN").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/usr/sbin/nginx"));
     let present = |p: &str| Path::new(p).exists();
-    let missing: Vec<&str> = [
-        (chromium.exists(), "chromium"),
-        (nginx.exists(), "nginx-light"),
+    let missing = |wanted: &[(bool, &'static str)]| -> Vec<&'static str> { wanted.iter().filter(|(ok, _)| !ok).map(|(_, p)| *p).collect() };
+    let browser_and_peer = missing(&[(chromium.exists(), "chromium"), (nginx.exists(), "nginx-light")]);
+    let platform = missing(&[
         (present("/usr/bin/podman"), "podman"),
         (present("/usr/sbin/runc"), "runc"),
         (present("/usr/bin/catatonit"), "catatonit"),
         (present("/usr/lib/cni/bridge"), "containernetworking-plugins"),
         (present("/usr/sbin/iptables"), "iptables"),
         (present("/usr/bin/prometheus") && present("/usr/bin/promtool"), "prometheus"),
-    ]
-    .into_iter()
-    .filter(|(ok, _)| !ok)
-    .map(|(_, p)| p)
-    .collect();
-    if missing.is_empty() {
+    ]);
+    if browser_and_peer.is_empty() && platform.is_empty() {
         return Ok(());
     }
-    eprintln!("setup: installing Debian's {} for the tests (apt-get, once)", missing.join(" and "));
+    eprintln!("setup: installing Debian's {} for the tests (apt-get, once)", [&browser_and_peer[..], &platform[..]].concat().join(" and "));
     run(Command::new("apt-get").args(["update", "-qq"])).context("apt-get update (root and Debian's package mirror are needed)")?;
-    // No recommends: prometheus would pull in its node exporter and start nothing useful here.
-    run(Command::new("apt-get").args(["install", "-y", "-qq", "--no-install-recommends"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"))
-        .context("apt-get install (or set CHROMIUM_BIN / NGINX_BIN to installed binaries)")
+    let install = |packages: &[&str], extra: &[&str]| {
+        if packages.is_empty() {
+            return Ok(());
+        }
+        run(Command::new("apt-get").args(["install", "-y", "-qq"]).args(extra).args(packages).env("DEBIAN_FRONTEND", "noninteractive"))
+            .context("apt-get install (or set CHROMIUM_BIN / NGINX_BIN to installed binaries)")
+    };
+    install(&browser_and_peer, &[])?;
+    // No recommends for these: prometheus would pull in its node exporter, podman buildah and more, none used here.
+    install(&platform, &["--no-install-recommends"])
 }
 
 /// `libonnxruntime.so` from the `onnxruntime` wheel in `.venv` (the CPU build;

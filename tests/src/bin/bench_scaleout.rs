@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use e2e::load::{self, LoadSpec, Outcome};
-use e2e::platform::{IMAGE_DEV, image_exists, podman_ok, podman_out};
+use e2e::platform::{self, IMAGE_DEV, image_exists, podman_ok, podman_out};
 use e2e::procs::{Edge, free_port};
 use e2e::{chaos, measure};
 
@@ -43,7 +43,8 @@ const WINDOW: Duration = Duration::from_secs(20);
 /// workerd (one isolate) runs the edge model beside every origin request and
 /// writes the Cache API to disk, behind wrangler's proxy: at 156 req/s it,
 /// not the replicas, was the limit (p99 0.5 s with three 0.1-core replicas
-/// that served 332 req/s directly); at 100 req/s three replicas answered 92 %.
+/// at podman's 100 ms CFS period that served 332 req/s directly); at
+/// 100 req/s those three answered 92 %.
 /// (With 0.05-core replicas instead, one replica's latency alone neared the
 /// edge's deadline: 33 req/s direct, p99 300 ms.)
 const MAX_EDGE_RATE: f64 = 100.0;
@@ -101,15 +102,7 @@ fn start_replica(i: usize, model: &Path) -> Replica {
 }
 
 async fn wait_ready(r: &Replica, limit: Duration) -> anyhow::Result<f64> {
-    let client = reqwest::Client::new();
-    let started = Instant::now();
-    loop {
-        if client.get(format!("{}/readyz", r.url())).send().await.is_ok_and(|a| a.status().is_success()) {
-            return Ok(started.elapsed().as_secs_f64());
-        }
-        ensure!(started.elapsed() < limit, "{} not ready after {limit:?}", r.name);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    Ok(platform::wait_ready(&r.url(), limit).await.with_context(|| r.name.clone())?.as_secs_f64())
 }
 
 fn url(base: &str, h: &[String]) -> String {
