@@ -25,17 +25,21 @@
 //! (see [`crate::request::canonicalize`]). Models that read only the bag of
 //! items ignore the order; models that read the sequence need it.
 //!
-//! The full model is one of three, whichever wins on validation (the manifest's
+//! The full model is one of four, whichever wins on validation (the manifest's
 //! `models.full.params.architecture` says which):
 //! * `ease`: `s = x · B` (Steck, "Embarrassingly Shallow Autoencoders for
 //!   Sparse Data", WWW 2019), where `x[i]` is the sum of `weights` over the
-//!   history entries equal to `i`;
+//!   history entries equal to `i`, each first decayed by recency as
+//!   `weights[j] · r^(L−1−j)` (`params.decay = r`; 1 = none);
+//! * `ease-low-rank`: `s ≈ x · P · Q + β · x`, EASE at a rank that serves as
+//!   well as the dense `B` (chosen on validation; no `[n, n]` matrix);
 //! * `sasrec`: next-item logits of a causal self-attention model over the
 //!   newest `max_len` entries (Kang & McAuley, ICDM 2018; the graph crops or
 //!   pads `L` to `max_len` itself, so any `L ≥ 1` works);
-//! * `sasrec+ease`: `s = logits + γ · x · B`.
+//! * `sasrec+ease`: `s = logits + γ · x · B` (`x` decayed as for `ease`).
 //!
-//! The edge model computes a low-rank approximation `s ≈ x · P · Q` of EASE.
+//! The edge model computes a low-rank approximation `s ≈ x · P · Q + β · x` of
+//! EASE over the most popular items (the same decay).
 
 /// ONNX opset the trainer writes and the loaders expect (ONNX 1.12, 2022).
 pub const OPSET: i64 = 17;

@@ -97,24 +97,31 @@ fn to_f32(m: faer::MatRef<'_, f64>) -> DenseF32 {
 }
 
 /// The f32 matrices that go into the ONNX files, and the trainer's own scoring with them.
+/// `decay` is the input's recency decay ([`crate::model::recency_input`]).
 enum Exportable<'a> {
-    Full(DenseF32),
-    Edge {
+    Full {
+        b: DenseF32,
+        decay: f32,
+    },
+    /// Low-rank EASE: the edge model, or a full model that needs no dense matrix.
+    LowRank {
         p: DenseF32,
         q: DenseF32,
         beta: f32,
+        decay: f32,
     },
     /// SASRec, plus `gamma · x·B` when blended with EASE (`B` with β folded in).
     Sequence {
         model: &'a SasRec,
         weights: Box<SasRecWeights>,
         ease: Option<(DenseF32, f32)>,
+        decay: f32,
     },
 }
 
 /// The full model to export.
 pub enum FullModel<'a> {
-    /// EASE (with the buy-again term).
+    /// EASE (with the buy-again term), dense or low-rank.
     Ease(&'a Scorer),
     /// SASRec alone, or blended: `s = logits + gamma · EASE(x)`.
     Sequence {
@@ -130,16 +137,16 @@ impl<'a> Exportable<'a> {
         Ok(match full {
             FullModel::Ease(s) => Exportable::from_scorer(s),
             FullModel::Sequence { model, ease } => {
-                let ease = match ease {
-                    Some((scorer @ Scorer::Ease { beta, .. }, gamma)) => {
-                        let Exportable::Full(b) = Exportable::from_scorer(scorer) else { unreachable!("EASE exports as Full") };
+                let (ease, decay) = match ease {
+                    Some((scorer @ Scorer::Ease { beta, decay, .. }, gamma)) => {
+                        let Exportable::Full { b, .. } = Exportable::from_scorer(scorer) else { unreachable!("EASE exports as Full") };
                         // The export scales EASE by 1/(1+β) (see from_scorer); undo it in γ.
-                        Some((b, (gamma * (1.0 + beta)) as f32))
+                        (Some((b, (gamma * (1.0 + beta)) as f32)), *decay as f32)
                     }
                     Some(_) => anyhow::bail!("a sequence model blends only with EASE"),
-                    None => None,
+                    None => (None, 1.0),
                 };
-                Exportable::Sequence { model, weights: Box::new(model.weights()?), ease }
+                Exportable::Sequence { model, weights: Box::new(model.weights()?), ease, decay }
             }
         })
     }
@@ -149,52 +156,63 @@ impl<'a> Exportable<'a> {
     /// to carry them to 1e-4 (counts × β would otherwise reach the hundreds).
     fn from_scorer(s: &Scorer) -> Self {
         match s {
-            Scorer::Ease { b, beta } => {
+            Scorer::Ease { b, beta, decay } => {
                 let scale = 1.0 / (1.0 + beta);
                 let mut dense = to_f32((b * faer::Scale(scale)).as_ref());
                 for i in 0..dense.rows {
                     dense.data[i * dense.cols + i] = (beta * scale) as f32; // x·(B + βI)/(1+β)
                 }
-                Exportable::Full(dense)
+                Exportable::Full { b: dense, decay: *decay as f32 }
             }
-            Scorer::LowRank { p, q, beta } => {
+            Scorer::LowRank { p, q, beta, decay } => {
                 let scale = 1.0 / (1.0 + beta);
-                Exportable::Edge { p: to_f32((p * faer::Scale(scale)).as_ref()), q: to_f32(q.as_ref()), beta: (beta * scale) as f32 }
+                Exportable::LowRank {
+                    p: to_f32((p * faer::Scale(scale)).as_ref()),
+                    q: to_f32(q.as_ref()),
+                    beta: (beta * scale) as f32,
+                    decay: *decay as f32,
+                }
             }
         }
     }
 
-    fn onnx(&self) -> Vec<u8> {
+    fn onnx(&self, kind: ModelKind) -> Vec<u8> {
         match self {
-            Exportable::Full(b) => onnx_export::full_model(b),
-            Exportable::Edge { p, q, beta } => onnx_export::edge_model(p, q, *beta),
-            Exportable::Sequence { weights, ease, .. } => onnx_export::sequence_model(weights, ease.as_ref().map(|(b, g)| (b, *g))),
+            Exportable::Full { b, decay } => onnx_export::full_model(b, *decay),
+            Exportable::LowRank { p, q, beta, decay } => onnx_export::low_rank_model(kind, p, q, *beta, *decay),
+            Exportable::Sequence { weights, ease, decay, .. } => onnx_export::sequence_model(weights, ease.as_ref().map(|(b, g)| (b, *g)), *decay),
         }
     }
 
     fn n_items(&self) -> usize {
         match self {
-            Exportable::Full(b) => b.cols,
-            Exportable::Edge { q, .. } => q.cols,
+            Exportable::Full { b, .. } => b.cols,
+            Exportable::LowRank { q, .. } => q.cols,
             Exportable::Sequence { model, .. } => model.n_items,
         }
     }
 
     /// Scores of an ordered history (model indices, oldest first, weight 1
-    /// each) in f64 from the f32 weights; the sequence model's logits come
-    /// from the trainer's own (candle) forward pass.
+    /// each, decayed by recency as the graph does) in f64 from the f32
+    /// weights; the sequence model's logits come from the trainer's own
+    /// (candle) forward pass.
     fn scores(&self, history: &[usize]) -> anyhow::Result<Vec<f64>> {
         let n = self.n_items();
         let mut s = vec![0.0f64; n];
+        let decay = match self {
+            Exportable::Full { decay, .. } | Exportable::LowRank { decay, .. } | Exportable::Sequence { decay, .. } => *decay as f64,
+        };
+        // The weight of entry k: decay^(age) with age 0 for the newest.
+        let weight = |k: usize| decay.powi((history.len() - 1 - k) as i32);
         let add_rows = |s: &mut [f64], b: &DenseF32, scale: f64| {
-            for &h in history {
+            for (k, &h) in history.iter().enumerate() {
                 for (acc, &v) in s.iter_mut().zip(b.row(h)) {
-                    *acc += scale * v as f64;
+                    *acc += scale * weight(k) * v as f64;
                 }
             }
         };
         match self {
-            Exportable::Full(b) => add_rows(&mut s, b, 1.0),
+            Exportable::Full { b, .. } => add_rows(&mut s, b, 1.0),
             Exportable::Sequence { model, ease, .. } => {
                 let seq: Vec<u32> = history.iter().map(|&i| i as u32).collect();
                 for (acc, v) in s.iter_mut().zip(&model.scores(&[&seq])?[0]) {
@@ -204,13 +222,13 @@ impl<'a> Exportable<'a> {
                     add_rows(&mut s, b, *gamma as f64);
                 }
             }
-            Exportable::Edge { p, q, beta } => {
+            Exportable::LowRank { p, q, beta, .. } => {
                 let mut z = vec![0.0f64; p.cols];
-                for &h in history {
+                for (k, &h) in history.iter().enumerate() {
                     for (acc, &v) in z.iter_mut().zip(p.row(h)) {
-                        *acc += v as f64;
+                        *acc += weight(k) * v as f64;
                     }
-                    s[h] += *beta as f64;
+                    s[h] += weight(k) * *beta as f64;
                 }
                 for (k, &zk) in z.iter().enumerate() {
                     for (acc, &v) in s.iter_mut().zip(q.row(k)) {
@@ -357,7 +375,7 @@ pub fn write(
     let mut entries = BTreeMap::new();
     let mut warm_start_file = None;
     for (kind, m) in &models {
-        let bytes = m.onnx();
+        let bytes = m.onnx(*kind);
         let loaded = OnnxRecommender::from_bytes(&bytes).with_context(|| format!("tract refused the {kind:?} model just written"))?;
         let max_diff = check_parity(*kind, &loaded, &catalog, &parity).with_context(|| format!("{kind:?} model: tract disagrees with the trainer"))?;
         eprintln!(
@@ -367,15 +385,20 @@ pub fn write(
             PARITY_TOLERANCE
         );
         let mut params = BTreeMap::new();
-        if let Exportable::Edge { p, beta, .. } = m {
+        if let Exportable::LowRank { p, beta, decay, .. } = m {
             params.insert("rank".to_string(), p.cols.into());
             params.insert("beta".to_string(), (*beta as f64).into());
+            params.insert("decay".to_string(), (*decay as f64).into());
         }
         if *kind == ModelKind::Full {
             match full {
-                FullModel::Ease(Scorer::Ease { beta, .. }) => {
+                FullModel::Ease(Scorer::Ease { beta, decay, .. }) => {
                     params.insert("architecture".to_string(), "ease".into());
                     params.insert("beta".to_string(), (*beta).into());
+                    params.insert("decay".to_string(), (*decay).into());
+                }
+                FullModel::Ease(Scorer::LowRank { .. }) => {
+                    params.insert("architecture".to_string(), "ease-low-rank".into());
                 }
                 FullModel::Sequence { model, ease } => {
                     let c = &model.config;
@@ -386,12 +409,12 @@ pub fn write(
                     for (k, v) in [("dim", c.dim), ("layers", c.layers), ("heads", c.heads), ("max_len", c.max_len), ("epochs", c.max_epochs)] {
                         params.insert(k.to_string(), v.into());
                     }
-                    if let Some((Scorer::Ease { beta, .. }, gamma)) = ease {
+                    if let Some((Scorer::Ease { beta, decay, .. }, gamma)) = ease {
                         params.insert("gamma".to_string(), (*gamma).into());
                         params.insert("beta".to_string(), (*beta).into());
+                        params.insert("decay".to_string(), (*decay).into());
                     }
                 }
-                FullModel::Ease(_) => {}
             }
         }
         entries.insert(

@@ -5,7 +5,7 @@ use faer::{Mat, MatRef};
 
 use crate::data::InteractionLog;
 use crate::metrics::{Evaluator, K_NDCG, Metrics, top_k};
-use crate::model::{ItemSpace, Weighting, dense, gram, user_rows};
+use crate::model::{ItemSpace, Weighting, dense, gram, recency_input, user_rows};
 use crate::split::{Protocol, Split, Target};
 
 /// Everything a model needs to be fitted on `split.train` and scored on `split.targets`.
@@ -20,8 +20,10 @@ pub struct Phase {
     pub gram: Mat<f64>,
     /// Dense input rows of all users with any training item, `[train users, n]` (for SVD).
     pub x_train: Mat<f64>,
-    /// Dense input rows of the evaluated users, `[targets, n]`.
-    pub x_eval: Mat<f64>,
+    /// Each evaluated user's history as the servers see it: the newest
+    /// [`shared::contract::MAX_HISTORY`] training events, oldest first, as
+    /// `(model index, 1.0)` (items outside the space dropped).
+    pub histories: Vec<Vec<(usize, f64)>>,
     /// Whether seen items are excluded.
     pub protocol: Protocol,
     /// Items in the whole log (coverage denominator).
@@ -36,9 +38,20 @@ impl Phase {
         let gram = gram(&rows, space.len());
         let train_refs: Vec<_> = rows.iter().filter(|r| !r.is_empty()).collect();
         let x_train = dense(&train_refs, space.len());
-        let eval_refs: Vec<_> = split.targets.iter().map(|t| &rows[t.user as usize]).collect();
-        let x_eval = dense(&eval_refs, space.len());
-        Phase { split, space, rows, gram, x_train, x_eval, protocol, log_items: log.items.len() }
+        let histories = histories(&split, &space);
+        Phase { split, space, rows, gram, x_train, histories, protocol, log_items: log.items.len() }
+    }
+
+    /// The evaluated users' input rows for a model over the first `n` items
+    /// whose input decays with `decay` ([`recency_input`]), `[targets, n]`.
+    pub fn x_eval(&self, n: usize, decay: f64) -> Mat<f64> {
+        let mut x = Mat::zeros(self.histories.len(), n);
+        for (t, history) in self.histories.iter().enumerate() {
+            for (i, v) in recency_input(history, n, decay).into_iter().enumerate() {
+                x[(t, i)] = v;
+            }
+        }
+        x
     }
 
     /// Ranks the first `K_NDCG` log items for evaluated user `t` from a scores row
@@ -65,49 +78,83 @@ impl Phase {
 
     /// Metrics of a score matrix `[targets, n_out]`.
     pub fn evaluate_scores(&self, scores: MatRef<'_, f64>) -> Metrics {
-        let mut e = Evaluator::default();
+        self.score(scores).metrics
+    }
+
+    /// Metrics and per-user NDCG@20 of a score matrix `[targets, n_out]`.
+    pub fn score(&self, scores: MatRef<'_, f64>) -> Scored {
         let mut row = vec![0.0; scores.ncols()];
-        for (t, target) in self.split.targets.iter().enumerate() {
+        self.score_rows(|t| {
             for (i, v) in row.iter_mut().enumerate() {
                 *v = scores[(t, i)];
             }
-            e.add(&self.ranking_from_scores(t, &row), &target.items);
+            self.ranking_from_scores(t, &row)
+        })
+    }
+
+    fn score_rows(&self, mut ranking: impl FnMut(usize) -> Vec<u32>) -> Scored {
+        let mut e = Evaluator::default();
+        for (t, target) in self.split.targets.iter().enumerate() {
+            e.add_with_repeats(&ranking(t), &target.items, &target.repeats);
         }
-        e.finish(self.log_items)
+        Scored { metrics: e.finish(self.log_items), per_user_ndcg: e.per_user_ndcg().to_vec() }
     }
 
     /// Most-popular baseline: everyone gets the popularity order.
-    pub fn popular(&self) -> Metrics {
+    pub fn popular(&self) -> Scored {
         let scores: Vec<f64> = (0..self.space.len()).map(|i| -(i as f64)).collect();
-        let mut e = Evaluator::default();
-        for (t, target) in self.split.targets.iter().enumerate() {
-            e.add(&self.ranking_from_scores(t, &scores), &target.items);
-        }
-        e.finish(self.log_items)
+        self.score_rows(|t| self.ranking_from_scores(t, &scores))
     }
 
-    /// Buy-again baseline: the user's own items by purchase weight, then popular.
-    pub fn buy_again(&self) -> Metrics {
+    /// Buy-again baseline (personal purchase frequency): the user's own items
+    /// by purchase weight, then popular.
+    pub fn buy_again(&self) -> Scored {
         let n = self.space.len();
-        let mut e = Evaluator::default();
-        for (t, target) in self.split.targets.iter().enumerate() {
+        self.score_rows(|t| {
             // Own items score above every popularity score (which lie in (0, 1]).
             let mut scores: Vec<f64> = (0..n).map(|i| 1.0 - i as f64 / n as f64).collect();
-            for &(i, w) in &self.rows[target.user as usize] {
+            for &(i, w) in &self.rows[self.split.targets[t].user as usize] {
                 scores[i] += 1.0 + w;
             }
-            e.add(&self.ranking_from_scores(t, &scores), &target.items);
-        }
-        e.finish(self.log_items)
+            self.ranking_from_scores(t, &scores)
+        })
     }
 }
 
-/// Metrics of rankings given as log item ids per evaluated user (peers'
-/// rankings, read back from the benchmark).
-pub fn evaluate_rankings(targets: &[Target], log_items: usize, ranking_of: impl Fn(u32) -> Vec<u32>) -> Metrics {
+/// A model's test figures: the averages and each evaluated user's NDCG@20
+/// (in target order, so two models' lists pair up user by user).
+#[derive(Debug, Clone, Default)]
+pub struct Scored {
+    /// Averages over the users.
+    pub metrics: Metrics,
+    /// NDCG@20 per evaluated user.
+    pub per_user_ndcg: Vec<f64>,
+}
+
+/// The history of each target's user as a server receives it (see
+/// [`Phase::histories`]); `split.train` is grouped by user in time order.
+fn histories(split: &Split, space: &ItemSpace) -> Vec<Vec<(usize, f64)>> {
+    let mut by_user: std::collections::HashMap<u32, Vec<u32>> = std::collections::HashMap::new();
+    for e in &split.train {
+        by_user.entry(e.user).or_default().push(e.item);
+    }
+    split
+        .targets
+        .iter()
+        .map(|t| {
+            let items = by_user.get(&t.user).map_or(&[][..], Vec::as_slice);
+            let recent = &items[items.len().saturating_sub(shared::contract::MAX_HISTORY)..];
+            recent.iter().filter_map(|&i| space.index[i as usize].map(|m| (m, 1.0))).collect()
+        })
+        .collect()
+}
+
+/// Metrics and per-user NDCG of rankings given as log item ids per evaluated
+/// user (peers' rankings, read back from the benchmark).
+pub fn evaluate_rankings(targets: &[Target], log_items: usize, ranking_of: impl Fn(u32) -> Vec<u32>) -> Scored {
     let mut e = Evaluator::default();
     for target in targets {
-        e.add(&ranking_of(target.user), &target.items);
+        e.add_with_repeats(&ranking_of(target.user), &target.items, &target.repeats);
     }
-    e.finish(log_items)
+    Scored { metrics: e.finish(log_items), per_user_ndcg: e.per_user_ndcg().to_vec() }
 }

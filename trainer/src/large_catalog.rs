@@ -111,7 +111,7 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig, refused: &CapacityError) -> 
     let gram = head_gram(&rows, m);
     let with_items: Vec<&Vec<(usize, f64)>> = rows.iter().filter(|r| !r.is_empty()).collect();
     let svd_rows: Vec<&Vec<(usize, f64)>> = evenly(with_items.iter().copied(), SVD_USERS);
-    let edge = low_rank(gram.as_ref(), dense(&svd_rows, m).as_ref(), m, rank, lambda, 0.0)?;
+    let edge = low_rank(gram.as_ref(), dense(&svd_rows, m).as_ref(), m, rank, lambda, 0.0, 1.0)?;
     drop(gram);
     let edge_fit = t.elapsed().as_secs_f64();
     let coverage = EdgeCoverage::of(&space, m);
@@ -166,6 +166,7 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig, refused: &CapacityError) -> 
             fit_seconds: seq_fit,
             onnx_bytes: Some(exported.full_bytes),
             params: sasrec_params(&seq_config, n),
+            per_user_ndcg: full_e.per_user_ndcg().to_vec(),
         },
         ReportRow {
             model: "low-rank EASE over the head (edge)".into(),
@@ -178,8 +179,16 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig, refused: &CapacityError) -> 
                 ("lambda", lambda.into()),
                 ("interaction_share", coverage.interaction_share.into()),
             ]),
+            per_user_ndcg: edge_e.per_user_ndcg().to_vec(),
         },
-        ReportRow { model: "most popular".into(), metrics: popular_metrics, fit_seconds: 0.0, onnx_bytes: None, params: BTreeMap::new() },
+        ReportRow {
+            model: "most popular".into(),
+            metrics: popular_metrics,
+            fit_seconds: 0.0,
+            onnx_bytes: None,
+            params: BTreeMap::new(),
+            per_user_ndcg: popular_e.per_user_ndcg().to_vec(),
+        },
     ];
     let notes = vec![format!("EASE not trained: {refused}"), format!("evaluated on {} of {} test users", eval.len(), test.targets.len())];
     let report = Report { notes, edge_coverage: Some(coverage), ..Report::new(log, cfg, n, started, rows) };
@@ -216,7 +225,7 @@ fn tune_head_lambda(log: &InteractionLog, cfg: &TrainConfig, train: &[crate::dat
     let mut lambdas = cfg.lambdas.clone();
     lambdas.sort_by(f64::total_cmp);
     for lambda in lambdas {
-        let s = Scorer::Ease { b: ease(gram.as_ref(), m, lambda)?, beta: 0.0 }.scores(x.as_ref());
+        let s = Scorer::Ease { b: ease(gram.as_ref(), m, lambda)?, beta: 0.0, decay: 1.0 }.scores(x.as_ref());
         let mut e = Evaluator::default();
         for (r, target) in eval.iter().enumerate() {
             let seen: Vec<usize> = if cfg.protocol.exclude_seen() { rows[target.user as usize].iter().map(|&(i, _)| i).collect() } else { Vec::new() };

@@ -73,6 +73,10 @@ struct Tuning {
     /// Buy-again weights to try (last-basket protocol only).
     #[arg(long, value_delimiter = ',', default_values_t = [0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0])]
     betas: Vec<f64>,
+    /// Recency decays of the input to try, in (0, 1]: the k-th newest history
+    /// entry weighs decay^k (1 = plain counts); tuned at the chosen λ.
+    #[arg(long, value_delimiter = ',', default_values_t = [1.0, 0.995, 0.99, 0.985, 0.98, 0.95, 0.9])]
+    decays: Vec<f64>,
     /// Edge ranks to try.
     #[arg(long, value_delimiter = ',', default_values_t = [32, 64, 128, 256])]
     edge_ranks: Vec<usize>,
@@ -103,7 +107,8 @@ impl Tuning {
         out_dir: PathBuf,
         splits_dir: Option<PathBuf>,
     ) -> anyhow::Result<TrainConfig> {
-        let Tuning { min_count, lambdas, betas, edge_ranks, edge_budget, schedule, seed, ease_memory_budget_gib } = self;
+        let Tuning { min_count, lambdas, betas, decays, edge_ranks, edge_budget, schedule, seed, ease_memory_budget_gib } = self;
+        anyhow::ensure!(decays.iter().all(|d| *d > 0.0 && *d <= 1.0), "--decays must lie in (0, 1]");
         anyhow::ensure!(!lambdas.is_empty() && lambdas.iter().all(|l| *l > 0.0), "--lambdas must be positive");
         anyhow::ensure!(ease_memory_budget_gib.is_finite() && ease_memory_budget_gib > 0.0, "--ease-memory-budget-gib must be positive");
         anyhow::ensure!(!edge_ranks.is_empty() && !edge_ranks.contains(&0), "--edge-ranks must be positive");
@@ -114,6 +119,7 @@ impl Tuning {
             min_count,
             lambdas,
             betas: if betas.is_empty() { vec![0.0] } else { betas },
+            decays,
             edge_ranks,
             edge_budget_bytes: edge_budget,
             out_dir,

@@ -8,10 +8,14 @@
 //! `scores, indices = TopK(weights[:, None, :] @ Gather(B, history), top_k)` (the sum of the
 //! history's rows of `B`, as one batched MatMul: see `weighted_gather_sum`).
 //!
-//! Edge model (low-rank), `P: [m+1, r]` (zero padding row), `Q: [r, m]`:
+//! Low-rank model (the edge model; a full model where it serves as well), `P: [m+1, r]` (zero padding row), `Q: [r, m]`:
 //! `s = (weights[:, None, :] @ Gather(P, history)) @ Q`,
 //! plus, when `beta > 0`, the buy-again term `beta * x` where
 //! `x[b, i] = Σ_j weights[b, j] · [history[b, j] == i]` (Equal against a `Range` constant).
+//!
+//! Every graph may first decay `weights` by recency ([`recency_weights`]):
+//! `weights[b, j] · r^(L−1−j)`, so the newest column counts fully (the
+//! time-decayed input of `crate::model::recency_input`).
 
 use prost::Message;
 use shared::contract::{self, ModelKind};
@@ -113,11 +117,34 @@ fn node(op: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<pb::AttributePro
 /// the same sum: ONNX Runtime ran that `Mul` + `ReduceSum` over the gathered
 /// `[L, n]` EASE rows in 39 % of the full model's time, and the MatMul takes the
 /// model from 0.49 to 0.30 ms per single-row run (docs/performance.md).
-fn weighted_gather_sum(table: &str, out: &str, nodes: &mut Vec<pb::NodeProto>) {
+fn weighted_gather_sum(table: &str, weights: &str, out: &str, nodes: &mut Vec<pb::NodeProto>) {
     nodes.push(node("Gather", &[table, contract::INPUT_HISTORY], &["gathered"], vec![attr_int("axis", 0)]));
-    nodes.push(node("Unsqueeze", &[contract::INPUT_WEIGHTS, "axes_1"], &["weights_row"], vec![]));
+    nodes.push(node("Unsqueeze", &[weights, "axes_1"], &["weights_row"], vec![]));
     nodes.push(node("MatMul", &["weights_row", "gathered"], &["weighted_sum_row"], vec![]));
     nodes.push(node("Squeeze", &["weighted_sum_row", "axes_1"], &[out], vec![]));
+}
+
+/// Nodes that decay `weights` by recency: `weights[b, j] · r^(L−1−j)`
+/// (`r = decay`; left padding keeps the newest entry in column `L − 1`, and
+/// padding's weight is 0 whatever its factor). The age `L − 1 − j` is an
+/// exclusive reverse `CumSum` over a row of ones, so `L` stays dynamic; the
+/// factor is `Exp(age · ln r)`. Returns the name of the weights to use:
+/// `weights` itself when `decay ≥ 1` (no nodes added).
+fn recency_weights(decay: f32, nodes: &mut Vec<pb::NodeProto>, init: &mut Vec<pb::TensorProto>) -> &'static str {
+    if decay >= 1.0 {
+        return contract::INPUT_WEIGHTS;
+    }
+    init.push(tensor_f32("recency_zero", &[1], &[0.0]));
+    init.push(tensor_f32("recency_one", &[1], &[1.0]));
+    init.push(tensor_f32("recency_log_decay", &[1], &[decay.ln()]));
+    init.push(tensor_i64("recency_axis", &[], &[1]));
+    nodes.push(node("Mul", &[contract::INPUT_WEIGHTS, "recency_zero"], &["recency_zeros"], vec![]));
+    nodes.push(node("Add", &["recency_zeros", "recency_one"], &["recency_ones"], vec![]));
+    nodes.push(node("CumSum", &["recency_ones", "recency_axis"], &["recency_age"], vec![attr_int("exclusive", 1), attr_int("reverse", 1)]));
+    nodes.push(node("Mul", &["recency_age", "recency_log_decay"], &["recency_log_factor"], vec![]));
+    nodes.push(node("Exp", &["recency_log_factor"], &["recency_factor"], vec![]));
+    nodes.push(node("Mul", &[contract::INPUT_WEIGHTS, "recency_factor"], &["weights_recent"], vec![]));
+    "weights_recent"
 }
 
 fn finish_model(
@@ -175,31 +202,37 @@ fn with_padding_row(m: &DenseF32) -> Vec<f32> {
     data
 }
 
-/// Encodes the full model for item-item weights `b: [n, n]` (`s = x · b`).
-pub fn full_model(b: &DenseF32) -> Vec<u8> {
+/// Encodes the full model for item-item weights `b: [n, n]` (`s = x · b`,
+/// `x` decayed by recency with `decay`, 1 = none).
+pub fn full_model(b: &DenseF32, decay: f32) -> Vec<u8> {
     assert_eq!(b.rows, b.cols, "EASE weights are square");
     let n = b.rows;
-    let mut nodes = Vec::new();
-    weighted_gather_sum("B", "item_scores", &mut nodes);
-    let init = vec![tensor_f32("B", &[n + 1, n], &with_padding_row(b))];
-    let doc = format!("edgerec full model: EASE over {n} items; scores = x·B (Steck, WWW 2019)");
+    let (mut nodes, mut init) = (Vec::new(), Vec::new());
+    let weights = recency_weights(decay, &mut nodes, &mut init);
+    weighted_gather_sum("B", weights, "item_scores", &mut nodes);
+    init.push(tensor_f32("B", &[n + 1, n], &with_padding_row(b)));
+    let doc = format!("edgerec full model: EASE over {n} items; scores = x·B (Steck, WWW 2019), recency decay {decay}");
     finish_model(ModelKind::Full, n, "item_scores", nodes, init, doc)
 }
 
-/// Encodes the edge model `s = x · p · q + beta · x` for `p: [m, r]`, `q: [r, m]`.
-pub fn edge_model(p: &DenseF32, q: &DenseF32, beta: f32) -> Vec<u8> {
+/// Encodes a low-rank model `s = x · p · q + beta · x` for `p: [m, r]`, `q: [r, m]`
+/// (`x` decayed by recency with `decay`, 1 = none): the edge model, or a
+/// full model that needs no dense `[n, n]` matrix.
+pub fn low_rank_model(kind: ModelKind, p: &DenseF32, q: &DenseF32, beta: f32, decay: f32) -> Vec<u8> {
     assert_eq!((p.cols, q.cols), (q.rows, p.rows), "low-rank factors must be [m, r] and [r, m]");
     let (m, r) = (p.rows, p.cols);
-    let mut nodes = Vec::new();
-    weighted_gather_sum("P", "latent", &mut nodes);
-    let mut init = vec![tensor_f32("P", &[m + 1, r], &with_padding_row(p)), tensor_f32("Q", &[r, m], &q.data)];
+    let (mut nodes, mut init) = (Vec::new(), Vec::new());
+    let weights = recency_weights(decay, &mut nodes, &mut init);
+    weighted_gather_sum("P", weights, "latent", &mut nodes);
+    init.push(tensor_f32("P", &[m + 1, r], &with_padding_row(p)));
+    init.push(tensor_f32("Q", &[r, m], &q.data));
     if beta > 0.0 {
         nodes.push(node("MatMul", &["latent", "Q"], &["low_rank_scores"], vec![]));
         let range: Vec<i64> = (0..m as i64).collect();
         init.push(tensor_i64("item_range", &[1, 1, m], &range));
         init.push(tensor_f32("beta", &[1], &[beta]));
         nodes.push(node("Unsqueeze", &[contract::INPUT_HISTORY, "axes_2"], &["history_3d"], vec![]));
-        nodes.push(node("Unsqueeze", &[contract::INPUT_WEIGHTS, "axes_2"], &["weights_3d"], vec![]));
+        nodes.push(node("Unsqueeze", &[weights, "axes_2"], &["weights_3d"], vec![]));
         nodes.push(node("Equal", &["history_3d", "item_range"], &["one_hot_bool"], vec![]));
         nodes.push(node("Cast", &["one_hot_bool"], &["one_hot"], vec![attr_int("to", DataType::Float as i64)]));
         nodes.push(node("Mul", &["one_hot", "weights_3d"], &["weighted_one_hot"], vec![]));
@@ -209,13 +242,14 @@ pub fn edge_model(p: &DenseF32, q: &DenseF32, beta: f32) -> Vec<u8> {
     } else {
         nodes.push(node("MatMul", &["latent", "Q"], &["item_scores"], vec![]));
     }
-    let doc = format!("edgerec edge model: rank-{r} approximation over the {m} most popular items, buy-again beta={beta}");
-    finish_model(ModelKind::Edge, m, "item_scores", nodes, init, doc)
+    let doc = format!("edgerec {} model: rank-{r} approximation of EASE over the {m} most popular items, buy-again beta={beta}, recency decay {decay}", kind.as_str());
+    finish_model(kind, m, "item_scores", nodes, init, doc)
 }
 
 /// Encodes the sequence model (SASRec, see [`crate::sasrec`]), optionally
 /// blended with EASE: `s = logits + gamma · x·B` for `ease = Some((B, gamma))`,
-/// `B: [n, n]` (the buy-again diagonal already folded in).
+/// `B: [n, n]` (the buy-again diagonal already folded in), the EASE part's
+/// input decayed by recency with `decay` (1 = none).
 ///
 /// The graph reads `history` as ordered, oldest first, left-padded with
 /// `n` ([`contract`]); it left-pads or crops it to the model's `max_len`
@@ -223,7 +257,7 @@ pub fn edge_model(p: &DenseF32, q: &DenseF32, beta: f32) -> Vec<u8> {
 /// `L >= 1`. `weights` feeds only the EASE part. Standard opset-17 ops only:
 /// `Gather`, `MatMul`, `Gemm`, `LayerNormalization`, `Softmax`, `Relu`,
 /// `Reshape`, `Transpose`, `TopK` and elementwise arithmetic.
-pub fn sequence_model(w: &SasRecWeights, ease: Option<(&DenseF32, f32)>) -> Vec<u8> {
+pub fn sequence_model(w: &SasRecWeights, ease: Option<(&DenseF32, f32)>, decay: f32) -> Vec<u8> {
     let cfg = &w.config;
     let (n, d, l, heads) = (w.n_items, cfg.dim, cfg.max_len, cfg.heads);
     let dh = d / heads;
@@ -322,7 +356,8 @@ pub fn sequence_model(w: &SasRecWeights, ease: Option<(&DenseF32, f32)>) -> Vec<
     let doc = match ease {
         Some((b, gamma)) => {
             assert_eq!((b.rows, b.cols), (n, n), "EASE weights must cover the sequence model's items");
-            weighted_gather_sum("B", "ease_scores", &mut nodes);
+            let weights = recency_weights(decay, &mut nodes, &mut init);
+            weighted_gather_sum("B", weights, "ease_scores", &mut nodes);
             init.push(tensor_f32("B", &[n + 1, n], &with_padding_row(b)));
             init.push(tensor_f32("gamma", &[1], &[gamma]));
             nodes.push(node("Mul", &["ease_scores", "gamma"], &["ease_weighted"], vec![]));
@@ -346,7 +381,7 @@ mod tests {
     fn full_model_runs_in_tract_and_computes_x_times_b() {
         // 3 items; B rows: item 0 → [0, 2, 1], item 1 → [1, 0, 3], item 2 → [0.5, 0.5, 0].
         let b = DenseF32 { rows: 3, cols: 3, data: vec![0.0, 2.0, 1.0, 1.0, 0.0, 3.0, 0.5, 0.5, 0.0] };
-        let model = OnnxRecommender::from_bytes(&full_model(&b)).unwrap();
+        let model = OnnxRecommender::from_bytes(&full_model(&b, 1.0)).unwrap();
         assert_eq!((model.n_items(), model.top_k()), (3, 3));
         let out = model.run(&[vec![(0, 1.0), (1, 2.0)], vec![(2, 1.0)]]).unwrap();
         // Row 0: 1·[0,2,1] + 2·[1,0,3] = [2, 2, 7].
@@ -357,16 +392,36 @@ mod tests {
     }
 
     #[test]
+    fn recency_decay_in_tract_weighs_the_newest_entry_most_whatever_the_padding() {
+        // B = I (3 items): the scores are the decayed input x itself.
+        let b = DenseF32 { rows: 3, cols: 3, data: vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0] };
+        let model = OnnxRecommender::from_bytes(&full_model(&b, 0.5)).unwrap();
+        // Row 0 (oldest first): 0, 1, 0 → x = [1 + 0.25, 0.5, 0]; row 1 is left-padded to L = 3.
+        let out = model.run(&[vec![(0, 1.0), (1, 1.0), (0, 1.0)], vec![(2, 2.0)]]).unwrap();
+        assert_eq!(out[0].indices, vec![0, 1, 2]);
+        assert_eq!(out[0].scores, vec![1.25, 0.5, 0.0]);
+        assert_eq!(out[1].indices[0], 2);
+        assert_eq!(out[1].scores[0], 2.0, "the newest entry is not decayed, padded or not");
+        assert_eq!(out[0].scores, crate::model::recency_input(&[(0, 1.0), (1, 1.0), (0, 1.0)], 3, 0.5).iter().map(|&v| v as f32).collect::<Vec<_>>());
+        // The edge graph decays its buy-again term and its low-rank part alike.
+        let p = DenseF32 { rows: 2, cols: 1, data: vec![1.0, 2.0] };
+        let q = DenseF32 { rows: 1, cols: 2, data: vec![3.0, 1.0] };
+        let edge = OnnxRecommender::from_bytes(&low_rank_model(ModelKind::Edge, &p, &q, 10.0, 0.5)).unwrap();
+        // x = [0.5, 1]: latent = 0.5 + 2 = 2.5 → [7.5, 2.5] + 10·[0.5, 1] = [12.5, 12.5].
+        assert_eq!(edge.run(&[vec![(0, 1.0), (1, 1.0)]]).unwrap()[0].scores, vec![12.5, 12.5]);
+    }
+
+    #[test]
     fn edge_model_with_buy_again_term_runs_in_tract() {
         // m = 2, r = 1: P = [[1], [2]], Q = [[3, 1]]; beta = 10.
         let p = DenseF32 { rows: 2, cols: 1, data: vec![1.0, 2.0] };
         let q = DenseF32 { rows: 1, cols: 2, data: vec![3.0, 1.0] };
-        let model = OnnxRecommender::from_bytes(&edge_model(&p, &q, 10.0)).unwrap();
+        let model = OnnxRecommender::from_bytes(&low_rank_model(ModelKind::Edge, &p, &q, 10.0, 1.0)).unwrap();
         let out = model.run(&[vec![(1, 1.0)]]).unwrap();
         // latent = 2; low-rank = [6, 2]; + 10·[0, 1] = [6, 12].
         assert_eq!(out[0].indices, vec![1, 0]);
         assert_eq!(out[0].scores, vec![12.0, 6.0]);
-        let plain = OnnxRecommender::from_bytes(&edge_model(&p, &q, 0.0)).unwrap();
+        let plain = OnnxRecommender::from_bytes(&low_rank_model(ModelKind::Edge, &p, &q, 0.0, 1.0)).unwrap();
         assert_eq!(plain.run(&[vec![(1, 1.0)]]).unwrap()[0].scores, vec![6.0, 2.0]);
     }
 
@@ -392,8 +447,8 @@ mod tests {
         let model = crate::sasrec::SasRec::new(cfg, n, &mut rand::rngs::StdRng::seed_from_u64(3)).unwrap();
         let weights = model.weights().unwrap();
         let b = DenseF32 { rows: n, cols: n, data: (0..n * n).map(|i| (i % 7) as f32 * 0.1).collect() };
-        for (ease, gamma) in [(None, 0.0f32), (Some(&b), 2.0)] {
-            let onnx = OnnxRecommender::from_bytes(&sequence_model(&weights, ease.map(|b| (b, gamma)))).unwrap();
+        for (ease, gamma, decay) in [(None, 0.0f32, 1.0f32), (Some(&b), 2.0, 1.0), (Some(&b), 2.0, 0.8)] {
+            let onnx = OnnxRecommender::from_bytes(&sequence_model(&weights, ease.map(|b| (b, gamma)), decay)).unwrap();
             assert_eq!(onnx.top_k(), n);
             // L = 1, L < max_len, L > max_len (only the newest 4 count), in one batch.
             let histories: Vec<Vec<u32>> = vec![vec![5], vec![2, 0, 1], vec![3, 3, 4, 1, 0, 2, 5]];
@@ -403,7 +458,8 @@ mod tests {
             let want = model.scores(&refs).unwrap();
             for ((g, w), h) in got.iter().zip(&want).zip(&histories) {
                 for (&i, &s) in g.indices.iter().zip(&g.scores) {
-                    let ease_part: f32 = ease.map_or(0.0, |b| gamma * h.iter().map(|&j| b.row(j as usize)[i]).sum::<f32>());
+                    let age = |k: usize| (h.len() - 1 - k) as i32;
+                    let ease_part: f32 = ease.map_or(0.0, |b| gamma * h.iter().enumerate().map(|(k, &j)| decay.powi(age(k)) * b.row(j as usize)[i]).sum::<f32>());
                     assert!((s - (w[i] + ease_part)).abs() < 1e-4, "item {i}: tract {s} vs trainer {}", w[i] + ease_part);
                 }
             }
@@ -416,7 +472,7 @@ mod tests {
     fn profiled_run_matches_the_plain_run_and_times_each_node() {
         let p = DenseF32 { rows: 3, cols: 2, data: vec![1.0, 0.0, 0.0, 1.0, 1.0, 1.0] };
         let q = DenseF32 { rows: 2, cols: 3, data: vec![1.0, 2.0, 0.0, 0.0, 1.0, 3.0] };
-        let model = OnnxRecommender::from_bytes(&edge_model(&p, &q, 0.0)).unwrap();
+        let model = OnnxRecommender::from_bytes(&low_rank_model(ModelKind::Edge, &p, &q, 0.0, 1.0)).unwrap();
         let rows = vec![vec![(0, 1.0), (2, 2.0)], vec![(1, 1.0)]];
         let mut ticks = 0.0;
         let mut clock = || {
@@ -437,7 +493,7 @@ mod tests {
     #[test]
     fn out_of_range_history_is_refused_before_the_model_runs() {
         let b = DenseF32 { rows: 2, cols: 2, data: vec![0.0; 4] };
-        let model = OnnxRecommender::from_bytes(&full_model(&b)).unwrap();
+        let model = OnnxRecommender::from_bytes(&full_model(&b, 1.0)).unwrap();
         let err = model.run(&[vec![(2, 1.0)]]).unwrap_err();
         assert!(err.to_string().contains("out of range"), "{err}");
     }
@@ -445,7 +501,7 @@ mod tests {
     #[test]
     fn truncated_file_is_an_error_not_a_panic() {
         let b = DenseF32 { rows: 2, cols: 2, data: vec![0.0; 4] };
-        let bytes = full_model(&b);
+        let bytes = full_model(&b, 1.0);
         assert!(OnnxRecommender::from_bytes(&bytes[..bytes.len() / 2]).is_err());
         assert!(OnnxRecommender::from_bytes(b"not onnx").is_err());
     }

@@ -50,6 +50,9 @@ pub fn write_splits(dir: &Path, log: &InteractionLog, val: &Split, test: &Split,
 #[derive(Deserialize)]
 struct PeerRun {
     model: String,
+    /// The library that trained it (`implicit` when absent).
+    #[serde(default)]
+    library: Option<String>,
     params: BTreeMap<String, serde_json::Value>,
     fit_seconds: f64,
     val: HashMap<String, Vec<String>>,
@@ -62,7 +65,7 @@ struct PeerFile {
 }
 
 /// Scores every peer run on validation, keeps each model's best setting, and
-/// returns its test row (model name suffixed "(implicit)").
+/// returns its test row (model name suffixed with its library, e.g. "(implicit)").
 ///
 /// # Errors
 /// If the file is missing or malformed.
@@ -75,12 +78,19 @@ pub fn evaluate(path: &Path, log: &InteractionLog, val: &Split, test: &Split) ->
     };
     let mut best: BTreeMap<String, (f64, ReportRow)> = BTreeMap::new();
     for run in &file.runs {
-        let val_ndcg = evaluate_rankings(&val.targets, log.items.len(), |u| to_ranking(&run.val, u)).ndcg_at_20;
+        let val_ndcg = evaluate_rankings(&val.targets, log.items.len(), |u| to_ranking(&run.val, u)).metrics.ndcg_at_20;
         if best.get(&run.model).is_some_and(|(b, _)| *b >= val_ndcg) {
             continue;
         }
-        let metrics = evaluate_rankings(&test.targets, log.items.len(), |u| to_ranking(&run.test, u));
-        let row = ReportRow { model: format!("{} (implicit)", run.model), metrics, fit_seconds: run.fit_seconds, onnx_bytes: None, params: run.params.clone() };
+        let scored = evaluate_rankings(&test.targets, log.items.len(), |u| to_ranking(&run.test, u));
+        let row = ReportRow {
+            model: format!("{} ({})", run.model, run.library.as_deref().unwrap_or("implicit")),
+            metrics: scored.metrics,
+            fit_seconds: run.fit_seconds,
+            onnx_bytes: None,
+            params: run.params.clone(),
+            per_user_ndcg: scored.per_user_ndcg,
+        };
         best.insert(run.model.clone(), (val_ndcg, row));
     }
     Ok(best.into_values().map(|(_, row)| row).collect())

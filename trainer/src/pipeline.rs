@@ -29,6 +29,8 @@ pub struct TrainConfig {
     pub lambdas: Vec<f64>,
     /// Buy-again weights tried on validation (only where seen items are rankable).
     pub betas: Vec<f64>,
+    /// Recency decays of the input tried on validation (at the chosen λ; 1 = none).
+    pub decays: Vec<f64>,
     /// Edge model ranks tried on validation.
     pub edge_ranks: Vec<usize>,
     /// Largest edge ONNX file, bytes.
@@ -66,6 +68,10 @@ pub struct ReportRow {
     /// Chosen hyper-parameters.
     #[serde(default)]
     pub params: BTreeMap<String, serde_json::Value>,
+    /// Test NDCG@20 of each evaluated user, in the test targets' order (the
+    /// same for every row of a report, so rows pair up for the bootstrap).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub per_user_ndcg: Vec<f64>,
 }
 
 /// Everything the quality table shows about one dataset (`models/<ds>/report.json`).

@@ -137,14 +137,7 @@ pub fn split_at(events: &[crate::data::Event], cutoff: i64, exclude_seen: bool) 
             after.entry(e.user).or_default().push(e.item);
         }
     }
-    let targets = after
-        .into_iter()
-        .map(|(user, mut items)| {
-            items.sort_unstable();
-            items.dedup();
-            Target { user, items }
-        })
-        .collect();
+    let targets = after.into_iter().map(|(user, items)| Target::new(user, items, |i| seen[&user].contains(&i))).collect();
     Split { train, targets }
 }
 
@@ -208,7 +201,7 @@ pub fn score_dir(dir: &Path, log: &InteractionLog, split: &Split, exclude_seen: 
         let ranking = rec.items.iter().filter_map(|&(i, _)| item_index.get(catalog.items()[i].id.as_str()).copied()).collect();
         rankings.insert(t.user, ranking);
     }
-    let metrics = evaluate_rankings(&split.targets, log.items.len(), |u| rankings.get(&u).cloned().unwrap_or_default());
+    let metrics = evaluate_rankings(&split.targets, log.items.len(), |u| rankings.get(&u).cloned().unwrap_or_default()).metrics;
     latencies.sort_by(f64::total_cmp);
     Ok((Scored { version: set.manifest.version.clone(), metrics }, latencies))
 }
@@ -457,8 +450,8 @@ mod tests {
         let s = split_at(&events, 90, true);
         assert_eq!(s.train.len(), 3);
         // User 1 has nothing before the cutoff; user 2's repeat of item 5 is excluded with exclude_seen.
-        assert_eq!(s.targets, vec![Target { user: 0, items: vec![3] }, Target { user: 2, items: vec![6] }]);
-        assert_eq!(split_at(&events, 90, false).targets[1], Target { user: 2, items: vec![5, 6] });
+        assert_eq!(s.targets, vec![Target { user: 0, items: vec![3], repeats: vec![] }, Target { user: 2, items: vec![6], repeats: vec![] }]);
+        assert_eq!(split_at(&events, 90, false).targets[1], Target { user: 2, items: vec![5, 6], repeats: vec![5] }, "a repeat is marked");
     }
 
     #[test]

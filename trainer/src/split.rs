@@ -43,6 +43,20 @@ pub struct Target {
     pub user: u32,
     /// Distinct log item indices, ascending.
     pub items: Vec<u32>,
+    /// Those of `items` the user also has in training, ascending (repeat
+    /// purchases; empty where seen items are excluded).
+    pub repeats: Vec<u32>,
+}
+
+impl Target {
+    /// The target of `user` with held-out `items` (sorted, deduplicated here),
+    /// marking as repeats those in `seen` (the user's training items).
+    pub fn new(user: u32, mut items: Vec<u32>, seen: impl Fn(u32) -> bool) -> Self {
+        items.sort_unstable();
+        items.dedup();
+        let repeats = items.iter().copied().filter(|&i| seen(i)).collect();
+        Target { user, items, repeats }
+    }
 }
 
 /// A training set and the targets it is scored on.
@@ -84,13 +98,12 @@ pub fn split(events: &[Event], protocol: Protocol) -> Split {
             continue;
         }
         let mut items: Vec<u32> = tail.iter().map(|e| e.item).collect();
+        let seen = |i: u32| head.iter().any(|e| e.item == i);
         if protocol.exclude_seen() {
-            items.retain(|i| !head.iter().any(|e| e.item == *i));
+            items.retain(|&i| !seen(i));
         }
-        items.sort_unstable();
-        items.dedup();
         if !items.is_empty() {
-            targets.push(Target { user, items });
+            targets.push(Target::new(user, items, seen));
         }
     }
     Split { train, targets }
@@ -109,7 +122,7 @@ mod tests {
         // User 0: 10 events, times shuffled; the two latest (items 8, 9) are held out.
         let events: Vec<Event> = (0..10).rev().map(|i| ev(0, i, i as i64 * 10)).chain([ev(1, 5, 0)]).collect();
         let s = split(&events, Protocol::LastFraction { fraction: 0.2 });
-        assert_eq!(s.targets, vec![Target { user: 0, items: vec![8, 9] }]);
+        assert_eq!(s.targets, vec![Target { user: 0, items: vec![8, 9], repeats: vec![] }]);
         assert_eq!(s.train.len(), 9, "8 training events of user 0 + user 1's single event");
         assert!(s.train.iter().all(|e| !(e.user == 0 && e.item >= 8)));
     }
@@ -126,7 +139,7 @@ mod tests {
     fn last_basket_keeps_repeat_purchases_as_targets() {
         let events = vec![ev(0, 1, 1), ev(0, 2, 1), ev(0, 1, 2), ev(0, 3, 2), ev(1, 4, 1)];
         let s = split(&events, Protocol::LastBasket);
-        assert_eq!(s.targets, vec![Target { user: 0, items: vec![1, 3] }]);
+        assert_eq!(s.targets, vec![Target { user: 0, items: vec![1, 3], repeats: vec![1] }]);
         assert_eq!(s.train, vec![ev(0, 1, 1), ev(0, 2, 1), ev(1, 4, 1)]);
     }
 }

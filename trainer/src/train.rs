@@ -4,7 +4,8 @@
 //! 1. `test` split of the log by the dataset's protocol; `validation` split of
 //!    its training part by the same protocol.
 //! 2. Tune EASE's λ (and the buy-again β where seen items are rankable) on
-//!    validation NDCG@20; tune the edge model's rank within the size budget.
+//!    validation NDCG@20, then the input's recency decay `r` (with β again)
+//!    at that λ; tune the edge model's rank within the size budget.
 //! 3. Fit the chosen models on the test split's training part and score them,
 //!    with the baselines, on the test targets — the only use of the test set.
 //! 4. Refit on the whole log and export (see [`crate::artifacts`]).
@@ -22,8 +23,8 @@ use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::data::InteractionLog;
-use crate::evaluate::Phase;
-use crate::model::{Scorer, ease, low_rank};
+use crate::evaluate::{Phase, Scored};
+use crate::model::{Scorer, ease, low_rank, reduce_rank};
 pub use crate::pipeline::{EdgeCoverage, Report, ReportRow, TrainConfig, edge_items_for_budget, peak_rss_bytes};
 use crate::sequence::Tuned;
 use crate::split::{Split, split};
@@ -38,21 +39,32 @@ fn bar(len: usize, what: &str) -> ProgressBar {
 /// logits spread over ~10 units, EASE scores over ~1, so γ spans 0.3–30.
 pub const BLEND_GAMMAS: &[f64] = &[0.3, 1.0, 3.0, 10.0, 30.0];
 
+/// Ranks of a low-rank EASE full model tried when dense EASE is chosen.
+pub const FULL_RANKS: &[usize] = &[64, 128, 256];
+
+/// How much validation NDCG@20 (relative) a low-rank full model may give up
+/// against dense EASE and still be served in its place: the dense model's
+/// `n²` weights (207 MB at Instacart's 7,204 items) must earn more than this.
+pub const LOW_RANK_FULL_TOLERANCE: f64 = 0.005;
+
 /// Which full model the origin serves.
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum FullChoice {
     Ease,
+    /// EASE at this rank over every item (no dense `[n, n]` matrix).
+    LowRank(usize),
     Sequence,
     /// SASRec + γ · EASE.
     Blend(f64),
 }
 
 impl FullChoice {
-    fn name(self) -> &'static str {
+    fn name(self) -> String {
         match self {
-            FullChoice::Ease => "EASE",
-            FullChoice::Sequence => "SASRec",
-            FullChoice::Blend(_) => "SASRec + EASE blend",
+            FullChoice::Ease => "EASE".into(),
+            FullChoice::LowRank(r) => format!("EASE at rank {r}"),
+            FullChoice::Sequence => "SASRec".into(),
+            FullChoice::Blend(_) => "SASRec + EASE blend".into(),
         }
     }
 }
@@ -68,6 +80,8 @@ pub struct Choice {
     pub lambda: f64,
     /// The buy-again weight (0 where seen items are not rankable).
     pub beta: f64,
+    /// The input's recency decay ([`crate::model::recency_input`]).
+    pub decay: f64,
     /// The edge model's rank.
     pub edge_rank: usize,
     /// The tuned sequence model, when one was trained.
@@ -88,23 +102,23 @@ impl Choice {
     }
 }
 
-/// A sequence model's test row: which, metrics, fit seconds, parameters.
-type SequenceRow = (FullChoice, crate::metrics::Metrics, f64, Vec<(&'static str, serde_json::Value)>);
+/// A further full model's test row: which, figures, fit seconds, parameters.
+type ExtraRow = (FullChoice, Scored, f64, Vec<(&'static str, serde_json::Value)>);
 
 /// Test-split figures of every model, scored once.
 pub struct Tested {
     /// Items of the test phase's model.
     pub items: usize,
     /// EASE on test, and its fit time (s).
-    pub ease: (crate::metrics::Metrics, f64),
+    pub ease: (Scored, f64),
     /// The edge model on test, its fit time (s) and item count.
-    pub edge: (crate::metrics::Metrics, f64, usize),
-    /// SASRec and the blend, with fit time and parameters.
-    sequence_rows: Vec<SequenceRow>,
-    /// The served model's metrics.
-    pub served: crate::metrics::Metrics,
+    pub edge: (Scored, f64, usize),
+    /// The low-rank full model, SASRec and the blend, with fit time and parameters.
+    extra_rows: Vec<ExtraRow>,
+    /// The served model's figures.
+    pub served: Scored,
     /// Most popular and (repeat-purchase protocols) buy again.
-    pub baselines: Vec<(&'static str, crate::metrics::Metrics)>,
+    pub baselines: Vec<(&'static str, Scored)>,
     /// The test targets (the parity users come from them).
     pub targets: Vec<crate::split::Target>,
 }
@@ -134,7 +148,7 @@ fn ids_of(log: &InteractionLog, space: &crate::model::ItemSpace) -> Vec<String> 
     space.log_item.iter().map(|&i| log.items[i as usize].clone()).collect()
 }
 
-/// Stage 2: tune EASE (λ, β), the edge model (rank within the budget) and
+/// Stage 2: tune EASE (λ, β, then the recency decay), the edge model (rank within the budget) and
 /// the sequence model (or warm-start it), blend, and choose the served full
 /// model — all on validation NDCG@20.
 ///
@@ -146,28 +160,46 @@ pub fn choose(log: &InteractionLog, cfg: &TrainConfig, val_split: Split) -> anyh
     let t_stage = Instant::now();
     let val = Phase::new(log, val_split, cfg.protocol, cfg.weighting, cfg.min_count);
     let n_val = val.space.len();
-    let (mut best_lambda, mut best_beta, mut best) = (cfg.lambdas[0], 0.0, f64::MIN);
+    let (mut best_lambda, mut best_beta, mut best_decay, mut best) = (cfg.lambdas[0], 0.0, 1.0, f64::MIN);
     let mut best_ease_scores = None; // the winner's validation scores, for the blend below
-    let pb = bar(cfg.lambdas.len(), "tuning EASE λ, β");
-    for &lambda in &cfg.lambdas {
-        let b = ease(val.gram.as_ref(), n_val, lambda)?;
-        let base = Scorer::Ease { b, beta: 0.0 }.scores(val.x_eval.as_ref());
+    let mut best_b = None;
+    // Scores `x·B + β·x` for every β; the best one is kept.
+    let mut try_betas = |b: &faer::Mat<f64>, lambda: f64, decay: f64, tuning: &mut BTreeMap<String, f64>| -> bool {
+        let x = val.x_eval(n_val, decay);
+        let base = Scorer::Ease { b: b.clone(), beta: 0.0, decay }.scores(x.as_ref());
+        let mut improved = false;
         for &beta in &betas {
             let mut s = base.clone();
             if beta != 0.0 {
-                s += &val.x_eval * faer::Scale(beta);
+                s += &x * faer::Scale(beta);
             }
             let ndcg = val.evaluate_scores(s.as_ref()).ndcg_at_20;
-            tuning.insert(format!("ease lambda={lambda} beta={beta}"), ndcg);
+            let decayed = if decay < 1.0 { format!(" decay={decay}") } else { String::new() };
+            tuning.insert(format!("ease lambda={lambda} beta={beta}{decayed}"), ndcg);
             if ndcg > best {
-                (best_lambda, best_beta, best) = (lambda, beta, ndcg);
+                (best_lambda, best_beta, best_decay, best) = (lambda, beta, decay, ndcg);
                 best_ease_scores = Some(s);
+                improved = true;
             }
+        }
+        improved
+    };
+    let pb = bar(cfg.lambdas.len(), "tuning EASE λ, β");
+    for &lambda in &cfg.lambdas {
+        let b = ease(val.gram.as_ref(), n_val, lambda)?;
+        if try_betas(&b, lambda, 1.0, &mut tuning) {
+            best_b = Some((lambda, b));
         }
         pb.inc(1);
     }
     pb.finish_and_clear();
-    stage(&format!("validation: EASE λ={best_lambda} β={best_beta}"), t_stage);
+    // The recency decay at the chosen λ (β again: decayed inputs are smaller).
+    let (lambda, b) = best_b.expect("at least one λ was scored");
+    for &decay in cfg.decays.iter().filter(|&&d| d < 1.0) {
+        try_betas(&b, lambda, decay, &mut tuning);
+    }
+    let ease_b = b; // the decays only change β and r: this is the chosen λ's B
+    stage(&format!("validation: EASE λ={best_lambda} β={best_beta} decay={best_decay}"), t_stage);
     let t_stage = Instant::now();
     let buy_again = best_beta > 0.0;
     let (mut best_rank, mut best_edge) = (0, f64::MIN);
@@ -177,8 +209,8 @@ pub fn choose(log: &InteractionLog, cfg: &TrainConfig, val_split: Split) -> anyh
         if m == 0 {
             continue; // this rank does not fit a single item into the budget
         }
-        let edge = low_rank(val.gram.as_ref(), val.x_train.as_ref(), m, r, best_lambda, best_beta)?;
-        let ndcg = val.evaluate_scores(edge.scores(val.x_eval.as_ref()).as_ref()).ndcg_at_20;
+        let edge = low_rank(val.gram.as_ref(), val.x_train.as_ref(), m, r, best_lambda, best_beta, best_decay)?;
+        let ndcg = val.evaluate_scores(edge.scores(val.x_eval(m, best_decay).as_ref()).as_ref()).ndcg_at_20;
         tuning.insert(format!("edge rank={r} items={m}"), ndcg);
         if ndcg > best_edge {
             (best_rank, best_edge) = (r, ndcg);
@@ -224,7 +256,21 @@ pub fn choose(log: &InteractionLog, cfg: &TrainConfig, val_split: Split) -> anyh
         }
         stage(&format!("validation: SASRec {:.4}, EASE {best:.4}, served: {}", t.ndcg, full.name()), t_stage);
     }
-    Ok(Choice { lambda: best_lambda, beta: best_beta, edge_rank: best_rank, sequence: tuned, full, tuning })
+    if full == FullChoice::Ease {
+        // The size follows the need: the smallest rank that serves as well.
+        let t_stage = Instant::now();
+        for &r in FULL_RANKS.iter().filter(|&&r| r < n_val / 4) {
+            let low = reduce_rank(ease_b.as_ref(), val.x_train.as_ref(), r, best_beta, best_decay)?;
+            let ndcg = val.evaluate_scores(low.scores(val.x_eval(n_val, best_decay).as_ref()).as_ref()).ndcg_at_20;
+            tuning.insert(format!("full rank={r}"), ndcg);
+            if ndcg >= (1.0 - LOW_RANK_FULL_TOLERANCE) * best {
+                full = FullChoice::LowRank(r);
+                break;
+            }
+        }
+        stage(&format!("validation: served {}", full.name()), t_stage);
+    }
+    Ok(Choice { lambda: best_lambda, beta: best_beta, decay: best_decay, edge_rank: best_rank, sequence: tuned, full, tuning })
 }
 
 /// Stage 3: fit the chosen models on the test split's training part and
@@ -237,30 +283,38 @@ pub fn test_once(log: &InteractionLog, cfg: &TrainConfig, test_split: Split, cho
     let test = Phase::new(log, test_split, cfg.protocol, cfg.weighting, cfg.min_count);
     let n = test.space.len();
     let t = Instant::now();
-    let full = Scorer::Ease { b: ease(test.gram.as_ref(), n, choice.lambda)?, beta: choice.beta };
+    let full = Scorer::Ease { b: ease(test.gram.as_ref(), n, choice.lambda)?, beta: choice.beta, decay: choice.decay };
     let full_fit = t.elapsed().as_secs_f64();
-    let ease_test_scores = full.scores(test.x_eval.as_ref());
-    let full_metrics = test.evaluate_scores(ease_test_scores.as_ref());
+    let ease_test_scores = full.scores(test.x_eval(n, choice.decay).as_ref());
+    let full_metrics = test.score(ease_test_scores.as_ref());
+    let mut extra_rows = Vec::new();
+    let mut served = full_metrics.clone();
+    if let (FullChoice::LowRank(r), Scorer::Ease { b, .. }) = (choice.full, &full) {
+        let t = Instant::now();
+        let low = reduce_rank(b.as_ref(), test.x_train.as_ref(), r, choice.beta, choice.decay)?;
+        let fit = full_fit + t.elapsed().as_secs_f64();
+        served = test.score(low.scores(test.x_eval(n, choice.decay).as_ref()).as_ref());
+        let params = vec![("rank", r.into()), ("lambda", choice.lambda.into()), ("beta", choice.beta.into()), ("decay", choice.decay.into()), ("items", n.into())];
+        extra_rows.push((choice.full, served.clone(), fit, params));
+    }
     let t = Instant::now();
     let m_test = edge_items_for_budget(cfg.edge_budget_bytes, choice.edge_rank, choice.beta > 0.0, n);
-    let edge = low_rank(test.gram.as_ref(), test.x_train.as_ref(), m_test, choice.edge_rank, choice.lambda, choice.beta)?;
+    let edge = low_rank(test.gram.as_ref(), test.x_train.as_ref(), m_test, choice.edge_rank, choice.lambda, choice.beta, choice.decay)?;
     let edge_fit = t.elapsed().as_secs_f64();
-    let edge_metrics = test.evaluate_scores(edge.scores(test.x_eval.as_ref()).as_ref());
-    let mut sequence_rows = Vec::new();
-    let mut served = full_metrics;
+    let edge_metrics = test.score(edge.scores(test.x_eval(m_test, choice.decay).as_ref()).as_ref());
     if let Some(tuned) = &choice.sequence {
         let t = Instant::now();
         let ids = ids_of(log, &test.space);
         let model = crate::sequence::fit(&test, log.users.len(), &tuned.config, cfg.warm_start.as_ref().map(|w| (w, ids.as_slice())))?;
         let seq_fit = t.elapsed().as_secs_f64();
         let seq_scores = crate::sequence::score_phase(&model, &test, log.users.len())?;
-        let seq_metrics = test.evaluate_scores(seq_scores.as_ref());
+        let seq_metrics = test.score(seq_scores.as_ref());
         let gamma = choice.gamma();
-        let blend_metrics = test.evaluate_scores((&seq_scores + &ease_test_scores * faer::Scale(gamma)).as_ref());
+        let blend_metrics = test.score((&seq_scores + &ease_test_scores * faer::Scale(gamma)).as_ref());
         served = match choice.full {
-            FullChoice::Ease => full_metrics,
-            FullChoice::Sequence => seq_metrics,
-            FullChoice::Blend(_) => blend_metrics,
+            FullChoice::Ease | FullChoice::LowRank(_) => served,
+            FullChoice::Sequence => seq_metrics.clone(),
+            FullChoice::Blend(_) => blend_metrics.clone(),
         };
         let c = &tuned.config;
         let seq_params = vec![
@@ -272,10 +326,10 @@ pub fn test_once(log: &InteractionLog, cfg: &TrainConfig, test_split: Split, cho
             ("epochs", c.max_epochs.into()),
             ("items", n.into()),
         ];
-        sequence_rows.push((FullChoice::Sequence, seq_metrics, seq_fit, seq_params.clone()));
+        extra_rows.push((FullChoice::Sequence, seq_metrics, seq_fit, seq_params.clone()));
         let mut blend_params = seq_params;
         blend_params.push(("gamma", gamma.into()));
-        sequence_rows.push((FullChoice::Blend(gamma), blend_metrics, seq_fit + full_fit, blend_params));
+        extra_rows.push((FullChoice::Blend(gamma), blend_metrics, seq_fit + full_fit, blend_params));
     }
     let mut baselines = vec![("most popular", test.popular())];
     if !cfg.protocol.exclude_seen() {
@@ -286,7 +340,7 @@ pub fn test_once(log: &InteractionLog, cfg: &TrainConfig, test_split: Split, cho
         items: n,
         ease: (full_metrics, full_fit),
         edge: (edge_metrics, edge_fit, m_test),
-        sequence_rows,
+        extra_rows,
         served,
         baselines,
         targets: test.split.targets.clone(),
@@ -307,9 +361,9 @@ pub fn export(log: &InteractionLog, cfg: &TrainConfig, choice: &Choice, tested: 
     let whole = Split { train: events, targets: Vec::new() };
     let all = Phase::new(log, whole, cfg.protocol, cfg.weighting, cfg.min_count);
     let n_all = all.space.len();
-    let full_all = Scorer::Ease { b: ease(all.gram.as_ref(), n_all, choice.lambda)?, beta: choice.beta };
+    let full_all = Scorer::Ease { b: ease(all.gram.as_ref(), n_all, choice.lambda)?, beta: choice.beta, decay: choice.decay };
     let m_all = edge_items_for_budget(cfg.edge_budget_bytes, choice.edge_rank, choice.beta > 0.0, n_all);
-    let edge_all = low_rank(all.gram.as_ref(), all.x_train.as_ref(), m_all, choice.edge_rank, choice.lambda, choice.beta)?;
+    let edge_all = low_rank(all.gram.as_ref(), all.x_train.as_ref(), m_all, choice.edge_rank, choice.lambda, choice.beta, choice.decay)?;
     let seq_all = match (&choice.sequence, choice.full) {
         (Some(t), FullChoice::Sequence | FullChoice::Blend(_)) => {
             let ids = ids_of(log, &all.space);
@@ -317,21 +371,26 @@ pub fn export(log: &InteractionLog, cfg: &TrainConfig, choice: &Choice, tested: 
         }
         _ => None,
     };
-    let full_export = match (&seq_all, choice.full) {
-        (Some(model), FullChoice::Sequence) => crate::artifacts::FullModel::Sequence { model, ease: None },
-        (Some(model), FullChoice::Blend(gamma)) => crate::artifacts::FullModel::Sequence { model, ease: Some((&full_all, gamma)) },
+    let low_all = match (choice.full, &full_all) {
+        (FullChoice::LowRank(r), Scorer::Ease { b, .. }) => Some(reduce_rank(b.as_ref(), all.x_train.as_ref(), r, choice.beta, choice.decay)?),
+        _ => None,
+    };
+    let full_export = match (&seq_all, choice.full, &low_all) {
+        (Some(model), FullChoice::Sequence, _) => crate::artifacts::FullModel::Sequence { model, ease: None },
+        (Some(model), FullChoice::Blend(gamma), _) => crate::artifacts::FullModel::Sequence { model, ease: Some((&full_all, gamma)) },
+        (_, _, Some(low)) => crate::artifacts::FullModel::Ease(low),
         _ => crate::artifacts::FullModel::Ease(&full_all),
     };
     let coverage = EdgeCoverage::of(&all.space, m_all);
-    let (edge_metrics, ..) = tested.edge;
+    let edge_metrics = tested.edge.0.metrics;
     let metrics = serde_json::json!({
         "edge_coverage": coverage,
         "protocol": cfg.protocol.describe(),
         "schedule": cfg.schedule.as_str(),
-        "full": tested.served,
-        "ease": tested.ease.0,
+        "full": tested.served.metrics,
+        "ease": tested.ease.0.metrics,
         "edge": edge_metrics,
-        "edge_ndcg_ratio": edge_metrics.ndcg_at_20 / tested.served.ndcg_at_20.max(f64::MIN_POSITIVE),
+        "edge_ndcg_ratio": edge_metrics.ndcg_at_20 / tested.served.metrics.ndcg_at_20.max(f64::MIN_POSITIVE),
     });
     let exported = crate::artifacts::write(&cfg.out_dir, log, &all.space, &full_export, &edge_all, &tested.targets, cfg, metrics)?;
     stage("refit on the whole log, export, parity", t_stage);
@@ -344,34 +403,44 @@ fn rows(choice: &Choice, tested: &Tested, exported: &crate::artifacts::Exported)
     // Names are one per kind, so a blend row is the served one whatever its γ.
     let served = |c: FullChoice| c.name() == choice.full.name();
     let label = |c: FullChoice| format!("{}{}", c.name(), if served(c) { " (full, served)" } else { "" });
-    let (edge_metrics, edge_fit, m_test) = tested.edge;
+    let (edge_scored, edge_fit, m_test) = &tested.edge;
     let mut rows = vec![
         ReportRow {
             model: label(FullChoice::Ease),
-            metrics: tested.ease.0,
+            metrics: tested.ease.0.metrics,
             fit_seconds: tested.ease.1,
             onnx_bytes: served(FullChoice::Ease).then_some(exported.full_bytes),
-            params: param(&[("lambda", choice.lambda.into()), ("beta", choice.beta.into()), ("items", tested.items.into())]),
+            params: param(&[("lambda", choice.lambda.into()), ("beta", choice.beta.into()), ("decay", choice.decay.into()), ("items", tested.items.into())]),
+            per_user_ndcg: tested.ease.0.per_user_ndcg.clone(),
         },
         ReportRow {
             model: "low-rank EASE (edge)".into(),
-            metrics: edge_metrics,
-            fit_seconds: edge_fit,
+            metrics: edge_scored.metrics,
+            fit_seconds: *edge_fit,
             onnx_bytes: Some(exported.edge_bytes),
-            params: param(&[("rank", choice.edge_rank.into()), ("items", m_test.into()), ("beta", choice.beta.into())]),
+            params: param(&[("rank", choice.edge_rank.into()), ("items", (*m_test).into()), ("beta", choice.beta.into()), ("decay", choice.decay.into())]),
+            per_user_ndcg: edge_scored.per_user_ndcg.clone(),
         },
     ];
-    for (c, metrics, fit_seconds, params) in &tested.sequence_rows {
+    for (c, scored, fit_seconds, params) in &tested.extra_rows {
         rows.push(ReportRow {
             model: label(*c),
-            metrics: *metrics,
+            metrics: scored.metrics,
             fit_seconds: *fit_seconds,
             onnx_bytes: served(*c).then_some(exported.full_bytes),
             params: param(params),
+            per_user_ndcg: scored.per_user_ndcg.clone(),
         });
     }
-    for (name, metrics) in &tested.baselines {
-        rows.push(ReportRow { model: (*name).into(), metrics: *metrics, fit_seconds: 0.0, onnx_bytes: None, params: BTreeMap::new() });
+    for (name, scored) in &tested.baselines {
+        rows.push(ReportRow {
+            model: (*name).into(),
+            metrics: scored.metrics,
+            fit_seconds: 0.0,
+            onnx_bytes: None,
+            params: BTreeMap::new(),
+            per_user_ndcg: scored.per_user_ndcg.clone(),
+        });
     }
     rows
 }

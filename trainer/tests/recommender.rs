@@ -2,7 +2,7 @@
 //! unknown ids, popular fallback, edge coverage.
 
 use shared::{Catalog, CatalogItem, Recommender};
-use trainer::onnx_export::{DenseF32, edge_model, full_model};
+use trainer::onnx_export::{DenseF32, full_model, low_rank_model};
 
 fn catalog(n: usize) -> Catalog {
     let items = (0..n).map(|i| CatalogItem { id: format!("item{i}"), title: Some(format!("Title {i}")), popularity: (100 - i) as u64 }).collect();
@@ -19,7 +19,7 @@ fn neighbour_model(n: usize) -> Vec<u8> {
             }
         }
     }
-    full_model(&DenseF32 { rows: n, cols: n, data })
+    full_model(&DenseF32 { rows: n, cols: n, data }, 1.0)
 }
 
 fn ids(r: &shared::Recommendation) -> Vec<usize> {
@@ -73,7 +73,7 @@ fn edge_model_covers_a_prefix_and_fills_from_popular() {
     // Edge model over the 3 most popular of 6 items: rank-1, every item scores its index + 1.
     let p = DenseF32 { rows: 3, cols: 1, data: vec![1.0; 3] };
     let q = DenseF32 { rows: 1, cols: 3, data: vec![1.0, 2.0, 3.0] };
-    let rec = Recommender::from_bytes(catalog(6), &edge_model(&p, &q, 0.0)).unwrap();
+    let rec = Recommender::from_bytes(catalog(6), &low_rank_model(shared::ModelKind::Edge, &p, &q, 0.0, 1.0)).unwrap();
     // item5 is known but outside the edge model: it is not sent to the model (no out-of-range index).
     let prepared = rec.prepare(&["item5", "item0"]);
     assert_eq!((prepared.row.clone(), prepared.uncovered), (vec![(0, 1.0)], 1));
