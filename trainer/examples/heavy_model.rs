@@ -27,7 +27,7 @@ fn main() -> anyhow::Result<()> {
         "batch_size": 1, "max_epochs": 0, "patience": 0, "negatives": null, "seed": 1
     }))?;
     let model = SasRec::new(config, n_items, &mut rand::rngs::StdRng::seed_from_u64(1))?;
-    let onnx = trainer::onnx_export::sequence_model(&model.weights()?, None, 1.0);
+    let onnx = trainer::onnx_export::sequence_model(shared::ModelKind::Full, &model.weights()?, None, 1.0);
     std::fs::create_dir_all(&out)?;
     for name in manifest.files.keys() {
         if name != "full.onnx" {

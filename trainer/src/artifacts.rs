@@ -110,17 +110,66 @@ enum Exportable<'a> {
         beta: f32,
         decay: f32,
     },
-    /// SASRec, plus `gamma · x·B` when blended with EASE (`B` with β folded in).
+    /// SASRec, plus `gamma · EASE(x)` when blended with EASE (dense or low-rank, β folded in).
     Sequence {
         model: &'a SasRec,
         weights: Box<SasRecWeights>,
-        ease: Option<(DenseF32, f32)>,
+        ease: Option<(ItemItemPart, f32)>,
         decay: f32,
     },
 }
 
-/// The full model to export.
-pub enum FullModel<'a> {
+/// The item-item part of a blend, as exported (scaled by `1/(1+β)`).
+enum ItemItemPart {
+    Dense(DenseF32),
+    LowRank { p: DenseF32, q: DenseF32, beta: f32 },
+}
+
+impl ExportModel<'_> {
+    /// The manifest's `params` of the model: its `architecture` (see
+    /// [`shared::contract`]) and settings.
+    fn params(&self) -> anyhow::Result<BTreeMap<String, serde_json::Value>> {
+        let mut params = BTreeMap::new();
+        let scorer_params = |scorer: &Scorer, params: &mut BTreeMap<String, serde_json::Value>| match scorer {
+            Scorer::Ease { beta, decay, .. } => {
+                params.insert("beta".to_string(), (*beta).into());
+                params.insert("decay".to_string(), (*decay).into());
+                "ease"
+            }
+            Scorer::LowRank { p, beta, decay, .. } => {
+                params.insert("rank".to_string(), p.ncols().into());
+                params.insert("beta".to_string(), (*beta).into());
+                params.insert("decay".to_string(), (*decay).into());
+                "ease-low-rank"
+            }
+        };
+        match self {
+            ExportModel::Ease(scorer) => {
+                let architecture = scorer_params(scorer, &mut params);
+                params.insert("architecture".to_string(), architecture.into());
+            }
+            ExportModel::Sequence { model, ease } => {
+                let c = &model.config;
+                params.insert("sasrec_config".to_string(), serde_json::to_value(c)?);
+                for (k, v) in [("dim", c.dim), ("layers", c.layers), ("heads", c.heads), ("max_len", c.max_len), ("epochs", c.max_epochs)] {
+                    params.insert(k.to_string(), v.into());
+                }
+                let architecture = match ease {
+                    Some((scorer, gamma)) => {
+                        params.insert("gamma".to_string(), (*gamma).into());
+                        format!("sasrec+{}", scorer_params(scorer, &mut params))
+                    }
+                    None => "sasrec".into(),
+                };
+                params.insert("architecture".to_string(), architecture.into());
+            }
+        }
+        Ok(params)
+    }
+}
+
+/// A model to export (the full or the edge one).
+pub enum ExportModel<'a> {
     /// EASE (with the buy-again term), dense or low-rank.
     Ease(&'a Scorer),
     /// SASRec alone, or blended: `s = logits + gamma · EASE(x)`.
@@ -133,17 +182,23 @@ pub enum FullModel<'a> {
 }
 
 impl<'a> Exportable<'a> {
-    fn from_full(full: &FullModel<'a>) -> anyhow::Result<Self> {
-        Ok(match full {
-            FullModel::Ease(s) => Exportable::from_scorer(s),
-            FullModel::Sequence { model, ease } => {
+    fn from_full(model: &ExportModel<'a>) -> anyhow::Result<Self> {
+        Ok(match model {
+            ExportModel::Ease(s) => Exportable::from_scorer(s),
+            ExportModel::Sequence { model, ease } => {
                 let (ease, decay) = match ease {
-                    Some((scorer @ Scorer::Ease { beta, decay, .. }, gamma)) => {
-                        let Exportable::Full { b, .. } = Exportable::from_scorer(scorer) else { unreachable!("EASE exports as Full") };
+                    Some((scorer, gamma)) => {
+                        let part = match Exportable::from_scorer(scorer) {
+                            Exportable::Full { b, .. } => ItemItemPart::Dense(b),
+                            Exportable::LowRank { p, q, beta, .. } => ItemItemPart::LowRank { p, q, beta },
+                            Exportable::Sequence { .. } => unreachable!("a scorer is EASE"),
+                        };
+                        let beta = match scorer {
+                            Scorer::Ease { beta, .. } | Scorer::LowRank { beta, .. } => *beta,
+                        };
                         // The export scales EASE by 1/(1+β) (see from_scorer); undo it in γ.
-                        (Some((b, (gamma * (1.0 + beta)) as f32)), *decay as f32)
+                        (Some((part, (gamma * (1.0 + beta)) as f32)), scorer.decay() as f32)
                     }
-                    Some(_) => anyhow::bail!("a sequence model blends only with EASE"),
                     None => (None, 1.0),
                 };
                 Exportable::Sequence { model, weights: Box::new(model.weights()?), ease, decay }
@@ -180,7 +235,16 @@ impl<'a> Exportable<'a> {
         match self {
             Exportable::Full { b, decay } => onnx_export::full_model(b, *decay),
             Exportable::LowRank { p, q, beta, decay } => onnx_export::low_rank_model(kind, p, q, *beta, *decay),
-            Exportable::Sequence { weights, ease, decay, .. } => onnx_export::sequence_model(weights, ease.as_ref().map(|(b, g)| (b, *g)), *decay),
+            Exportable::Sequence { weights, ease, decay, .. } => {
+                let part = ease.as_ref().map(|(part, gamma)| {
+                    let part = match part {
+                        ItemItemPart::Dense(b) => onnx_export::ItemItem::Dense(b),
+                        ItemItemPart::LowRank { p, q, beta } => onnx_export::ItemItem::LowRank { p, q, beta: *beta },
+                    };
+                    (part, *gamma)
+                });
+                onnx_export::sequence_model(kind, weights, part, *decay)
+            }
         }
     }
 
@@ -211,6 +275,20 @@ impl<'a> Exportable<'a> {
                 }
             }
         };
+        let add_low_rank = |s: &mut [f64], p: &DenseF32, q: &DenseF32, beta: f32, scale: f64| {
+            let mut z = vec![0.0f64; p.cols];
+            for (k, &h) in history.iter().enumerate() {
+                for (acc, &v) in z.iter_mut().zip(p.row(h)) {
+                    *acc += weight(k) * v as f64;
+                }
+                s[h] += scale * weight(k) * beta as f64;
+            }
+            for (k, &zk) in z.iter().enumerate() {
+                for (acc, &v) in s.iter_mut().zip(q.row(k)) {
+                    *acc += scale * zk * v as f64;
+                }
+            }
+        };
         match self {
             Exportable::Full { b, .. } => add_rows(&mut s, b, 1.0),
             Exportable::Sequence { model, ease, .. } => {
@@ -218,24 +296,13 @@ impl<'a> Exportable<'a> {
                 for (acc, v) in s.iter_mut().zip(&model.scores(&[&seq])?[0]) {
                     *acc = *v as f64;
                 }
-                if let Some((b, gamma)) = ease {
-                    add_rows(&mut s, b, *gamma as f64);
+                match ease {
+                    Some((ItemItemPart::Dense(b), gamma)) => add_rows(&mut s, b, *gamma as f64),
+                    Some((ItemItemPart::LowRank { p, q, beta }, gamma)) => add_low_rank(&mut s, p, q, *beta, *gamma as f64),
+                    None => {}
                 }
             }
-            Exportable::LowRank { p, q, beta, .. } => {
-                let mut z = vec![0.0f64; p.cols];
-                for (k, &h) in history.iter().enumerate() {
-                    for (acc, &v) in z.iter_mut().zip(p.row(h)) {
-                        *acc += weight(k) * v as f64;
-                    }
-                    s[h] += weight(k) * *beta as f64;
-                }
-                for (k, &zk) in z.iter().enumerate() {
-                    for (acc, &v) in s.iter_mut().zip(q.row(k)) {
-                        *acc += zk * v as f64;
-                    }
-                }
-            }
+            Exportable::LowRank { p, q, beta, .. } => add_low_rank(&mut s, p, q, *beta, 1.0),
         }
         Ok(s)
     }
@@ -331,8 +398,8 @@ pub fn write(
     dir: &Path,
     log: &InteractionLog,
     space: &ItemSpace,
-    full: &FullModel<'_>,
-    edge: &Scorer,
+    full: &ExportModel<'_>,
+    edge: &ExportModel<'_>,
     test_targets: &[Target],
     cfg: &TrainConfig,
     metrics: serde_json::Value,
@@ -349,12 +416,12 @@ pub fn write(
     files.insert("catalog.json".into(), catalog.to_json());
     // What the edge worker embeds: every id's fingerprint, and the head of the catalog with titles.
     files.insert(shared::catalog::CATALOG_IDS_FILE.into(), shared::catalog::CatalogIds::of(catalog.items().iter().map(|i| i.id.as_str())).to_bytes());
-    let edge_head = shared::catalog::edge_catalog_items(catalog.len(), edge.n_items());
+    let models = [(ModelKind::Full, Exportable::from_full(full)?), (ModelKind::Edge, Exportable::from_full(edge)?)];
+    let edge_head = shared::catalog::edge_catalog_items(catalog.len(), models[1].1.n_items());
     files.insert(shared::catalog::EDGE_CATALOG_FILE.into(), Catalog::new(catalog.items()[..edge_head].to_vec())?.to_json());
     let popular: Vec<&CatalogItem> = catalog.items().iter().take(contract::MAX_K).collect();
     files.insert("popular.json".into(), serde_json::to_vec(&serde_json::json!({ "items": popular }))?);
 
-    let models = [(ModelKind::Full, Exportable::from_full(full)?), (ModelKind::Edge, Exportable::from_scorer(edge))];
     let tolerance = models.iter().map(|(kind, _)| (kind.as_str().to_string(), PARITY_TOLERANCE)).collect();
     let mut parity = ParityFile { cases: Vec::new(), tolerance };
     for target in test_targets.iter().take(PARITY_USERS) {
@@ -384,38 +451,11 @@ pub fn write(
             parity.cases.len(),
             PARITY_TOLERANCE
         );
-        let mut params = BTreeMap::new();
-        if let Exportable::LowRank { p, beta, decay, .. } = m {
-            params.insert("rank".to_string(), p.cols.into());
-            params.insert("beta".to_string(), (*beta as f64).into());
-            params.insert("decay".to_string(), (*decay as f64).into());
-        }
-        if *kind == ModelKind::Full {
-            match full {
-                FullModel::Ease(Scorer::Ease { beta, decay, .. }) => {
-                    params.insert("architecture".to_string(), "ease".into());
-                    params.insert("beta".to_string(), (*beta).into());
-                    params.insert("decay".to_string(), (*decay).into());
-                }
-                FullModel::Ease(Scorer::LowRank { .. }) => {
-                    params.insert("architecture".to_string(), "ease-low-rank".into());
-                }
-                FullModel::Sequence { model, ease } => {
-                    let c = &model.config;
-                    params.insert("architecture".to_string(), if ease.is_some() { "sasrec+ease" } else { "sasrec" }.into());
-                    // What a refresh needs to warm-start from this version (`trainer retrain --warm-start`).
-                    params.insert("sasrec_config".to_string(), serde_json::to_value(c)?);
-                    warm_start_file = Some(model.to_safetensors()?);
-                    for (k, v) in [("dim", c.dim), ("layers", c.layers), ("heads", c.heads), ("max_len", c.max_len), ("epochs", c.max_epochs)] {
-                        params.insert(k.to_string(), v.into());
-                    }
-                    if let Some((Scorer::Ease { beta, decay, .. }, gamma)) = ease {
-                        params.insert("gamma".to_string(), (*gamma).into());
-                        params.insert("beta".to_string(), (*beta).into());
-                        params.insert("decay".to_string(), (*decay).into());
-                    }
-                }
-            }
+        let spec = if *kind == ModelKind::Full { full } else { edge };
+        let params = spec.params()?;
+        if let (ModelKind::Full, ExportModel::Sequence { model, .. }) = (kind, spec) {
+            // What a refresh needs to warm-start from this version (`trainer retrain --warm-start`).
+            warm_start_file = Some(model.to_safetensors()?);
         }
         entries.insert(
             kind.as_str().to_string(),

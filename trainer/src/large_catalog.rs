@@ -154,8 +154,8 @@ pub fn run(log: &InteractionLog, cfg: &TrainConfig, refused: &CapacityError) -> 
         "edge_coverage": coverage,
         "ease": refused.to_string(),
     });
-    let full_export = crate::artifacts::FullModel::Sequence { model: &model, ease: None };
-    let exported = crate::artifacts::write(&cfg.out_dir, log, &space, &full_export, &edge, &test.targets, cfg, metrics)?;
+    let full_export = crate::artifacts::ExportModel::Sequence { model: &model, ease: None };
+    let exported = crate::artifacts::write(&cfg.out_dir, log, &space, &full_export, &crate::artifacts::ExportModel::Ease(&edge), &test.targets, cfg, metrics)?;
     stage("export, parity", t);
 
     let params = |pairs: Vec<(&str, serde_json::Value)>| pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect::<BTreeMap<_, _>>();

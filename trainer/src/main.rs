@@ -75,7 +75,7 @@ struct Tuning {
     betas: Vec<f64>,
     /// Recency decays of the input to try, in (0, 1]: the k-th newest history
     /// entry weighs decay^k (1 = plain counts); tuned at the chosen λ.
-    #[arg(long, value_delimiter = ',', default_values_t = [1.0, 0.995, 0.99, 0.985, 0.98, 0.95, 0.9])]
+    #[arg(long, value_delimiter = ',', default_values_t = [1.0, 0.995, 0.99, 0.985, 0.98, 0.95, 0.9, 0.8, 0.7])]
     decays: Vec<f64>,
     /// Edge ranks to try.
     #[arg(long, value_delimiter = ',', default_values_t = [32, 64, 128, 256])]

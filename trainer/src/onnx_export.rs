@@ -215,19 +215,17 @@ pub fn full_model(b: &DenseF32, decay: f32) -> Vec<u8> {
     finish_model(ModelKind::Full, n, "item_scores", nodes, init, doc)
 }
 
-/// Encodes a low-rank model `s = x · p · q + beta · x` for `p: [m, r]`, `q: [r, m]`
-/// (`x` decayed by recency with `decay`, 1 = none): the edge model, or a
-/// full model that needs no dense `[n, n]` matrix.
-pub fn low_rank_model(kind: ModelKind, p: &DenseF32, q: &DenseF32, beta: f32, decay: f32) -> Vec<u8> {
-    assert_eq!((p.cols, q.cols), (q.rows, p.rows), "low-rank factors must be [m, r] and [r, m]");
+/// Nodes of `out = (weights · Gather(P, history)) · Q + beta · x` (the
+/// buy-again term only when `beta > 0`: `x[b, i] = Σ_j weights[b, j] ·
+/// [history[b, j] == i]`, an `Equal` against a `Range` constant), with
+/// `P: [m, r]` (a zero padding row appended) and `Q: [r, m]`.
+fn low_rank_scores(p: &DenseF32, q: &DenseF32, beta: f32, weights: &str, out: &str, nodes: &mut Vec<pb::NodeProto>, init: &mut Vec<pb::TensorProto>) {
     let (m, r) = (p.rows, p.cols);
-    let (mut nodes, mut init) = (Vec::new(), Vec::new());
-    let weights = recency_weights(decay, &mut nodes, &mut init);
-    weighted_gather_sum("P", weights, "latent", &mut nodes);
-    init.push(tensor_f32("P", &[m + 1, r], &with_padding_row(p)));
-    init.push(tensor_f32("Q", &[r, m], &q.data));
+    weighted_gather_sum("low_rank_P", weights, "latent", nodes);
+    init.push(tensor_f32("low_rank_P", &[m + 1, r], &with_padding_row(p)));
+    init.push(tensor_f32("low_rank_Q", &[r, m], &q.data));
     if beta > 0.0 {
-        nodes.push(node("MatMul", &["latent", "Q"], &["low_rank_scores"], vec![]));
+        nodes.push(node("MatMul", &["latent", "low_rank_Q"], &["low_rank_scores"], vec![]));
         let range: Vec<i64> = (0..m as i64).collect();
         init.push(tensor_i64("item_range", &[1, 1, m], &range));
         init.push(tensor_f32("beta", &[1], &[beta]));
@@ -238,18 +236,46 @@ pub fn low_rank_model(kind: ModelKind, p: &DenseF32, q: &DenseF32, beta: f32, de
         nodes.push(node("Mul", &["one_hot", "weights_3d"], &["weighted_one_hot"], vec![]));
         nodes.push(node("ReduceSum", &["weighted_one_hot", "axes_1"], &["x_dense"], vec![attr_int("keepdims", 0)]));
         nodes.push(node("Mul", &["x_dense", "beta"], &["buy_again"], vec![]));
-        nodes.push(node("Add", &["low_rank_scores", "buy_again"], &["item_scores"], vec![]));
+        nodes.push(node("Add", &["low_rank_scores", "buy_again"], &[out], vec![]));
     } else {
-        nodes.push(node("MatMul", &["latent", "Q"], &["item_scores"], vec![]));
+        nodes.push(node("MatMul", &["latent", "low_rank_Q"], &[out], vec![]));
     }
+}
+
+/// The item-item part of a blend with the sequence model: EASE's dense
+/// weights (the buy-again diagonal folded in) or its low-rank approximation.
+#[derive(Debug, Clone, Copy)]
+pub enum ItemItem<'a> {
+    /// `x · B`, `B: [n, n]`.
+    Dense(&'a DenseF32),
+    /// `x · P · Q + beta · x`, `P: [n, r]`, `Q: [r, n]`.
+    LowRank {
+        /// `[n, r]`.
+        p: &'a DenseF32,
+        /// `[r, n]`.
+        q: &'a DenseF32,
+        /// Buy-again weight.
+        beta: f32,
+    },
+}
+
+/// Encodes a low-rank model `s = x · p · q + beta · x` for `p: [m, r]`, `q: [r, m]`
+/// (`x` decayed by recency with `decay`, 1 = none): the edge model, or a
+/// full model that needs no dense `[n, n]` matrix.
+pub fn low_rank_model(kind: ModelKind, p: &DenseF32, q: &DenseF32, beta: f32, decay: f32) -> Vec<u8> {
+    assert_eq!((p.cols, q.cols), (q.rows, p.rows), "low-rank factors must be [m, r] and [r, m]");
+    let (m, r) = (p.rows, p.cols);
+    let (mut nodes, mut init) = (Vec::new(), Vec::new());
+    let weights = recency_weights(decay, &mut nodes, &mut init);
+    low_rank_scores(p, q, beta, weights, "item_scores", &mut nodes, &mut init);
     let doc = format!("edgerec {} model: rank-{r} approximation of EASE over the {m} most popular items, buy-again beta={beta}, recency decay {decay}", kind.as_str());
     finish_model(kind, m, "item_scores", nodes, init, doc)
 }
 
-/// Encodes the sequence model (SASRec, see [`crate::sasrec`]), optionally
-/// blended with EASE: `s = logits + gamma · x·B` for `ease = Some((B, gamma))`,
-/// `B: [n, n]` (the buy-again diagonal already folded in), the EASE part's
-/// input decayed by recency with `decay` (1 = none).
+/// Encodes the sequence model (SASRec, see [`crate::sasrec`]) as a `kind`
+/// model, optionally blended with EASE: `s = logits + gamma · EASE(x)` for
+/// `ease = Some((part, gamma))` (dense or low-rank, [`ItemItem`]), the EASE
+/// part's input decayed by recency with `decay` (1 = none).
 ///
 /// The graph reads `history` as ordered, oldest first, left-padded with
 /// `n` ([`contract`]); it left-pads or crops it to the model's `max_len`
@@ -257,7 +283,7 @@ pub fn low_rank_model(kind: ModelKind, p: &DenseF32, q: &DenseF32, beta: f32, de
 /// `L >= 1`. `weights` feeds only the EASE part. Standard opset-17 ops only:
 /// `Gather`, `MatMul`, `Gemm`, `LayerNormalization`, `Softmax`, `Relu`,
 /// `Reshape`, `Transpose`, `TopK` and elementwise arithmetic.
-pub fn sequence_model(w: &SasRecWeights, ease: Option<(&DenseF32, f32)>, decay: f32) -> Vec<u8> {
+pub fn sequence_model(kind: ModelKind, w: &SasRecWeights, ease: Option<(ItemItem<'_>, f32)>, decay: f32) -> Vec<u8> {
     let cfg = &w.config;
     let (n, d, l, heads) = (w.n_items, cfg.dim, cfg.max_len, cfg.heads);
     let dh = d / heads;
@@ -354,22 +380,31 @@ pub fn sequence_model(w: &SasRecWeights, ease: Option<(&DenseF32, f32)>, decay: 
     nodes.push(node("Gather", &["hidden", "newest"], &["user_state"], vec![attr_int("axis", 1)]));
     nodes.push(node("Gemm", &["user_state", "E"], &["seq_scores"], vec![attr_int("transB", 1)]));
     let doc = match ease {
-        Some((b, gamma)) => {
-            assert_eq!((b.rows, b.cols), (n, n), "EASE weights must cover the sequence model's items");
+        Some((part, gamma)) => {
             let weights = recency_weights(decay, &mut nodes, &mut init);
-            weighted_gather_sum("B", weights, "ease_scores", &mut nodes);
-            init.push(tensor_f32("B", &[n + 1, n], &with_padding_row(b)));
+            match part {
+                ItemItem::Dense(b) => {
+                    assert_eq!((b.rows, b.cols), (n, n), "EASE weights must cover the sequence model's items");
+                    weighted_gather_sum("B", weights, "ease_scores", &mut nodes);
+                    init.push(tensor_f32("B", &[n + 1, n], &with_padding_row(b)));
+                }
+                ItemItem::LowRank { p, q, beta } => {
+                    assert_eq!((p.rows, q.cols), (n, n), "low-rank EASE must cover the sequence model's items");
+                    low_rank_scores(p, q, beta, weights, "ease_scores", &mut nodes, &mut init);
+                }
+            }
             init.push(tensor_f32("gamma", &[1], &[gamma]));
             nodes.push(node("Mul", &["ease_scores", "gamma"], &["ease_weighted"], vec![]));
             nodes.push(node("Add", &["seq_scores", "ease_weighted"], &["item_scores"], vec![]));
-            format!("edgerec full model: SASRec ({}) over {n} items blended with EASE, gamma={gamma}", cfg.label())
+            let how = if matches!(part, ItemItem::Dense(_)) { "EASE" } else { "low-rank EASE" };
+            format!("edgerec {} model: SASRec ({}) over {n} items blended with {how}, gamma={gamma}", kind.as_str(), cfg.label())
         }
         None => {
             nodes.push(node("Identity", &["seq_scores"], &["item_scores"], vec![]));
-            format!("edgerec full model: SASRec ({}) over {n} items (Kang & McAuley, ICDM 2018)", cfg.label())
+            format!("edgerec {} model: SASRec ({}) over {n} items (Kang & McAuley, ICDM 2018)", kind.as_str(), cfg.label())
         }
     };
-    finish_model(ModelKind::Full, n, "item_scores", nodes, init, doc)
+    finish_model(kind, n, "item_scores", nodes, init, doc)
 }
 
 #[cfg(test)]
@@ -447,8 +482,21 @@ mod tests {
         let model = crate::sasrec::SasRec::new(cfg, n, &mut rand::rngs::StdRng::seed_from_u64(3)).unwrap();
         let weights = model.weights().unwrap();
         let b = DenseF32 { rows: n, cols: n, data: (0..n * n).map(|i| (i % 7) as f32 * 0.1).collect() };
-        for (ease, gamma, decay) in [(None, 0.0f32, 1.0f32), (Some(&b), 2.0, 1.0), (Some(&b), 2.0, 0.8)] {
-            let onnx = OnnxRecommender::from_bytes(&sequence_model(&weights, ease.map(|b| (b, gamma)), decay)).unwrap();
+        let cfg = &weights.config;
+        let floats = weights.item_emb.len() + weights.pos_emb.len() + weights.blocks.iter().flatten().map(Vec::len).sum::<usize>() + 2 * cfg.dim;
+        assert_eq!(floats, cfg.parameters(n), "the size estimate counts every exported parameter");
+        // A rank-2 item-item part P·Q + 0.5·I, and its dense equal for the expected scores.
+        let p = DenseF32 { rows: n, cols: 2, data: (0..2 * n).map(|i| (i % 5) as f32 * 0.2 - 0.3).collect() };
+        let q = DenseF32 { rows: 2, cols: n, data: (0..2 * n).map(|i| (i % 3) as f32 * 0.4 - 0.1).collect() };
+        let pq_dense = DenseF32 {
+            rows: n,
+            cols: n,
+            data: (0..n * n).map(|k| (0..2).map(|r| p.row(k / n)[r] * q.row(r)[k % n]).sum::<f32>() + if k / n == k % n { 0.5 } else { 0.0 }).collect(),
+        };
+        let low_rank = ItemItem::LowRank { p: &p, q: &q, beta: 0.5 };
+        let cases = [(None, None, 0.0f32, 1.0f32), (Some(ItemItem::Dense(&b)), Some(&b), 2.0, 1.0), (Some(ItemItem::Dense(&b)), Some(&b), 2.0, 0.8), (Some(low_rank), Some(&pq_dense), 3.0, 0.8)];
+        for (part, ease, gamma, decay) in cases {
+            let onnx = OnnxRecommender::from_bytes(&sequence_model(ModelKind::Edge, &weights, part.map(|part| (part, gamma)), decay)).unwrap();
             assert_eq!(onnx.top_k(), n);
             // L = 1, L < max_len, L > max_len (only the newest 4 count), in one batch.
             let histories: Vec<Vec<u32>> = vec![vec![5], vec![2, 0, 1], vec![3, 3, 4, 1, 0, 2, 5]];

@@ -60,7 +60,8 @@ fn summary(report: &Report) -> Vec<String> {
         report.model_items
     )];
     let served = report.rows.iter().find(|r| r.model.contains("(full, served)"));
-    if let (Some(served), Some(edge_row)) = (served, row_of(report, "low-rank")) {
+    let edge_row = report.rows.iter().find(|r| r.model.ends_with("(edge)"));
+    if let (Some(served), Some(edge_row)) = (served, edge_row) {
         let (full, edge) = (served.metrics.ndcg_at_20, edge_row.metrics.ndcg_at_20);
         let size = edge_row.onnx_bytes.unwrap_or(0);
         let best_of =

@@ -88,6 +88,16 @@ impl SasRecConfig {
     pub fn label(&self) -> String {
         format!("d={} layers={} heads={} len={} dropout={}", self.dim, self.layers, self.heads, self.max_len, self.dropout)
     }
+
+    /// Parameters of the exported model over `n_items` items ([`SasRecWeights`]):
+    /// item and position embeddings, per block two layer norms, four `d × d`
+    /// attention projections and the two feed-forward layers with their
+    /// biases, and the final layer norm. Times 4 is its f32 size in bytes.
+    pub fn parameters(&self, n_items: usize) -> usize {
+        let (d, ff) = (self.dim, FF_MULT * self.dim);
+        let block = 4 * d + 4 * (d * d + d) + (d * ff + ff) + (ff * d + d);
+        n_items * d + self.max_len * d + self.layers * block + 2 * d
+    }
 }
 
 /// Why training could not run.

@@ -74,6 +74,21 @@ fn best_blend_gamma(tuning: &BTreeMap<String, f64>) -> f64 {
     BLEND_GAMMAS.iter().copied().max_by(|a, b| tuning[&format!("blend gamma={a}")].total_cmp(&tuning[&format!("blend gamma={b}")])).expect("at least one gamma")
 }
 
+/// Which edge model the worker embeds.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum EdgeChoice {
+    /// Low-rank EASE over the most popular items (`Choice::edge_rank`).
+    LowRank,
+    /// The served SASRec + γ · low-rank EASE at `rank` over every item.
+    Blend { rank: usize, gamma: f64 },
+}
+
+/// Bytes of the edge blend's ONNX file over `n` items: the SASRec parameters
+/// and the rank-`r` factors in f32, plus ~8 KiB of graph.
+fn edge_blend_bytes(config: &crate::sasrec::SasRecConfig, n: usize, r: usize) -> usize {
+    4 * config.parameters(n) + 8 * (n + 1) * r + 8 * 1024
+}
+
 /// What validation chose: every setting the later stages use.
 pub struct Choice {
     /// EASE's L2 strength.
@@ -82,8 +97,11 @@ pub struct Choice {
     pub beta: f64,
     /// The input's recency decay ([`crate::model::recency_input`]).
     pub decay: f64,
-    /// The edge model's rank.
+    /// The edge model's rank (of the low-rank EASE over the catalog's head).
     pub edge_rank: usize,
+    /// The edge model: that low-rank EASE, or the served SASRec blended with
+    /// a low-rank EASE over every item when both fit the budget and it wins.
+    edge: EdgeChoice,
     /// The tuned sequence model, when one was trained.
     pub sequence: Option<Tuned>,
     /// The served full model.
@@ -111,8 +129,10 @@ pub struct Tested {
     pub items: usize,
     /// EASE on test, and its fit time (s).
     pub ease: (Scored, f64),
-    /// The edge model on test, its fit time (s) and item count.
+    /// The low-rank edge model on test, its fit time (s) and item count.
     pub edge: (Scored, f64, usize),
+    /// The SASRec edge blend on test and its fit time (s), when it is the edge model.
+    pub edge_blend: Option<(Scored, f64)>,
     /// The low-rank full model, SASRec and the blend, with fit time and parameters.
     extra_rows: Vec<ExtraRow>,
     /// The served model's figures.
@@ -270,7 +290,24 @@ pub fn choose(log: &InteractionLog, cfg: &TrainConfig, val_split: Split) -> anyh
         }
         stage(&format!("validation: served {}", full.name()), t_stage);
     }
-    Ok(Choice { lambda: best_lambda, beta: best_beta, decay: best_decay, edge_rank: best_rank, sequence: tuned, full, tuning })
+    // The edge keeps up when it can run the served sequence model itself.
+    let mut edge = EdgeChoice::LowRank;
+    if let (Some(t), FullChoice::Sequence | FullChoice::Blend(_)) = (&tuned, full) {
+        let t_stage = Instant::now();
+        let x = val.x_eval(n_val, best_decay);
+        for &r in cfg.edge_ranks.iter().filter(|&&r| edge_blend_bytes(&t.config, n_val, r) <= cfg.edge_budget_bytes) {
+            let low_scores = reduce_rank(ease_b.as_ref(), val.x_train.as_ref(), r, best_beta, best_decay)?.scores(x.as_ref());
+            for &gamma in BLEND_GAMMAS {
+                let ndcg = val.evaluate_scores((&t.scores + &low_scores * faer::Scale(gamma)).as_ref()).ndcg_at_20;
+                tuning.insert(format!("edge sasrec+rank={r} gamma={gamma}"), ndcg);
+                if ndcg > best_edge {
+                    (edge, best_edge) = (EdgeChoice::Blend { rank: r, gamma }, ndcg);
+                }
+            }
+        }
+        stage(&format!("validation: edge {edge:?}"), t_stage);
+    }
+    Ok(Choice { lambda: best_lambda, beta: best_beta, decay: best_decay, edge_rank: best_rank, edge, sequence: tuned, full, tuning })
 }
 
 /// Stage 3: fit the chosen models on the test split's training part and
@@ -302,6 +339,7 @@ pub fn test_once(log: &InteractionLog, cfg: &TrainConfig, test_split: Split, cho
     let edge = low_rank(test.gram.as_ref(), test.x_train.as_ref(), m_test, choice.edge_rank, choice.lambda, choice.beta, choice.decay)?;
     let edge_fit = t.elapsed().as_secs_f64();
     let edge_metrics = test.score(edge.scores(test.x_eval(m_test, choice.decay).as_ref()).as_ref());
+    let mut edge_blend = None;
     if let Some(tuned) = &choice.sequence {
         let t = Instant::now();
         let ids = ids_of(log, &test.space);
@@ -311,6 +349,13 @@ pub fn test_once(log: &InteractionLog, cfg: &TrainConfig, test_split: Split, cho
         let seq_metrics = test.score(seq_scores.as_ref());
         let gamma = choice.gamma();
         let blend_metrics = test.score((&seq_scores + &ease_test_scores * faer::Scale(gamma)).as_ref());
+        if let (EdgeChoice::Blend { rank, gamma }, Scorer::Ease { b, .. }) = (choice.edge, &full) {
+            let t = Instant::now();
+            let low = reduce_rank(b.as_ref(), test.x_train.as_ref(), rank, choice.beta, choice.decay)?;
+            let fit = seq_fit + full_fit + t.elapsed().as_secs_f64();
+            let scores = &seq_scores + &low.scores(test.x_eval(n, choice.decay).as_ref()) * faer::Scale(gamma);
+            edge_blend = Some((test.score(scores.as_ref()), fit));
+        }
         served = match choice.full {
             FullChoice::Ease | FullChoice::LowRank(_) => served,
             FullChoice::Sequence => seq_metrics.clone(),
@@ -340,11 +385,19 @@ pub fn test_once(log: &InteractionLog, cfg: &TrainConfig, test_split: Split, cho
         items: n,
         ease: (full_metrics, full_fit),
         edge: (edge_metrics, edge_fit, m_test),
+        edge_blend,
         extra_rows,
         served,
         baselines,
         targets: test.split.targets.clone(),
     })
+}
+
+impl Tested {
+    /// The figures of the edge model that ships.
+    pub fn shipped_edge(&self) -> &Scored {
+        self.edge_blend.as_ref().map_or(&self.edge.0, |(scored, _)| scored)
+    }
 }
 
 /// Stage 4: refit the chosen models on the whole log and write the model
@@ -376,13 +429,29 @@ pub fn export(log: &InteractionLog, cfg: &TrainConfig, choice: &Choice, tested: 
         _ => None,
     };
     let full_export = match (&seq_all, choice.full, &low_all) {
-        (Some(model), FullChoice::Sequence, _) => crate::artifacts::FullModel::Sequence { model, ease: None },
-        (Some(model), FullChoice::Blend(gamma), _) => crate::artifacts::FullModel::Sequence { model, ease: Some((&full_all, gamma)) },
-        (_, _, Some(low)) => crate::artifacts::FullModel::Ease(low),
-        _ => crate::artifacts::FullModel::Ease(&full_all),
+        (Some(model), FullChoice::Sequence, _) => crate::artifacts::ExportModel::Sequence { model, ease: None },
+        (Some(model), FullChoice::Blend(gamma), _) => crate::artifacts::ExportModel::Sequence { model, ease: Some((&full_all, gamma)) },
+        (_, _, Some(low)) => crate::artifacts::ExportModel::Ease(low),
+        _ => crate::artifacts::ExportModel::Ease(&full_all),
     };
-    let coverage = EdgeCoverage::of(&all.space, m_all);
-    let edge_metrics = tested.edge.0.metrics;
+    // The edge blend over every item, at the largest tuned rank that still fits
+    // the budget over this (slightly larger) catalog.
+    let edge_blend_all = match (choice.edge, &seq_all, &full_all) {
+        (EdgeChoice::Blend { rank, gamma }, Some(model), Scorer::Ease { b, .. }) => {
+            let fits = cfg.edge_ranks.iter().copied().filter(|&r| r <= rank && edge_blend_bytes(&model.config, n_all, r) <= cfg.edge_budget_bytes).max();
+            match fits {
+                Some(r) => Some((reduce_rank(b.as_ref(), all.x_train.as_ref(), r, choice.beta, choice.decay)?, gamma)),
+                None => None,
+            }
+        }
+        _ => None,
+    };
+    let edge_export = match (&seq_all, &edge_blend_all) {
+        (Some(model), Some((low, gamma))) => crate::artifacts::ExportModel::Sequence { model, ease: Some((low, *gamma)) },
+        _ => crate::artifacts::ExportModel::Ease(&edge_all),
+    };
+    let coverage = EdgeCoverage::of(&all.space, if edge_blend_all.is_some() { n_all } else { m_all });
+    let edge_metrics = tested.shipped_edge().metrics;
     let metrics = serde_json::json!({
         "edge_coverage": coverage,
         "protocol": cfg.protocol.describe(),
@@ -392,7 +461,7 @@ pub fn export(log: &InteractionLog, cfg: &TrainConfig, choice: &Choice, tested: 
         "edge": edge_metrics,
         "edge_ndcg_ratio": edge_metrics.ndcg_at_20 / tested.served.metrics.ndcg_at_20.max(f64::MIN_POSITIVE),
     });
-    let exported = crate::artifacts::write(&cfg.out_dir, log, &all.space, &full_export, &edge_all, &tested.targets, cfg, metrics)?;
+    let exported = crate::artifacts::write(&cfg.out_dir, log, &all.space, &full_export, &edge_export, &tested.targets, cfg, metrics)?;
     stage("refit on the whole log, export, parity", t_stage);
     Ok((exported, coverage))
 }
@@ -414,14 +483,25 @@ fn rows(choice: &Choice, tested: &Tested, exported: &crate::artifacts::Exported)
             per_user_ndcg: tested.ease.0.per_user_ndcg.clone(),
         },
         ReportRow {
-            model: "low-rank EASE (edge)".into(),
+            // The shipped edge model's row ends in "(edge)"; a candidate that lost does not.
+            model: if tested.edge_blend.is_some() { "low-rank EASE over the head".into() } else { "low-rank EASE (edge)".into() },
             metrics: edge_scored.metrics,
             fit_seconds: *edge_fit,
-            onnx_bytes: Some(exported.edge_bytes),
+            onnx_bytes: tested.edge_blend.is_none().then_some(exported.edge_bytes),
             params: param(&[("rank", choice.edge_rank.into()), ("items", (*m_test).into()), ("beta", choice.beta.into()), ("decay", choice.decay.into())]),
             per_user_ndcg: edge_scored.per_user_ndcg.clone(),
         },
     ];
+    if let (Some((scored, fit)), EdgeChoice::Blend { rank, gamma }) = (&tested.edge_blend, choice.edge) {
+        rows.push(ReportRow {
+            model: "SASRec + low-rank EASE (edge)".into(),
+            metrics: scored.metrics,
+            fit_seconds: *fit,
+            onnx_bytes: Some(exported.edge_bytes),
+            params: param(&[("rank", rank.into()), ("gamma", gamma.into()), ("items", tested.items.into()), ("decay", choice.decay.into())]),
+            per_user_ndcg: scored.per_user_ndcg.clone(),
+        });
+    }
     for (c, scored, fit_seconds, params) in &tested.extra_rows {
         rows.push(ReportRow {
             model: label(*c),
