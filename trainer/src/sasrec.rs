@@ -683,6 +683,15 @@ impl SasRec {
 }
 
 impl WarmStart {
+    /// A trained model's parameters as a warm start, `ids` naming its item rows.
+    ///
+    /// # Errors
+    /// On a tensor failure.
+    pub fn of(model: &SasRec, ids: Vec<String>) -> Result<Self, SasRecError> {
+        let tensors = model.vars().iter().map(|v| v.as_tensor().copy()).collect::<Result<_, _>>()?;
+        Ok(WarmStart { config: model.config.clone(), tensors, ids })
+    }
+
     /// Reads the parameters a model directory saved ([`WARM_START_FILE`]), with its settings and item ids.
     ///
     /// # Errors

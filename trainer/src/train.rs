@@ -36,8 +36,9 @@ fn bar(len: usize, what: &str) -> ProgressBar {
 }
 
 /// Blend weights tried on validation: `s = logits + γ · EASE(x)`. SASRec's
-/// logits spread over ~10 units, EASE scores over ~1, so γ spans 0.3–30.
-pub const BLEND_GAMMAS: &[f64] = &[0.3, 1.0, 3.0, 10.0, 30.0];
+/// logits spread over ~10 units, EASE scores over ~1 (less with a recency
+/// decay), so γ spans 0.3–100.
+pub const BLEND_GAMMAS: &[f64] = &[0.3, 1.0, 3.0, 10.0, 30.0, 100.0];
 
 /// Ranks of a low-rank EASE full model tried when dense EASE is chosen.
 pub const FULL_RANKS: &[usize] = &[64, 128, 256];
@@ -133,6 +134,8 @@ pub struct Tested {
     pub edge: (Scored, f64, usize),
     /// The SASRec edge blend on test and its fit time (s), when it is the edge model.
     pub edge_blend: Option<(Scored, f64)>,
+    /// The test phase's sequence model, from which the export's fit continues.
+    sequence_model: Option<crate::sasrec::WarmStart>,
     /// The low-rank full model, SASRec and the blend, with fit time and parameters.
     extra_rows: Vec<ExtraRow>,
     /// The served model's figures.
@@ -295,15 +298,21 @@ pub fn choose(log: &InteractionLog, cfg: &TrainConfig, val_split: Split) -> anyh
     if let (Some(t), FullChoice::Sequence | FullChoice::Blend(_)) = (&tuned, full) {
         let t_stage = Instant::now();
         let x = val.x_eval(n_val, best_decay);
+        let mut best_blend = (EdgeChoice::LowRank, f64::MIN);
         for &r in cfg.edge_ranks.iter().filter(|&&r| edge_blend_bytes(&t.config, n_val, r) <= cfg.edge_budget_bytes) {
             let low_scores = reduce_rank(ease_b.as_ref(), val.x_train.as_ref(), r, best_beta, best_decay)?.scores(x.as_ref());
             for &gamma in BLEND_GAMMAS {
                 let ndcg = val.evaluate_scores((&t.scores + &low_scores * faer::Scale(gamma)).as_ref()).ndcg_at_20;
                 tuning.insert(format!("edge sasrec+rank={r} gamma={gamma}"), ndcg);
-                if ndcg > best_edge {
-                    (edge, best_edge) = (EdgeChoice::Blend { rank: r, gamma }, ndcg);
+                if ndcg > best_blend.1 {
+                    best_blend = (EdgeChoice::Blend { rank: r, gamma }, ndcg);
                 }
             }
+        }
+        // Tests (the short schedule) ship the blend whenever it fits, so the
+        // worker's sequence graph is what they exercise.
+        if best_blend.1 > best_edge || (cfg.schedule == crate::sequence::Schedule::Short && best_blend.0 != EdgeChoice::LowRank) {
+            edge = best_blend.0;
         }
         stage(&format!("validation: edge {edge:?}"), t_stage);
     }
@@ -340,10 +349,12 @@ pub fn test_once(log: &InteractionLog, cfg: &TrainConfig, test_split: Split, cho
     let edge_fit = t.elapsed().as_secs_f64();
     let edge_metrics = test.score(edge.scores(test.x_eval(m_test, choice.decay).as_ref()).as_ref());
     let mut edge_blend = None;
+    let mut sequence_model = None;
     if let Some(tuned) = &choice.sequence {
         let t = Instant::now();
         let ids = ids_of(log, &test.space);
-        let model = crate::sequence::fit(&test, log.users.len(), &tuned.config, cfg.warm_start.as_ref().map(|w| (w, ids.as_slice())))?;
+        let model = crate::sequence::refit(&test, log.users.len(), tuned, tuned.model.as_ref(), cfg.warm_start.as_ref().map(|w| (w, ids.as_slice())))?;
+        sequence_model = Some(crate::sasrec::WarmStart::of(&model, crate::sequence::index_ids(&test.space))?);
         let seq_fit = t.elapsed().as_secs_f64();
         let seq_scores = crate::sequence::score_phase(&model, &test, log.users.len())?;
         let seq_metrics = test.score(seq_scores.as_ref());
@@ -386,6 +397,7 @@ pub fn test_once(log: &InteractionLog, cfg: &TrainConfig, test_split: Split, cho
         ease: (full_metrics, full_fit),
         edge: (edge_metrics, edge_fit, m_test),
         edge_blend,
+        sequence_model,
         extra_rows,
         served,
         baselines,
@@ -420,7 +432,7 @@ pub fn export(log: &InteractionLog, cfg: &TrainConfig, choice: &Choice, tested: 
     let seq_all = match (&choice.sequence, choice.full) {
         (Some(t), FullChoice::Sequence | FullChoice::Blend(_)) => {
             let ids = ids_of(log, &all.space);
-            Some(crate::sequence::fit(&all, log.users.len(), &t.config, cfg.warm_start.as_ref().map(|w| (w, ids.as_slice())))?)
+            Some(crate::sequence::refit(&all, log.users.len(), t, tested.sequence_model.as_ref(), cfg.warm_start.as_ref().map(|w| (w, ids.as_slice())))?)
         }
         _ => None,
     };
