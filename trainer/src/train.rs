@@ -40,12 +40,14 @@ fn bar(len: usize, what: &str) -> ProgressBar {
 /// decay), so γ spans 0.3–100.
 pub const BLEND_GAMMAS: &[f64] = &[0.3, 1.0, 3.0, 10.0, 30.0, 100.0];
 
-/// Ranks of a low-rank EASE full model tried when dense EASE is chosen.
+/// Ranks of a low-rank EASE full model (alone or in the blend) tried when
+/// dense EASE (or its blend) is chosen.
 pub const FULL_RANKS: &[usize] = &[64, 128, 256];
 
 /// How much validation NDCG@20 (relative) a low-rank full model may give up
-/// against dense EASE and still be served in its place: the dense model's
-/// `n²` weights (207 MB at Instacart's 7,204 items) must earn more than this.
+/// against dense EASE (or the dense blend) and still be served in its place:
+/// the dense model's `n²` weights (207 MB at Instacart's 7,204 items) must
+/// earn more than this.
 pub const LOW_RANK_FULL_TOLERANCE: f64 = 0.005;
 
 /// Which full model the origin serves.
@@ -57,6 +59,8 @@ enum FullChoice {
     Sequence,
     /// SASRec + γ · EASE.
     Blend(f64),
+    /// SASRec + γ · low-rank EASE at `rank` over every item.
+    LowRankBlend { rank: usize, gamma: f64 },
 }
 
 impl FullChoice {
@@ -66,7 +70,13 @@ impl FullChoice {
             FullChoice::LowRank(r) => format!("EASE at rank {r}"),
             FullChoice::Sequence => "SASRec".into(),
             FullChoice::Blend(_) => "SASRec + EASE blend".into(),
+            FullChoice::LowRankBlend { .. } => "SASRec + low-rank EASE blend".into(),
         }
+    }
+
+    /// Whether the served model has the sequence part (refit for export).
+    fn has_sequence(self) -> bool {
+        matches!(self, FullChoice::Sequence | FullChoice::Blend(_) | FullChoice::LowRankBlend { .. })
     }
 }
 
@@ -255,6 +265,9 @@ pub fn choose(log: &InteractionLog, cfg: &TrainConfig, val_split: Split) -> anyh
     };
     let mut full = FullChoice::Ease;
     let mut best_full = best;
+    // SASRec + γ · low-rank EASE over every item at the ranks that fit the
+    // edge budget: a full model candidate, and the edge model's.
+    let mut best_low_blend = None;
     if let Some(t) = &tuned {
         for (k, v) in &t.tried {
             tuning.insert(k.clone(), *v);
@@ -271,13 +284,44 @@ pub fn choose(log: &InteractionLog, cfg: &TrainConfig, val_split: Split) -> anyh
                 (full, best_full) = (FullChoice::Blend(gamma), ndcg);
             }
         }
+        // The ranks that fit the edge budget, and the full model's ranks.
+        let fits_edge = |r: usize| edge_blend_bytes(&t.config, n_val, r) <= cfg.edge_budget_bytes;
+        let mut ranks: Vec<usize> = cfg.edge_ranks.iter().copied().filter(|&r| fits_edge(r)).chain(FULL_RANKS.iter().copied().filter(|&r| r < n_val / 4)).collect();
+        ranks.sort_unstable();
+        ranks.dedup();
+        let x = val.x_eval(n_val, best_decay);
+        let mut low_blends = Vec::new(); // (rank, γ, validation NDCG@20), the best γ per rank
+        for &r in &ranks {
+            let low_scores = reduce_rank(ease_b.as_ref(), val.x_train.as_ref(), r, best_beta, best_decay)?.scores(x.as_ref());
+            let mut best_here = (r, BLEND_GAMMAS[0], f64::MIN);
+            for &gamma in BLEND_GAMMAS {
+                let ndcg = val.evaluate_scores((&t.scores + &low_scores * faer::Scale(gamma)).as_ref()).ndcg_at_20;
+                tuning.insert(format!("low-rank blend rank={r} gamma={gamma}"), ndcg);
+                if ndcg > best_here.2 {
+                    best_here = (r, gamma, ndcg);
+                }
+            }
+            low_blends.push(best_here);
+        }
+        best_low_blend = low_blends.iter().copied().filter(|&(r, ..)| fits_edge(r)).max_by(|a, b| a.2.total_cmp(&b.2));
+        if let Some(&(rank, gamma, ndcg)) = low_blends.iter().max_by(|a, b| a.2.total_cmp(&b.2))
+            && ndcg > best_full
+        {
+            (full, best_full) = (FullChoice::LowRankBlend { rank, gamma }, ndcg);
+        }
+        if let FullChoice::Blend(_) = full
+            && let Some(&(rank, gamma, _)) = low_blends.iter().find(|&&(_, _, ndcg)| ndcg >= (1.0 - LOW_RANK_FULL_TOLERANCE) * best_full)
+        {
+            // The size follows the need: no dense EASE behind a blend that serves as well without it.
+            full = FullChoice::LowRankBlend { rank, gamma };
+        }
         if cfg.schedule == crate::sequence::Schedule::Short {
             // Tests check the pipeline, export, parity and serving of the
             // sequence model, not its quality: serve the blend, whose graph has
             // both the SASRec and the EASE part.
             full = FullChoice::Blend(best_blend_gamma(&tuning));
         }
-        stage(&format!("validation: SASRec {:.4}, EASE {best:.4}, served: {}", t.ndcg, full.name()), t_stage);
+        stage(&format!("validation: SASRec {:.4}, EASE {best:.4}, served: {} ({best_full:.4})", t.ndcg, full.name()), t_stage);
     }
     if full == FullChoice::Ease {
         // The size follows the need: the smallest rank that serves as well.
@@ -293,28 +337,13 @@ pub fn choose(log: &InteractionLog, cfg: &TrainConfig, val_split: Split) -> anyh
         }
         stage(&format!("validation: served {}", full.name()), t_stage);
     }
-    // The edge keeps up when it can run the served sequence model itself.
+    // The edge keeps up when it can run the served sequence model itself (the
+    // short schedule ships it whenever it fits, so tests exercise its graph).
     let mut edge = EdgeChoice::LowRank;
-    if let (Some(t), FullChoice::Sequence | FullChoice::Blend(_)) = (&tuned, full) {
-        let t_stage = Instant::now();
-        let x = val.x_eval(n_val, best_decay);
-        let mut best_blend = (EdgeChoice::LowRank, f64::MIN);
-        for &r in cfg.edge_ranks.iter().filter(|&&r| edge_blend_bytes(&t.config, n_val, r) <= cfg.edge_budget_bytes) {
-            let low_scores = reduce_rank(ease_b.as_ref(), val.x_train.as_ref(), r, best_beta, best_decay)?.scores(x.as_ref());
-            for &gamma in BLEND_GAMMAS {
-                let ndcg = val.evaluate_scores((&t.scores + &low_scores * faer::Scale(gamma)).as_ref()).ndcg_at_20;
-                tuning.insert(format!("edge sasrec+rank={r} gamma={gamma}"), ndcg);
-                if ndcg > best_blend.1 {
-                    best_blend = (EdgeChoice::Blend { rank: r, gamma }, ndcg);
-                }
-            }
-        }
-        // Tests (the short schedule) ship the blend whenever it fits, so the
-        // worker's sequence graph is what they exercise.
-        if best_blend.1 > best_edge || (cfg.schedule == crate::sequence::Schedule::Short && best_blend.0 != EdgeChoice::LowRank) {
-            edge = best_blend.0;
-        }
-        stage(&format!("validation: edge {edge:?}"), t_stage);
+    if let (Some((rank, gamma, ndcg)), true) = (best_low_blend, full.has_sequence())
+        && (ndcg > best_edge || cfg.schedule == crate::sequence::Schedule::Short)
+    {
+        edge = EdgeChoice::Blend { rank, gamma };
     }
     Ok(Choice { lambda: best_lambda, beta: best_beta, decay: best_decay, edge_rank: best_rank, edge, sequence: tuned, full, tuning })
 }
@@ -360,17 +389,31 @@ pub fn test_once(log: &InteractionLog, cfg: &TrainConfig, test_split: Split, cho
         let seq_metrics = test.score(seq_scores.as_ref());
         let gamma = choice.gamma();
         let blend_metrics = test.score((&seq_scores + &ease_test_scores * faer::Scale(gamma)).as_ref());
-        if let (EdgeChoice::Blend { rank, gamma }, Scorer::Ease { b, .. }) = (choice.edge, &full) {
+        // SASRec + γ · low-rank EASE at `rank` over every item, and its fit time.
+        let low_rank_blend = |rank: usize, gamma: f64| -> anyhow::Result<(Scored, f64)> {
+            let Scorer::Ease { b, .. } = &full else { unreachable!("the test phase's EASE is dense") };
             let t = Instant::now();
             let low = reduce_rank(b.as_ref(), test.x_train.as_ref(), rank, choice.beta, choice.decay)?;
             let fit = seq_fit + full_fit + t.elapsed().as_secs_f64();
             let scores = &seq_scores + &low.scores(test.x_eval(n, choice.decay).as_ref()) * faer::Scale(gamma);
-            edge_blend = Some((test.score(scores.as_ref()), fit));
+            Ok((test.score(scores.as_ref()), fit))
+        };
+        if let EdgeChoice::Blend { rank, gamma } = choice.edge {
+            edge_blend = Some(low_rank_blend(rank, gamma)?);
         }
         served = match choice.full {
             FullChoice::Ease | FullChoice::LowRank(_) => served,
             FullChoice::Sequence => seq_metrics.clone(),
             FullChoice::Blend(_) => blend_metrics.clone(),
+            FullChoice::LowRankBlend { rank, gamma } => {
+                let (scored, fit) = match (&edge_blend, choice.edge) {
+                    (Some(same), EdgeChoice::Blend { rank: r, gamma: g }) if (r, g) == (rank, gamma) => same.clone(),
+                    _ => low_rank_blend(rank, gamma)?,
+                };
+                let params = vec![("rank", rank.into()), ("gamma", gamma.into()), ("decay", choice.decay.into()), ("items", n.into())];
+                extra_rows.push((choice.full, scored.clone(), fit, params));
+                scored
+            }
         };
         let c = &tuned.config;
         let seq_params = vec![
@@ -430,19 +473,22 @@ pub fn export(log: &InteractionLog, cfg: &TrainConfig, choice: &Choice, tested: 
     let m_all = edge_items_for_budget(cfg.edge_budget_bytes, choice.edge_rank, choice.beta > 0.0, n_all);
     let edge_all = low_rank(all.gram.as_ref(), all.x_train.as_ref(), m_all, choice.edge_rank, choice.lambda, choice.beta, choice.decay)?;
     let seq_all = match (&choice.sequence, choice.full) {
-        (Some(t), FullChoice::Sequence | FullChoice::Blend(_)) => {
+        (Some(t), c) if c.has_sequence() => {
             let ids = ids_of(log, &all.space);
             Some(crate::sequence::refit(&all, log.users.len(), t, tested.sequence_model.as_ref(), cfg.warm_start.as_ref().map(|w| (w, ids.as_slice())))?)
         }
         _ => None,
     };
     let low_all = match (choice.full, &full_all) {
-        (FullChoice::LowRank(r), Scorer::Ease { b, .. }) => Some(reduce_rank(b.as_ref(), all.x_train.as_ref(), r, choice.beta, choice.decay)?),
+        (FullChoice::LowRank(r) | FullChoice::LowRankBlend { rank: r, .. }, Scorer::Ease { b, .. }) => {
+            Some(reduce_rank(b.as_ref(), all.x_train.as_ref(), r, choice.beta, choice.decay)?)
+        }
         _ => None,
     };
     let full_export = match (&seq_all, choice.full, &low_all) {
         (Some(model), FullChoice::Sequence, _) => crate::artifacts::ExportModel::Sequence { model, ease: None },
         (Some(model), FullChoice::Blend(gamma), _) => crate::artifacts::ExportModel::Sequence { model, ease: Some((&full_all, gamma)) },
+        (Some(model), FullChoice::LowRankBlend { gamma, .. }, Some(low)) => crate::artifacts::ExportModel::Sequence { model, ease: Some((low, gamma)) },
         (_, _, Some(low)) => crate::artifacts::ExportModel::Ease(low),
         _ => crate::artifacts::ExportModel::Ease(&full_all),
     };
