@@ -221,12 +221,7 @@ impl<'a> Exportable<'a> {
             }
             Scorer::LowRank { p, q, beta, decay } => {
                 let scale = 1.0 / (1.0 + beta);
-                Exportable::LowRank {
-                    p: to_f32((p * faer::Scale(scale)).as_ref()),
-                    q: to_f32(q.as_ref()),
-                    beta: (beta * scale) as f32,
-                    decay: *decay as f32,
-                }
+                Exportable::LowRank { p: to_f32((p * faer::Scale(scale)).as_ref()), q: to_f32(q.as_ref()), beta: (beta * scale) as f32, decay: *decay as f32 }
             }
         }
     }

@@ -268,7 +268,10 @@ pub fn low_rank_model(kind: ModelKind, p: &DenseF32, q: &DenseF32, beta: f32, de
     let (mut nodes, mut init) = (Vec::new(), Vec::new());
     let weights = recency_weights(decay, &mut nodes, &mut init);
     low_rank_scores(p, q, beta, weights, "item_scores", &mut nodes, &mut init);
-    let doc = format!("edgerec {} model: rank-{r} approximation of EASE over the {m} most popular items, buy-again beta={beta}, recency decay {decay}", kind.as_str());
+    let doc = format!(
+        "edgerec {} model: rank-{r} approximation of EASE over the {m} most popular items, buy-again beta={beta}, recency decay {decay}",
+        kind.as_str()
+    );
     finish_model(kind, m, "item_scores", nodes, init, doc)
 }
 
@@ -494,7 +497,12 @@ mod tests {
             data: (0..n * n).map(|k| (0..2).map(|r| p.row(k / n)[r] * q.row(r)[k % n]).sum::<f32>() + if k / n == k % n { 0.5 } else { 0.0 }).collect(),
         };
         let low_rank = ItemItem::LowRank { p: &p, q: &q, beta: 0.5 };
-        let cases = [(None, None, 0.0f32, 1.0f32), (Some(ItemItem::Dense(&b)), Some(&b), 2.0, 1.0), (Some(ItemItem::Dense(&b)), Some(&b), 2.0, 0.8), (Some(low_rank), Some(&pq_dense), 3.0, 0.8)];
+        let cases = [
+            (None, None, 0.0f32, 1.0f32),
+            (Some(ItemItem::Dense(&b)), Some(&b), 2.0, 1.0),
+            (Some(ItemItem::Dense(&b)), Some(&b), 2.0, 0.8),
+            (Some(low_rank), Some(&pq_dense), 3.0, 0.8),
+        ];
         for (part, ease, gamma, decay) in cases {
             let onnx = OnnxRecommender::from_bytes(&sequence_model(ModelKind::Edge, &weights, part.map(|part| (part, gamma)), decay)).unwrap();
             assert_eq!(onnx.top_k(), n);
@@ -507,7 +515,8 @@ mod tests {
             for ((g, w), h) in got.iter().zip(&want).zip(&histories) {
                 for (&i, &s) in g.indices.iter().zip(&g.scores) {
                     let age = |k: usize| (h.len() - 1 - k) as i32;
-                    let ease_part: f32 = ease.map_or(0.0, |b| gamma * h.iter().enumerate().map(|(k, &j)| decay.powi(age(k)) * b.row(j as usize)[i]).sum::<f32>());
+                    let ease_part: f32 =
+                        ease.map_or(0.0, |b| gamma * h.iter().enumerate().map(|(k, &j)| decay.powi(age(k)) * b.row(j as usize)[i]).sum::<f32>());
                     assert!((s - (w[i] + ease_part)).abs() < 1e-4, "item {i}: tract {s} vs trainer {}", w[i] + ease_part);
                 }
             }

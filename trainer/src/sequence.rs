@@ -194,7 +194,13 @@ pub fn tune(val: &Phase, users: usize, candidates: &[SasRecConfig]) -> Result<Op
         tried.push((format!("sasrec {} epochs={epochs}", cfg.label()), ndcg));
         if best.as_ref().is_none_or(|b| ndcg > b.ndcg) {
             let ids = index_ids(&val.space);
-            best = Some(Tuned { config: SasRecConfig { max_epochs: epochs, ..cfg.clone() }, ndcg, tried: Vec::new(), scores, model: Some(WarmStart::of(&model, ids)?) });
+            best = Some(Tuned {
+                config: SasRecConfig { max_epochs: epochs, ..cfg.clone() },
+                ndcg,
+                tried: Vec::new(),
+                scores,
+                model: Some(WarmStart::of(&model, ids)?),
+            });
         }
     }
     Ok(best.map(|b| Tuned { tried, ..b }))

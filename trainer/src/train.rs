@@ -60,7 +60,10 @@ enum FullChoice {
     /// SASRec + γ · EASE.
     Blend(f64),
     /// SASRec + γ · low-rank EASE at `rank` over every item.
-    LowRankBlend { rank: usize, gamma: f64 },
+    LowRankBlend {
+        rank: usize,
+        gamma: f64,
+    },
 }
 
 impl FullChoice {
@@ -286,7 +289,8 @@ pub fn choose(log: &InteractionLog, cfg: &TrainConfig, val_split: Split) -> anyh
         }
         // The ranks that fit the edge budget, and the full model's ranks.
         let fits_edge = |r: usize| edge_blend_bytes(&t.config, n_val, r) <= cfg.edge_budget_bytes;
-        let mut ranks: Vec<usize> = cfg.edge_ranks.iter().copied().filter(|&r| fits_edge(r)).chain(FULL_RANKS.iter().copied().filter(|&r| r < n_val / 4)).collect();
+        let mut ranks: Vec<usize> =
+            cfg.edge_ranks.iter().copied().filter(|&r| fits_edge(r)).chain(FULL_RANKS.iter().copied().filter(|&r| r < n_val / 4)).collect();
         ranks.sort_unstable();
         ranks.dedup();
         let x = val.x_eval(n_val, best_decay);
@@ -369,7 +373,8 @@ pub fn test_once(log: &InteractionLog, cfg: &TrainConfig, test_split: Split, cho
         let low = reduce_rank(b.as_ref(), test.x_train.as_ref(), r, choice.beta, choice.decay)?;
         let fit = full_fit + t.elapsed().as_secs_f64();
         served = test.score(low.scores(test.x_eval(n, choice.decay).as_ref()).as_ref());
-        let params = vec![("rank", r.into()), ("lambda", choice.lambda.into()), ("beta", choice.beta.into()), ("decay", choice.decay.into()), ("items", n.into())];
+        let params =
+            vec![("rank", r.into()), ("lambda", choice.lambda.into()), ("beta", choice.beta.into()), ("decay", choice.decay.into()), ("items", n.into())];
         extra_rows.push((choice.full, served.clone(), fit, params));
     }
     let t = Instant::now();

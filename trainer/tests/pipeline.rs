@@ -72,7 +72,7 @@ fn trains_beats_popular_exports_and_verifies() {
     let report = run(&clustered_log(), &cfg).unwrap();
     let ndcg = |name: &str| report.rows.iter().find(|r| r.model.starts_with(name)).unwrap().metrics.ndcg_at_20;
     assert!(ndcg("EASE") > 1.5 * ndcg("most popular"), "EASE {} vs popular {}", ndcg("EASE"), ndcg("most popular"));
-    let edge = report.rows.iter().find(|r| r.model.starts_with("low-rank")).unwrap();
+    let edge = report.rows.iter().find(|r| r.model.ends_with("(edge)")).unwrap();
     assert!(edge.onnx_bytes.unwrap() <= 3_000, "edge file {} bytes over the 3,000-byte budget", edge.onnx_bytes.unwrap());
 
     let set = ModelSet::load_dir(&out, &[ModelKind::Full, ModelKind::Edge]).unwrap();
@@ -118,11 +118,12 @@ fn an_ordered_log_is_served_by_the_sequence_model_which_beats_ease() {
     let out = temp_dir("sequence");
     // EASE over the bag of items (no recency decay: a decayed input tells the
     // direction of the walk, and EASE then names the next item as well).
+    // A budget that holds this SASRec (d 64 over 40 items, ~225 KB): the edge runs it too.
     let cfg = TrainConfig {
         lambdas: vec![1.0, 10.0, 100.0],
         decays: vec![1.0],
         edge_ranks: vec![8],
-        edge_budget_bytes: 10_000,
+        edge_budget_bytes: 400_000,
         ..config("cyclic", &out, Schedule::Full)
     };
     let report = run(&cyclic_log(), &cfg).unwrap();
@@ -135,9 +136,15 @@ fn an_ordered_log_is_served_by_the_sequence_model_which_beats_ease() {
         row("SASRec").metrics.ndcg_at_20,
         row("EASE").metrics.ndcg_at_20
     );
-    let set = ModelSet::load_dir(&out, &[ModelKind::Full]).unwrap();
+    let set = ModelSet::load_dir(&out, &[ModelKind::Full, ModelKind::Edge]).unwrap();
     let architecture = set.manifest.models["full"].params["architecture"].as_str().unwrap().to_string();
     assert!(architecture.starts_with("sasrec"), "{architecture}");
+    // The edge keeps up: it runs the sequence model as well, within its budget.
+    let edge = report.rows.iter().find(|r| r.model.ends_with("(edge)")).unwrap();
+    assert!(edge.model.starts_with("SASRec"), "edge: {}", edge.model);
+    assert!(edge.onnx_bytes.unwrap() <= 400_000, "{} bytes", edge.onnx_bytes.unwrap());
+    assert!(edge.metrics.ndcg_at_20 >= 0.9 * served.metrics.ndcg_at_20, "edge {} vs served {}", edge.metrics.ndcg_at_20, served.metrics.ndcg_at_20);
+    assert!(set.manifest.models["edge"].params["architecture"].as_str().unwrap().starts_with("sasrec+"), "{:?}", set.manifest.models["edge"]);
     // The exported model (refit on the whole log) reads order: after a walk
     // forward it names the next item of the cycle, after the same walk backward the one before.
     let catalog = set.models[0].catalog();
@@ -147,6 +154,75 @@ fn an_ordered_log_is_served_by_the_sequence_model_which_beats_ease() {
     let out_rows = set.models[0].model().run(&[forward, backward]).unwrap();
     let top = |row: usize| catalog.items()[out_rows[row].indices[0]].id.clone();
     assert_eq!(top(0), "item15", "after items 10..14");
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+/// 600 shoppers of 360 items in 30 taste groups, 8 baskets each: the first
+/// four from one group, the last four (the test basket among them) from
+/// another — tastes drift, so what a shopper bought lately predicts the next
+/// basket and equal purchase counts (buy-again) cannot tell old from new.
+fn drifting_baskets() -> InteractionLog {
+    let mut log = InteractionLog::default();
+    let mut state = 99u64;
+    let mut next = || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 33) as usize
+    };
+    for u in 0..600 {
+        let (old, new) = (u % 30, (u * 7 + 3) % 30); // never equal: 6u + 3 is 3 mod 6, never a multiple of 30
+        for basket in 0..8 {
+            let group = if basket < 4 { old } else { new };
+            for _ in 0..4 {
+                log.push(&format!("u{u}"), &format!("item{}", group * 12 + next() % 12), basket, 1.0);
+            }
+        }
+    }
+    log
+}
+
+#[test]
+fn a_drifting_shop_gets_a_recency_decay_that_beats_buy_again_and_a_compact_full_model() {
+    let out = temp_dir("drift");
+    let cfg = TrainConfig {
+        protocol: Protocol::LastBasket,
+        weighting: Weighting::Count,
+        lambdas: vec![10.0, 100.0],
+        betas: vec![0.5, 2.0, 10.0],
+        decays: vec![1.0, 0.9, 0.8],
+        edge_budget_bytes: 40_000,
+        ..config("drift", &out, Schedule::Off)
+    };
+    let report = run(&drifting_baskets(), &cfg).unwrap();
+    let row = |name: &str| report.rows.iter().find(|r| r.model.starts_with(name)).unwrap();
+    let served = report.rows.iter().find(|r| r.model.contains("served")).unwrap();
+    let (ours, buy_again) = (served.metrics.ndcg_at_20, row("buy again").metrics.ndcg_at_20);
+    assert!(ours > 1.2 * buy_again, "served {ours} vs buy again {buy_again}");
+    // Some of the new group's items in the last basket were never bought before: NDCG splits into both parts.
+    let (repeat, base_repeat) = (served.metrics.ndcg_at_20_repeat, row("buy again").metrics.ndcg_at_20_repeat);
+    assert!(0.0 < repeat && repeat < ours, "{:?}", served.metrics);
+    assert!(repeat > base_repeat, "the decay ranks the shopper's own recent items better: {repeat} vs {base_repeat}");
+    assert_eq!(served.per_user_ndcg.len(), served.metrics.users, "per-user figures for the bootstrap");
+    let set = ModelSet::load_dir(&out, &[ModelKind::Full, ModelKind::Edge]).unwrap();
+    let params = &set.manifest.models["full"].params;
+    assert!(params["decay"].as_f64().unwrap() < 1.0, "a decay was chosen: {params:?}");
+    // EASE over 360 items in 30 groups is rank-30-ish: a rank-64 model serves as well and ships instead of n².
+    let tried: Vec<_> = report.tuning.iter().filter(|(k, _)| k.starts_with("full rank")).collect();
+    assert_eq!(
+        params["architecture"],
+        "ease-low-rank",
+        "{params:?} ({}), {tried:?} vs {:?}",
+        served.model,
+        report.tuning.values().copied().fold(f64::MIN, f64::max)
+    );
+    let dense_bytes = 4 * 360 * 360;
+    assert!(served.onnx_bytes.unwrap() < dense_bytes as u64, "{} bytes", served.onnx_bytes.unwrap());
+    // Served through tract: the newest group's items come first for a shopper who drifted.
+    let catalog = set.models[0].catalog();
+    let history: Vec<String> = (0..4).map(|i| format!("item{i}")).chain((12..16).map(|i| format!("item{i}"))).collect();
+    let rows: Vec<(usize, f32)> = catalog.resolve(&history).indices.into_iter().map(|i| (i, 1.0)).collect();
+    let top = &set.models[0].model().run(&[rows]).unwrap()[0];
+    let first: usize = catalog.items()[top.indices[0]].id["item".len()..].parse().unwrap();
+    assert!((12..24).contains(&first), "top item {first}: the newer group's");
     std::fs::remove_dir_all(&out).unwrap();
 }
 
