@@ -83,6 +83,11 @@ struct Tuning {
     /// Largest edge ONNX file in bytes.
     #[arg(long, default_value_t = 2_000_000)]
     edge_budget: usize,
+    /// Let the edge model run the served SASRec (plus a low-rank EASE) when it
+    /// fits the budget and wins on validation; it then costs every edge
+    /// request ~1 ms of CPU instead of ~0.14 ms (docs/performance.md).
+    #[arg(long)]
+    edge_sequence: bool,
     /// Sequence model (SASRec) training: `full` tunes on validation, `short`
     /// is a fixed two-epoch run for tests, `off` trains EASE only.
     #[arg(long, value_enum, default_value = "full")]
@@ -107,7 +112,7 @@ impl Tuning {
         out_dir: PathBuf,
         splits_dir: Option<PathBuf>,
     ) -> anyhow::Result<TrainConfig> {
-        let Tuning { min_count, lambdas, betas, decays, edge_ranks, edge_budget, schedule, seed, ease_memory_budget_gib } = self;
+        let Tuning { min_count, lambdas, betas, decays, edge_ranks, edge_budget, edge_sequence, schedule, seed, ease_memory_budget_gib } = self;
         anyhow::ensure!(decays.iter().all(|d| *d > 0.0 && *d <= 1.0), "--decays must lie in (0, 1]");
         anyhow::ensure!(!lambdas.is_empty() && lambdas.iter().all(|l| *l > 0.0), "--lambdas must be positive");
         anyhow::ensure!(ease_memory_budget_gib.is_finite() && ease_memory_budget_gib > 0.0, "--ease-memory-budget-gib must be positive");
@@ -122,6 +127,7 @@ impl Tuning {
             decays,
             edge_ranks,
             edge_budget_bytes: edge_budget,
+            edge_sequence,
             out_dir,
             splits_dir,
             schedule,

@@ -35,6 +35,9 @@ pub struct TrainConfig {
     pub edge_ranks: Vec<usize>,
     /// Largest edge ONNX file, bytes.
     pub edge_budget_bytes: usize,
+    /// Let the edge model be the served SASRec plus a low-rank EASE when it
+    /// fits the budget and wins on validation (else low-rank EASE over the head).
+    pub edge_sequence: bool,
     /// Where the artifacts go (`models/<dataset>`).
     pub out_dir: PathBuf,
     /// Where the splits for the peer benchmark go, if anywhere.

@@ -341,11 +341,13 @@ pub fn choose(log: &InteractionLog, cfg: &TrainConfig, val_split: Split) -> anyh
         }
         stage(&format!("validation: served {}", full.name()), t_stage);
     }
-    // The edge keeps up when it can run the served sequence model itself (the
-    // short schedule ships it whenever it fits, so tests exercise its graph).
+    // With `edge_sequence`, the edge runs the served sequence model itself when
+    // it fits and wins. Off by default: the edge model runs on every request
+    // beside the origin fetch (its answer is ready at the deadline), so its
+    // cost is paid by every request, and SASRec costs ~8× low-rank EASE there.
     let mut edge = EdgeChoice::LowRank;
-    if let (Some((rank, gamma, ndcg)), true) = (best_low_blend, full.has_sequence())
-        && (ndcg > best_edge || cfg.schedule == crate::sequence::Schedule::Short)
+    if let (Some((rank, gamma, ndcg)), true, true) = (best_low_blend, full.has_sequence(), cfg.edge_sequence)
+        && ndcg > best_edge
     {
         edge = EdgeChoice::Blend { rank, gamma };
     }

@@ -11,15 +11,20 @@ use trainer::sequence::Schedule;
 use trainer::split::Protocol;
 use trainer::train::{TrainConfig, run};
 
+/// A deterministic pseudo-random stream (64-bit LCG, Knuth's MMIX constants).
+fn lcg(seed: u64) -> impl FnMut() -> usize {
+    let mut state = seed;
+    move || {
+        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (state >> 33) as usize
+    }
+}
+
 /// 120 users in 3 taste groups of 20 items each; each user sees 12 items of
 /// their group (a deterministic pseudo-random walk), plus item 0 which everybody sees.
 fn clustered_log() -> InteractionLog {
     let mut log = InteractionLog::default();
-    let mut state = 12345u64;
-    let mut next = || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (state >> 33) as usize
-    };
+    let mut next = lcg(12345);
     for u in 0..120 {
         let group = u % 3;
         let mut seen = Vec::new();
@@ -55,6 +60,7 @@ fn config(dataset: &str, out: &std::path::Path, schedule: Schedule) -> TrainConf
         decays: vec![1.0, 0.9],
         edge_ranks: vec![4, 8],
         edge_budget_bytes: 3_000,
+        edge_sequence: false,
         out_dir: out.to_path_buf(),
         splits_dir: None,
         schedule,
@@ -124,6 +130,7 @@ fn an_ordered_log_is_served_by_the_sequence_model_which_beats_ease() {
         decays: vec![1.0],
         edge_ranks: vec![8],
         edge_budget_bytes: 400_000,
+        edge_sequence: true,
         ..config("cyclic", &out, Schedule::Full)
     };
     let report = run(&cyclic_log(), &cfg).unwrap();
@@ -163,11 +170,7 @@ fn an_ordered_log_is_served_by_the_sequence_model_which_beats_ease() {
 /// basket and equal purchase counts (buy-again) cannot tell old from new.
 fn drifting_baskets() -> InteractionLog {
     let mut log = InteractionLog::default();
-    let mut state = 99u64;
-    let mut next = || {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (state >> 33) as usize
-    };
+    let mut next = lcg(99);
     for u in 0..600 {
         let (old, new) = (u % 30, (u * 7 + 3) % 30); // never equal: 6u + 3 is 3 mod 6, never a multiple of 30
         for basket in 0..8 {
