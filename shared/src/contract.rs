@@ -25,7 +25,7 @@
 //! (see [`crate::request::canonicalize`]). Models that read only the bag of
 //! items ignore the order; models that read the sequence need it.
 //!
-//! The full model is one of four, whichever wins on validation (the manifest's
+//! The full model is one of five, whichever wins on validation (the manifest's
 //! `models.full.params.architecture` says which):
 //! * `ease`: `s = x · B` (Steck, "Embarrassingly Shallow Autoencoders for
 //!   Sparse Data", WWW 2019), where `x[i]` is the sum of `weights` over the
@@ -36,7 +36,8 @@
 //! * `sasrec`: next-item logits of a causal self-attention model over the
 //!   newest `max_len` entries (Kang & McAuley, ICDM 2018; the graph crops or
 //!   pads `L` to `max_len` itself, so any `L ≥ 1` works);
-//! * `sasrec+ease`: `s = logits + γ · x · B` (`x` decayed as for `ease`).
+//! * `sasrec+ease`: `s = logits + γ · x · B` (`x` decayed as for `ease`);
+//!   `sasrec+ease-low-rank` with the low-rank EASE in place of `B`.
 //!
 //! The edge model computes a low-rank approximation `s ≈ x · P · Q + β · x` of
 //! EASE over the most popular items (the same decay).

@@ -202,7 +202,7 @@ pub fn choose(log: &InteractionLog, cfg: &TrainConfig, val_split: Split) -> anyh
     // Scores `x·B + β·x` for every β; the best one is kept.
     let mut try_betas = |b: &faer::Mat<f64>, lambda: f64, decay: f64, tuning: &mut BTreeMap<String, f64>| -> bool {
         let x = val.x_eval(n_val, decay);
-        let base = Scorer::Ease { b: b.clone(), beta: 0.0, decay }.scores(x.as_ref());
+        let base = crate::model::sparse_times(x.as_ref(), b.as_ref()); // x·B, β added below
         let mut improved = false;
         for &beta in &betas {
             let mut s = base.clone();
