@@ -193,11 +193,8 @@ impl<'a> Exportable<'a> {
                             Exportable::LowRank { p, q, beta, .. } => ItemItemPart::LowRank { p, q, beta },
                             Exportable::Sequence { .. } => unreachable!("a scorer is EASE"),
                         };
-                        let beta = match scorer {
-                            Scorer::Ease { beta, .. } | Scorer::LowRank { beta, .. } => *beta,
-                        };
                         // The export scales EASE by 1/(1+β) (see from_scorer); undo it in γ.
-                        (Some((part, (gamma * (1.0 + beta)) as f32)), scorer.decay() as f32)
+                        (Some((part, (gamma * (1.0 + scorer.beta())) as f32)), scorer.decay() as f32)
                     }
                     None => (None, 1.0),
                 };

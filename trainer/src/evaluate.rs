@@ -93,11 +93,7 @@ impl Phase {
     }
 
     fn score_rows(&self, mut ranking: impl FnMut(usize) -> Vec<u32>) -> Scored {
-        let mut e = Evaluator::default();
-        for (t, target) in self.split.targets.iter().enumerate() {
-            e.add_with_repeats(&ranking(t), &target.items, &target.repeats);
-        }
-        Scored { metrics: e.finish(self.log_items), per_user_ndcg: e.per_user_ndcg().to_vec() }
+        score_targets(&self.split.targets, self.log_items, |t, _| ranking(t))
     }
 
     /// Most-popular baseline: everyone gets the popularity order.
@@ -152,9 +148,14 @@ fn histories(split: &Split, space: &ItemSpace) -> Vec<Vec<(usize, f64)>> {
 /// Metrics and per-user NDCG of rankings given as log item ids per evaluated
 /// user (peers' rankings, read back from the benchmark).
 pub fn evaluate_rankings(targets: &[Target], log_items: usize, ranking_of: impl Fn(u32) -> Vec<u32>) -> Scored {
+    score_targets(targets, log_items, |_, target| ranking_of(target.user))
+}
+
+/// Scores `ranking(t, target)` for every target `t`, repeats marked.
+fn score_targets(targets: &[Target], log_items: usize, mut ranking: impl FnMut(usize, &Target) -> Vec<u32>) -> Scored {
     let mut e = Evaluator::default();
-    for target in targets {
-        e.add_with_repeats(&ranking_of(target.user), &target.items, &target.repeats);
+    for (t, target) in targets.iter().enumerate() {
+        e.add_with_repeats(&ranking(t, target), &target.items, &target.repeats);
     }
     Scored { metrics: e.finish(log_items), per_user_ndcg: e.per_user_ndcg().to_vec() }
 }

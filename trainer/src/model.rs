@@ -229,6 +229,13 @@ impl Scorer {
         }
     }
 
+    /// Its buy-again weight.
+    pub fn beta(&self) -> f64 {
+        match self {
+            Scorer::Ease { beta, .. } | Scorer::LowRank { beta, .. } => *beta,
+        }
+    }
+
     /// Items scored (a prefix of the item space).
     pub fn n_items(&self) -> usize {
         match self {

@@ -44,6 +44,11 @@ pub const BLEND_GAMMAS: &[f64] = &[0.3, 1.0, 3.0, 10.0, 30.0, 100.0];
 /// dense EASE (or its blend) is chosen.
 pub const FULL_RANKS: &[usize] = &[64, 128, 256];
 
+/// The [`FULL_RANKS`] worth trying over `n` items (below a quarter of `n`).
+fn full_ranks(n: usize) -> impl Iterator<Item = usize> {
+    FULL_RANKS.iter().copied().filter(move |&r| r < n / 4)
+}
+
 /// How much validation NDCG@20 (relative) a low-rank full model may give up
 /// against dense EASE (or the dense blend) and still be served in its place:
 /// the dense model's `n²` weights (207 MB at Instacart's 7,204 items) must
@@ -235,6 +240,7 @@ pub fn choose(log: &InteractionLog, cfg: &TrainConfig, val_split: Split) -> anyh
         try_betas(&b, lambda, decay, &mut tuning);
     }
     let ease_b = b; // the decays only change β and r: this is the chosen λ's B
+    let x_val = val.x_eval(n_val, best_decay); // the chosen decay's input rows
     stage(&format!("validation: EASE λ={best_lambda} β={best_beta} decay={best_decay}"), t_stage);
     let t_stage = Instant::now();
     let buy_again = best_beta > 0.0;
@@ -289,14 +295,12 @@ pub fn choose(log: &InteractionLog, cfg: &TrainConfig, val_split: Split) -> anyh
         }
         // The ranks that fit the edge budget, and the full model's ranks.
         let fits_edge = |r: usize| edge_blend_bytes(&t.config, n_val, r) <= cfg.edge_budget_bytes;
-        let mut ranks: Vec<usize> =
-            cfg.edge_ranks.iter().copied().filter(|&r| fits_edge(r)).chain(FULL_RANKS.iter().copied().filter(|&r| r < n_val / 4)).collect();
+        let mut ranks: Vec<usize> = cfg.edge_ranks.iter().copied().filter(|&r| fits_edge(r)).chain(full_ranks(n_val)).collect();
         ranks.sort_unstable();
         ranks.dedup();
-        let x = val.x_eval(n_val, best_decay);
         let mut low_blends = Vec::new(); // (rank, γ, validation NDCG@20), the best γ per rank
         for &r in &ranks {
-            let low_scores = reduce_rank(ease_b.as_ref(), val.x_train.as_ref(), r, best_beta, best_decay)?.scores(x.as_ref());
+            let low_scores = reduce_rank(ease_b.as_ref(), val.x_train.as_ref(), r, best_beta, best_decay)?.scores(x_val.as_ref());
             let mut best_here = (r, BLEND_GAMMAS[0], f64::MIN);
             for &gamma in BLEND_GAMMAS {
                 let ndcg = val.evaluate_scores((&t.scores + &low_scores * faer::Scale(gamma)).as_ref()).ndcg_at_20;
@@ -330,9 +334,9 @@ pub fn choose(log: &InteractionLog, cfg: &TrainConfig, val_split: Split) -> anyh
     if full == FullChoice::Ease {
         // The size follows the need: the smallest rank that serves as well.
         let t_stage = Instant::now();
-        for &r in FULL_RANKS.iter().filter(|&&r| r < n_val / 4) {
+        for r in full_ranks(n_val) {
             let low = reduce_rank(ease_b.as_ref(), val.x_train.as_ref(), r, best_beta, best_decay)?;
-            let ndcg = val.evaluate_scores(low.scores(val.x_eval(n_val, best_decay).as_ref()).as_ref()).ndcg_at_20;
+            let ndcg = val.evaluate_scores(low.scores(x_val.as_ref()).as_ref()).ndcg_at_20;
             tuning.insert(format!("full rank={r}"), ndcg);
             if ndcg >= (1.0 - LOW_RANK_FULL_TOLERANCE) * best {
                 full = FullChoice::LowRank(r);
@@ -366,7 +370,8 @@ pub fn test_once(log: &InteractionLog, cfg: &TrainConfig, test_split: Split, cho
     let t = Instant::now();
     let full = Scorer::Ease { b: ease(test.gram.as_ref(), n, choice.lambda)?, beta: choice.beta, decay: choice.decay };
     let full_fit = t.elapsed().as_secs_f64();
-    let ease_test_scores = full.scores(test.x_eval(n, choice.decay).as_ref());
+    let x_test = test.x_eval(n, choice.decay);
+    let ease_test_scores = full.scores(x_test.as_ref());
     let full_metrics = test.score(ease_test_scores.as_ref());
     let mut extra_rows = Vec::new();
     let mut served = full_metrics.clone();
@@ -374,7 +379,7 @@ pub fn test_once(log: &InteractionLog, cfg: &TrainConfig, test_split: Split, cho
         let t = Instant::now();
         let low = reduce_rank(b.as_ref(), test.x_train.as_ref(), r, choice.beta, choice.decay)?;
         let fit = full_fit + t.elapsed().as_secs_f64();
-        served = test.score(low.scores(test.x_eval(n, choice.decay).as_ref()).as_ref());
+        served = test.score(low.scores(x_test.as_ref()).as_ref());
         let params =
             vec![("rank", r.into()), ("lambda", choice.lambda.into()), ("beta", choice.beta.into()), ("decay", choice.decay.into()), ("items", n.into())];
         extra_rows.push((choice.full, served.clone(), fit, params));
@@ -402,7 +407,7 @@ pub fn test_once(log: &InteractionLog, cfg: &TrainConfig, test_split: Split, cho
             let t = Instant::now();
             let low = reduce_rank(b.as_ref(), test.x_train.as_ref(), rank, choice.beta, choice.decay)?;
             let fit = seq_fit + full_fit + t.elapsed().as_secs_f64();
-            let scores = &seq_scores + &low.scores(test.x_eval(n, choice.decay).as_ref()) * faer::Scale(gamma);
+            let scores = &seq_scores + &low.scores(x_test.as_ref()) * faer::Scale(gamma);
             Ok((test.score(scores.as_ref()), fit))
         };
         if let EdgeChoice::Blend { rank, gamma } = choice.edge {
@@ -531,6 +536,11 @@ pub fn export(log: &InteractionLog, cfg: &TrainConfig, choice: &Choice, tested: 
     Ok((exported, coverage))
 }
 
+/// A quality-table row of a model's test figures.
+fn report_row(model: String, scored: &Scored, fit_seconds: f64, onnx_bytes: Option<u64>, params: BTreeMap<String, serde_json::Value>) -> ReportRow {
+    ReportRow { model, metrics: scored.metrics, fit_seconds, onnx_bytes, params, per_user_ndcg: scored.per_user_ndcg.clone() }
+}
+
 /// The quality table's rows: each model's test figures, the served one marked.
 fn rows(choice: &Choice, tested: &Tested, exported: &crate::artifacts::Exported) -> Vec<ReportRow> {
     let param = |pairs: &[(&str, serde_json::Value)]| pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
@@ -539,53 +549,31 @@ fn rows(choice: &Choice, tested: &Tested, exported: &crate::artifacts::Exported)
     let label = |c: FullChoice| format!("{}{}", c.name(), if served(c) { " (full, served)" } else { "" });
     let (edge_scored, edge_fit, m_test) = &tested.edge;
     let mut rows = vec![
-        ReportRow {
-            model: label(FullChoice::Ease),
-            metrics: tested.ease.0.metrics,
-            fit_seconds: tested.ease.1,
-            onnx_bytes: served(FullChoice::Ease).then_some(exported.full_bytes),
-            params: param(&[("lambda", choice.lambda.into()), ("beta", choice.beta.into()), ("decay", choice.decay.into()), ("items", tested.items.into())]),
-            per_user_ndcg: tested.ease.0.per_user_ndcg.clone(),
-        },
-        ReportRow {
-            // The shipped edge model's row ends in "(edge)"; a candidate that lost does not.
-            model: if tested.edge_blend.is_some() { "low-rank EASE over the head".into() } else { "low-rank EASE (edge)".into() },
-            metrics: edge_scored.metrics,
-            fit_seconds: *edge_fit,
-            onnx_bytes: tested.edge_blend.is_none().then_some(exported.edge_bytes),
-            params: param(&[("rank", choice.edge_rank.into()), ("items", (*m_test).into()), ("beta", choice.beta.into()), ("decay", choice.decay.into())]),
-            per_user_ndcg: edge_scored.per_user_ndcg.clone(),
-        },
+        report_row(
+            label(FullChoice::Ease),
+            &tested.ease.0,
+            tested.ease.1,
+            served(FullChoice::Ease).then_some(exported.full_bytes),
+            param(&[("lambda", choice.lambda.into()), ("beta", choice.beta.into()), ("decay", choice.decay.into()), ("items", tested.items.into())]),
+        ),
+        // The shipped edge model's row ends in "(edge)"; a candidate that lost does not.
+        report_row(
+            if tested.edge_blend.is_some() { "low-rank EASE over the head".into() } else { "low-rank EASE (edge)".into() },
+            edge_scored,
+            *edge_fit,
+            tested.edge_blend.is_none().then_some(exported.edge_bytes),
+            param(&[("rank", choice.edge_rank.into()), ("items", (*m_test).into()), ("beta", choice.beta.into()), ("decay", choice.decay.into())]),
+        ),
     ];
     if let (Some((scored, fit)), EdgeChoice::Blend { rank, gamma }) = (&tested.edge_blend, choice.edge) {
-        rows.push(ReportRow {
-            model: "SASRec + low-rank EASE (edge)".into(),
-            metrics: scored.metrics,
-            fit_seconds: *fit,
-            onnx_bytes: Some(exported.edge_bytes),
-            params: param(&[("rank", rank.into()), ("gamma", gamma.into()), ("items", tested.items.into()), ("decay", choice.decay.into())]),
-            per_user_ndcg: scored.per_user_ndcg.clone(),
-        });
+        let params = param(&[("rank", rank.into()), ("gamma", gamma.into()), ("items", tested.items.into()), ("decay", choice.decay.into())]);
+        rows.push(report_row("SASRec + low-rank EASE (edge)".into(), scored, *fit, Some(exported.edge_bytes), params));
     }
     for (c, scored, fit_seconds, params) in &tested.extra_rows {
-        rows.push(ReportRow {
-            model: label(*c),
-            metrics: scored.metrics,
-            fit_seconds: *fit_seconds,
-            onnx_bytes: served(*c).then_some(exported.full_bytes),
-            params: param(params),
-            per_user_ndcg: scored.per_user_ndcg.clone(),
-        });
+        rows.push(report_row(label(*c), scored, *fit_seconds, served(*c).then_some(exported.full_bytes), param(params)));
     }
     for (name, scored) in &tested.baselines {
-        rows.push(ReportRow {
-            model: (*name).into(),
-            metrics: scored.metrics,
-            fit_seconds: 0.0,
-            onnx_bytes: None,
-            params: BTreeMap::new(),
-            per_user_ndcg: scored.per_user_ndcg.clone(),
-        });
+        rows.push(report_row((*name).into(), scored, 0.0, None, BTreeMap::new()));
     }
     rows
 }
